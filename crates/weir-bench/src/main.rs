@@ -1,0 +1,2 @@
+//! weir benchmarks (filled in below).
+fn main() {}

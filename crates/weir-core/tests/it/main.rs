@@ -1,0 +1,3 @@
+//! Integration tests of weir-core: one binary, one module per concern.
+
+mod timetable;

@@ -1,0 +1,902 @@
+//! Datasets of Hive-style Parquet partitions with atomic, idempotent partition commits.
+//!
+//! A [`PartitionWriter`] writes `part-00000.parquet`, `part-00001.parquet`, … into a private
+//! staging folder, `<root>/_staging/<id>/`. [`PartitionWriter::commit`] then swaps it into place:
+//!
+//! 1. fsync every file and the staging folder;
+//! 2. write a commit journal `<root>/_staging/<id>.journal` (atomically, fsynced);
+//! 3. rename the old partition folder, if any, to `<root>/_trash/<id>`;
+//! 4. rename the staging folder to the partition path, and fsync the parent folders;
+//! 5. remove the journal (the commit point), then delete the trash.
+//!
+//! So a re-run replaces a partition, never appends to it, and a reader never sees a partial or
+//! doubled partition (between steps 3 and 4 it briefly sees none). A crash before step 5 is rolled
+//! back by [`Dataset::open`], which finds the journal and puts the old partition back; a crash after
+//! it keeps the new one. `open` also deletes staging and trash folders left by dead writers. A
+//! writer dropped without `commit` deletes its staging folder.
+//!
+//! Folder names starting with `_` or `.` are never partitions. Writers of one process are told
+//! apart by a registry; other processes by their pid (Linux: `/proc/<pid>`; elsewhere leftovers are
+//! removed once a day old). Two processes committing the *same* partition at the same time is not
+//! supported; commits within one process are serialized.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use serde::{Deserialize, Serialize};
+
+use crate::partition::{PartitionKey, parse_segment};
+use crate::DataError;
+
+const STAGING: &str = "_staging";
+const TRASH: &str = "_trash";
+const JOURNAL_EXT: &str = "journal";
+/// Stores the full key beside the data when a value had to be truncated in the path.
+const KEY_SIDECAR: &str = "_key.json";
+/// Leftovers of other processes are removed after this long where liveness cannot be checked.
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Parquet compression codec of written files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd (level 1): the best ratio for its speed; the default.
+    #[default]
+    Zstd,
+    /// Snappy: fastest to decode, larger files.
+    Snappy,
+    /// LZ4 (the `LZ4_RAW` codec).
+    Lz4,
+    /// Gzip (level 6): widely readable, slow to write.
+    Gzip,
+    /// No compression.
+    None,
+}
+
+impl Compression {
+    fn to_parquet(self) -> parquet::basic::Compression {
+        use parquet::basic::Compression as P;
+        match self {
+            Compression::Zstd => P::ZSTD(ZstdLevel::default()),
+            Compression::Snappy => P::SNAPPY,
+            Compression::Lz4 => P::LZ4_RAW,
+            Compression::Gzip => P::GZIP(GzipLevel::default()),
+            Compression::None => P::UNCOMPRESSED,
+        }
+    }
+}
+
+/// How a [`PartitionWriter`] writes its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Codec for every column (default zstd).
+    pub compression: Compression,
+    /// Maximum rows per Parquet row group (default 1 048 576).
+    pub row_group_size: usize,
+    /// Start a new `part-NNNNN.parquet` once a file reaches about this many bytes (checked every
+    /// 8 192 rows); `None` writes one file.
+    pub max_file_bytes: Option<u64>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            compression: Compression::Zstd,
+            row_group_size: 1024 * 1024,
+            max_file_bytes: None,
+        }
+    }
+}
+
+/// What one commit wrote; the store records it as the partition's manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitReport {
+    /// The partition's path relative to the dataset root, `/`-separated.
+    pub partition: String,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes of the Parquet files.
+    pub bytes: u64,
+    /// Number of Parquet files.
+    pub files: u32,
+    /// SHA-1 (hex) over the files' bytes, in file order.
+    pub checksum: String,
+    /// The Arrow schema as JSON: `[{"name", "type", "nullable"}, …]`.
+    pub schema: String,
+}
+
+/// One committed partition, as listed by [`Dataset::partitions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// The path relative to the dataset root, `/`-separated.
+    pub partition: String,
+    /// The parsed key (full values, even where the path had to truncate them).
+    pub key: PartitionKey,
+    /// Rows, from the Parquet footers.
+    pub rows: u64,
+    /// Bytes of the Parquet files.
+    pub bytes: u64,
+    /// Number of Parquet files.
+    pub files: u32,
+}
+
+/// Points in the commit protocol where a test can simulate a crash; see
+/// [`PartitionWriter::commit_with_failpoint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Failpoint {
+    /// Files are written and fsynced; no journal yet. Recovery: the old partition stays.
+    BeforeJournal,
+    /// The journal is written; nothing renamed. Recovery: the old partition stays.
+    AfterJournal,
+    /// The old partition was moved to the trash. Recovery: it is moved back.
+    AfterTrashRename,
+    /// The new partition is in place; the journal is still there. Recovery: rolled back.
+    AfterStagingRename,
+    /// The journal is removed (the commit point); the trash is not yet deleted. Recovery: the
+    /// new partition stays and the trash is deleted.
+    AfterJournalRemove,
+}
+
+impl Failpoint {
+    /// Every failpoint, in protocol order.
+    pub const ALL: [Failpoint; 5] = [
+        Failpoint::BeforeJournal,
+        Failpoint::AfterJournal,
+        Failpoint::AfterTrashRename,
+        Failpoint::AfterStagingRename,
+        Failpoint::AfterJournalRemove,
+    ];
+
+    /// Whether a crash here keeps the new partition (else the old one is restored).
+    pub fn keeps_new_partition(self) -> bool {
+        matches!(self, Failpoint::AfterJournalRemove)
+    }
+}
+
+/// A folder of Hive-style partitions of Parquet files.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    root: PathBuf,
+}
+
+impl Dataset {
+    /// Opens (creating it if needed) the dataset at `root`, rolling back commits interrupted by a
+    /// crash and deleting leftovers of dead writers.
+    pub fn open(root: &Path) -> Result<Dataset, DataError> {
+        fs::create_dir_all(root).map_err(|e| DataError::io("create", root, e))?;
+        let dataset = Dataset {
+            root: root.to_owned(),
+        };
+        for dir in [dataset.staging_root(), dataset.trash_root()] {
+            fs::create_dir_all(&dir).map_err(|e| DataError::io("create", &dir, e))?;
+        }
+        let _guard = commit_lock();
+        dataset.recover()?;
+        Ok(dataset)
+    }
+
+    /// The dataset's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of a partition (whether or not it exists).
+    pub fn partition_path(&self, key: &PartitionKey) -> PathBuf {
+        self.root.join(key.to_relative_path())
+    }
+
+    /// Starts writing a new version of the partition `key`; nothing is visible until
+    /// [`PartitionWriter::commit`].
+    pub fn writer(
+        &self,
+        key: &PartitionKey,
+        schema: SchemaRef,
+        opts: WriteOptions,
+    ) -> Result<PartitionWriter, DataError> {
+        if key.is_empty() {
+            return Err(DataError::InvalidPartitionKey {
+                input: String::new(),
+                reason: "a partition key needs at least one name=value level".into(),
+            });
+        }
+        if opts.row_group_size == 0 || opts.max_file_bytes == Some(0) {
+            return Err(DataError::InvalidOptions {
+                what: "write options",
+                reason: "row_group_size and max_file_bytes must be at least 1".into(),
+            });
+        }
+        let id = unique_id();
+        let staging = self.staging_root().join(&id);
+        live().insert(id.clone());
+        if let Err(e) = fs::create_dir_all(&staging) {
+            live().remove(&id);
+            return Err(DataError::io("create", &staging, e));
+        }
+        let props = WriterProperties::builder()
+            .set_compression(opts.compression.to_parquet())
+            .set_max_row_group_row_count(Some(opts.row_group_size))
+            .build();
+        Ok(PartitionWriter {
+            root: self.root.clone(),
+            key: key.clone(),
+            schema,
+            opts,
+            props,
+            id,
+            staging,
+            current: None,
+            sha: Some(sha1_smol::Sha1::new()),
+            files: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            finished: false,
+        })
+    }
+
+    /// Writes `batches` as the whole content of partition `key` and commits.
+    pub fn write_partition<'a>(
+        &self,
+        key: &PartitionKey,
+        schema: SchemaRef,
+        batches: impl IntoIterator<Item = &'a RecordBatch>,
+        opts: WriteOptions,
+    ) -> Result<CommitReport, DataError> {
+        let mut writer = self.writer(key, schema, opts)?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.commit()
+    }
+
+    /// Every committed partition, sorted by path.
+    pub fn partitions(&self) -> Result<Vec<PartitionInfo>, DataError> {
+        let mut out = Vec::new();
+        self.walk(&self.root, &mut Vec::new(), &mut out)?;
+        out.sort_by(|a, b| a.partition.cmp(&b.partition));
+        Ok(out)
+    }
+
+    /// Reads every row of partition `key`, file by file.
+    pub fn read_partition(&self, key: &PartitionKey) -> Result<Vec<RecordBatch>, DataError> {
+        // A concurrent commit may swap the folder between listing and opening: retry then.
+        let mut attempt = 0;
+        loop {
+            match self.read_partition_once(key) {
+                Err(e) if e.is_not_found() && attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    /// Rows of partition `key`, from the Parquet footers (no data is read).
+    pub fn count_rows(&self, key: &PartitionKey) -> Result<u64, DataError> {
+        let dir = self.existing_partition(key)?;
+        let mut rows = 0;
+        for file in part_files(&dir)? {
+            rows += footer_rows(&file)?;
+        }
+        Ok(rows)
+    }
+
+    fn read_partition_once(&self, key: &PartitionKey) -> Result<Vec<RecordBatch>, DataError> {
+        let dir = self.existing_partition(key)?;
+        let mut batches = Vec::new();
+        for path in part_files(&dir)? {
+            let file = File::open(&path).map_err(|e| DataError::io("open", &path, e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.build())
+                .map_err(|e| DataError::parquet(&path, e))?;
+            for batch in reader {
+                batches.push(batch.map_err(|e| {
+                    DataError::arrow(format!("reading {}", path.display()), e)
+                })?);
+            }
+        }
+        Ok(batches)
+    }
+
+    fn existing_partition(&self, key: &PartitionKey) -> Result<PathBuf, DataError> {
+        let dir = self.partition_path(key);
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(DataError::PartitionNotFound {
+                partition: key.to_path_string(),
+                root: self.root.clone(),
+            })
+        }
+    }
+
+    fn staging_root(&self) -> PathBuf {
+        self.root.join(STAGING)
+    }
+
+    fn trash_root(&self) -> PathBuf {
+        self.root.join(TRASH)
+    }
+
+    fn walk(
+        &self,
+        dir: &Path,
+        segments: &mut Vec<String>,
+        out: &mut Vec<PartitionInfo>,
+    ) -> Result<(), DataError> {
+        let entries = fs::read_dir(dir).map_err(|e| DataError::io("list", dir, e))?;
+        let mut subdirs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('_') || name.starts_with('.') || parse_segment(&name).is_err() {
+                continue;
+            }
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                subdirs.push(name);
+            }
+        }
+        subdirs.sort();
+        for name in subdirs {
+            let path = dir.join(&name);
+            segments.push(name);
+            let files = match part_files(&path) {
+                Ok(files) => files,
+                // Swapped away by a concurrent commit between listing and reading.
+                Err(e) if e.is_not_found() => {
+                    segments.pop();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !files.is_empty() {
+                let partition = segments.join("/");
+                let key = match PartitionKey::parse(&partition) {
+                    Ok(key) => key,
+                    Err(_) => read_key_sidecar(&path)?,
+                };
+                let mut info = PartitionInfo {
+                    partition,
+                    key,
+                    rows: 0,
+                    bytes: 0,
+                    files: files.len() as u32,
+                };
+                for file in &files {
+                    info.rows += footer_rows(file)?;
+                    info.bytes += fs::metadata(file)
+                        .map_err(|e| DataError::io("inspect", file, e))?
+                        .len();
+                }
+                out.push(info);
+            }
+            self.walk(&path, segments, out)?;
+            segments.pop();
+        }
+        Ok(())
+    }
+
+    /// Rolls back interrupted commits and deletes leftovers of dead writers. Holds the commit lock.
+    fn recover(&self) -> Result<(), DataError> {
+        let staging_root = self.staging_root();
+        let trash_root = self.trash_root();
+        let mut pending = HashSet::new();
+        for (name, path) in list(&staging_root)? {
+            if let Some(id) = name.strip_suffix(&format!(".{JOURNAL_EXT}")) {
+                if owner_alive(id, &path) {
+                    pending.insert(id.to_owned());
+                    continue;
+                }
+                let journal: Journal = serde_json::from_slice(
+                    &fs::read(&path).map_err(|e| DataError::io("read", &path, e))?,
+                )
+                .map_err(|e| DataError::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                self.roll_back(id, &journal, &path)?;
+            }
+        }
+        for (name, path) in list(&staging_root)? {
+            let id = name.split('.').next().unwrap_or(&name);
+            if pending.contains(id) || owner_alive(id, &path) {
+                continue;
+            }
+            remove_any(&path)?;
+        }
+        for (name, path) in list(&trash_root)? {
+            let id = name.split('.').next().unwrap_or(&name);
+            if pending.contains(id) || owner_alive(id, &path) {
+                continue;
+            }
+            remove_any(&path)?;
+        }
+        sync_dir(&staging_root)?;
+        sync_dir(&trash_root)
+    }
+
+    /// Undoes an interrupted swap whose journal is at `journal_path`.
+    fn roll_back(&self, id: &str, journal: &Journal, journal_path: &Path) -> Result<(), DataError> {
+        let partition = self.journal_partition(journal, journal_path)?;
+        let staging = self.staging_root().join(id);
+        let trash = self.trash_root().join(id);
+        let parent = partition.parent().unwrap_or(&self.root).to_owned();
+        if !staging.exists() && partition.exists() {
+            // Step 4 happened: the folder in place is the new one; move it aside.
+            let aside = self.trash_root().join(format!("{id}.new"));
+            rename(&partition, &aside)?;
+        }
+        if trash.exists() && !partition.exists() {
+            // Step 3 happened: put the old partition back.
+            fs::create_dir_all(&parent).map_err(|e| DataError::io("create", &parent, e))?;
+            rename(&trash, &partition)?;
+        }
+        sync_dir(&parent)?;
+        sync_dir(&self.trash_root())?;
+        fs::remove_file(journal_path).map_err(|e| DataError::io("remove", journal_path, e))?;
+        sync_dir(&self.staging_root())?;
+        if !partition.exists() {
+            remove_empty_parents(&partition, &self.root);
+        }
+        Ok(())
+    }
+
+    fn journal_partition(&self, journal: &Journal, path: &Path) -> Result<PathBuf, DataError> {
+        let mut out = self.root.clone();
+        for segment in journal.partition.split('/') {
+            if segment.starts_with('_') || segment.starts_with('.') || parse_segment(segment).is_err() {
+                return Err(DataError::Corrupt {
+                    path: path.to_owned(),
+                    reason: format!("the partition path {:?} is not valid", journal.partition),
+                });
+            }
+            out.push(segment);
+        }
+        Ok(out)
+    }
+}
+
+/// Writes one new version of a partition; see [`Dataset::writer`] and the module docs.
+pub struct PartitionWriter {
+    root: PathBuf,
+    key: PartitionKey,
+    schema: SchemaRef,
+    opts: WriteOptions,
+    props: WriterProperties,
+    id: String,
+    staging: PathBuf,
+    current: Option<ArrowWriter<HashingFile>>,
+    sha: Option<sha1_smol::Sha1>,
+    files: Vec<PathBuf>,
+    rows: u64,
+    bytes: u64,
+    finished: bool,
+}
+
+impl std::fmt::Debug for PartitionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionWriter")
+            .field("partition", &self.key.to_path_string())
+            .field("staging", &self.staging)
+            .field("rows", &self.rows)
+            .field("files", &self.files.len())
+            .finish()
+    }
+}
+
+impl PartitionWriter {
+    /// The schema every batch must have.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends a batch (column names and types must match the writer's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), DataError> {
+        let batch = self.conform(batch)?;
+        const CHUNK: usize = 8192;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = CHUNK.min(batch.num_rows() - offset);
+            let chunk = batch.slice(offset, len);
+            offset += len;
+            let path = self.staging.join(part_name(self.files.len()));
+            if self.current.is_none() {
+                self.start_file()?;
+            }
+            let writer = self
+                .current
+                .as_mut()
+                .ok_or_else(|| DataError::Internal("no open part file".into()))?;
+            writer
+                .write(&chunk)
+                .map_err(|e| DataError::parquet(&path, e))?;
+            self.rows += len as u64;
+            if let Some(max) = self.opts.max_file_bytes {
+                let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
+                if size >= max {
+                    self.finish_file()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Atomically replaces the partition with what was written (see the module docs).
+    pub fn commit(self) -> Result<CommitReport, DataError> {
+        self.commit_inner(None)
+    }
+
+    /// Test hook: runs the commit and simulates a crash at `failpoint` (the process state is left
+    /// as a crash would leave it). Reopen the dataset to recover.
+    #[doc(hidden)]
+    pub fn commit_with_failpoint(self, failpoint: Failpoint) -> Result<CommitReport, DataError> {
+        self.commit_inner(Some(failpoint))
+    }
+
+    /// Discards everything written; same as dropping the writer.
+    pub fn abort(self) {}
+
+    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, DataError> {
+        let got = batch.schema();
+        let same = got.fields().len() == self.schema.fields().len()
+            && got
+                .fields()
+                .iter()
+                .zip(self.schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        let mismatch = |found: String| DataError::SchemaMismatch {
+            partition: self.key.to_path_string(),
+            expected: describe_fields(&self.schema),
+            found,
+        };
+        if !same {
+            return Err(mismatch(describe_fields(&got)));
+        }
+        RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            .map_err(|e| mismatch(e.to_string()))
+    }
+
+    fn start_file(&mut self) -> Result<(), DataError> {
+        let path = self.staging.join(part_name(self.files.len()));
+        let file = File::create(&path).map_err(|e| DataError::io("create", &path, e))?;
+        let sink = HashingFile {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            sha: self.sha.take().unwrap_or_default(),
+            bytes: 0,
+        };
+        let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(self.props.clone()))
+            .map_err(|e| DataError::parquet(&path, e))?;
+        self.current = Some(writer);
+        self.files.push(path);
+        Ok(())
+    }
+
+    fn finish_file(&mut self) -> Result<(), DataError> {
+        let Some(writer) = self.current.take() else {
+            return Ok(());
+        };
+        let path = self
+            .files
+            .last()
+            .cloned()
+            .ok_or_else(|| DataError::Internal("an open writer without a file".into()))?;
+        let sink = writer
+            .into_inner()
+            .map_err(|e| DataError::parquet(&path, e))?;
+        self.bytes += sink.bytes;
+        self.sha = Some(sink.sha);
+        let file = sink
+            .inner
+            .into_inner()
+            .map_err(|e| DataError::io("write", &path, e.into_error()))?;
+        file.sync_all().map_err(|e| DataError::io("fsync", &path, e))?;
+        Ok(())
+    }
+
+    fn commit_inner(mut self, failpoint: Option<Failpoint>) -> Result<CommitReport, DataError> {
+        let partition_rel = self.key.to_path_string();
+        if self.files.is_empty() {
+            // An empty partition is still a partition: one file with the schema and no rows.
+            self.start_file()?;
+        }
+        self.finish_file()?;
+        if self.key.is_truncated() {
+            let sidecar = self.staging.join(KEY_SIDECAR);
+            let json = serde_json::to_vec(&SidecarKey {
+                key: self.key.parts().to_vec(),
+            })
+            .map_err(|e| DataError::Internal(e.to_string()))?;
+            write_durably(&sidecar, &json)?;
+        }
+        sync_dir(&self.staging)?;
+        let report = CommitReport {
+            partition: partition_rel.clone(),
+            rows: self.rows,
+            bytes: self.bytes,
+            files: self.files.len() as u32,
+            checksum: self.sha.take().unwrap_or_default().digest().to_string(),
+            schema: schema_json(&self.schema),
+        };
+
+        let crash = |this: &mut PartitionWriter, at: Failpoint| -> Result<(), DataError> {
+            if failpoint == Some(at) {
+                // Simulate the process dying here: leave the files, forget the writer is alive.
+                this.finished = true;
+                live().remove(&this.id);
+                return Err(DataError::InjectedFailure {
+                    failpoint: at,
+                    partition: this.key.to_path_string(),
+                });
+            }
+            Ok(())
+        };
+        crash(&mut self, Failpoint::BeforeJournal)?;
+
+        let _guard = commit_lock();
+        let staging_root = self.root.join(STAGING);
+        let trash_root = self.root.join(TRASH);
+        let partition = self.root.join(self.key.to_relative_path());
+        let parent = partition.parent().unwrap_or(&self.root).to_owned();
+        let trash = trash_root.join(&self.id);
+        let journal_path = staging_root.join(format!("{}.{JOURNAL_EXT}", self.id));
+        let had_old = partition.exists();
+        let journal = serde_json::to_vec(&Journal {
+            partition: partition_rel,
+            had_old,
+        })
+        .map_err(|e| DataError::Internal(e.to_string()))?;
+        write_durably(&journal_path, &journal)?;
+        sync_dir(&staging_root)?;
+        crash(&mut self, Failpoint::AfterJournal)?;
+
+        if had_old {
+            fs::create_dir_all(&trash_root).map_err(|e| DataError::io("create", &trash_root, e))?;
+            rename(&partition, &trash)?;
+        }
+        crash(&mut self, Failpoint::AfterTrashRename)?;
+
+        fs::create_dir_all(&parent).map_err(|e| DataError::io("create", &parent, e))?;
+        rename(&self.staging, &partition)?;
+        sync_dir(&parent)?;
+        sync_dir(&trash_root)?;
+        sync_dir(&staging_root)?;
+        crash(&mut self, Failpoint::AfterStagingRename)?;
+
+        fs::remove_file(&journal_path).map_err(|e| DataError::io("remove", &journal_path, e))?;
+        sync_dir(&staging_root)?;
+        crash(&mut self, Failpoint::AfterJournalRemove)?;
+
+        if had_old {
+            remove_any(&trash)?;
+        }
+        self.finished = true;
+        live().remove(&self.id);
+        Ok(report)
+    }
+}
+
+impl Drop for PartitionWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            drop(self.current.take());
+            let _ = fs::remove_dir_all(&self.staging);
+            live().remove(&self.id);
+        }
+    }
+}
+
+/// A `Write` that hashes and counts what it writes.
+struct HashingFile {
+    inner: BufWriter<File>,
+    sha: sha1_smol::Sha1,
+    bytes: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Journal {
+    partition: String,
+    had_old: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SidecarKey {
+    key: Vec<(String, String)>,
+}
+
+fn read_key_sidecar(dir: &Path) -> Result<PartitionKey, DataError> {
+    let path = dir.join(KEY_SIDECAR);
+    let bytes = fs::read(&path).map_err(|e| DataError::io("read", &path, e))?;
+    let sidecar: SidecarKey = serde_json::from_slice(&bytes).map_err(|e| DataError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    PartitionKey::new(sidecar.key)
+}
+
+fn part_name(index: usize) -> String {
+    format!("part-{index:05}.parquet")
+}
+
+/// The part files of a partition folder, in numeric order.
+fn part_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| DataError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let number = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(number) = number {
+            files.push((number, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+fn footer_rows(path: &Path) -> Result<u64, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| DataError::parquet(path, e))?;
+    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+fn describe_fields(schema: &SchemaRef) -> String {
+    let fields: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect();
+    format!("[{}]", fields.join(", "))
+}
+
+fn schema_json(schema: &SchemaRef) -> String {
+    let fields: Vec<serde_json::Value> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name(),
+                "type": f.data_type().to_string(),
+                "nullable": f.is_nullable(),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(fields).to_string()
+}
+
+fn commit_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ids of writers alive in this process.
+fn live() -> MutexGuard<'static, HashSet<String>> {
+    static LIVE: std::sync::OnceLock<Mutex<HashSet<String>>> = std::sync::OnceLock::new();
+    LIVE.get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+fn unique_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Whether the writer that owns staging/trash entry `id` may still be running.
+fn owner_alive(id: &str, path: &Path) -> bool {
+    let Some(pid) = id.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false; // Not ours: a stray folder.
+    };
+    if pid == std::process::id() {
+        return live().contains(id);
+    }
+    if Path::new("/proc/self").exists() {
+        return Path::new("/proc").join(pid.to_string()).exists();
+    }
+    let age = fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok());
+    age.is_none_or(|age| age < STALE_AFTER)
+}
+
+fn list(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| DataError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), DataError> {
+    fs::rename(from, to).map_err(|e| DataError::io("rename", from, e))
+}
+
+fn remove_any(path: &Path) -> Result<(), DataError> {
+    let result = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(DataError::io("remove", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes now-empty parent folders of `path` up to (not including) `root`; best effort.
+fn remove_empty_parents(path: &Path, root: &Path) {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
+/// Writes a small file via a temporary name and rename, fsynced.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(|e| DataError::io("create", &tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| DataError::io("write", &tmp, e))?;
+    rename(&tmp, path)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), DataError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| DataError::io("fsync", dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}

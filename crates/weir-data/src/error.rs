@@ -1,0 +1,146 @@
+//! `DataError`: every way the data layer can fail, each message one sentence saying what failed,
+//! where (file, line, partition) and what to do about it.
+
+use std::path::PathBuf;
+
+/// The error type of weir-data.
+///
+/// Malformed *rows* are not errors: readers set them aside as [`crate::Reject`]s. These variants
+/// are for things that stop a whole operation: unreadable files, bad options (the caller's
+/// mistake), and bugs ([`DataError::Internal`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// A filesystem operation failed.
+    #[error("cannot {action} {path}: {source}; check that the path exists and is writable")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file extension does not name a format this crate reads.
+    #[error(
+        "cannot read {path}: unknown file format; use a file ending in .csv or .parquet"
+    )]
+    UnsupportedFormat { path: PathBuf },
+
+    /// A CSV file is unusable as a whole (no header, bad header, unreadable bytes).
+    #[error("cannot read CSV {path} at line {line}: {reason}; fix the file or pass an explicit schema")]
+    Csv {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+
+    /// Reading or writing a Parquet file failed.
+    #[error("Parquet error in {path}: {source}; check that the file is a complete Parquet file")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// An Arrow compute kernel or batch construction failed.
+    #[error("Arrow error while {context}: {source}; check that the batch matches the schema")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+
+    /// A named column is absent.
+    #[error("column {column:?} not found in {place}; available columns are {available:?}")]
+    MissingColumn {
+        column: String,
+        place: String,
+        available: Vec<String>,
+    },
+
+    /// A column has a type this operation cannot use.
+    #[error("column {column:?} in {place} has type {found}, but {expected} is required; cast it or pick another column")]
+    ColumnType {
+        column: String,
+        place: String,
+        found: String,
+        expected: String,
+    },
+
+    /// A column has a null where the operation needs a value.
+    #[error("column {column:?} has a null at row {row}; drop or fill null rows before this step")]
+    NullValue { column: String, row: usize },
+
+    /// A partition key or path is not valid.
+    #[error("invalid partition key {input:?}: {reason}")]
+    InvalidPartitionKey { input: String, reason: String },
+
+    /// An option or argument is out of range or inconsistent.
+    #[error("invalid {what}: {reason}")]
+    InvalidOptions { what: &'static str, reason: String },
+
+    /// A batch written to a partition does not match the writer's schema.
+    #[error("batch does not match the schema of partition {partition}: expected {expected}, found {found}; write batches with the writer's schema")]
+    SchemaMismatch {
+        partition: String,
+        expected: String,
+        found: String,
+    },
+
+    /// The partition asked for does not exist.
+    #[error("partition {partition} does not exist under {root}; list partitions to see which exist")]
+    PartitionNotFound { partition: String, root: PathBuf },
+
+    /// A commit journal or sidecar file could not be understood.
+    #[error("cannot understand {path}: {reason}; move the file aside and reopen the dataset")]
+    Corrupt { path: PathBuf, reason: String },
+
+    /// A failure injected by a test through [`crate::Failpoint`].
+    #[error("injected failure at {failpoint:?} while committing {partition}; this only happens in tests")]
+    InjectedFailure {
+        failpoint: crate::Failpoint,
+        partition: String,
+    },
+
+    /// A bug in weir-data.
+    #[error("internal error in weir-data (this is a bug, please report it): {0}")]
+    Internal(String),
+}
+
+impl DataError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        DataError::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        DataError::Parquet {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether this error is a (possibly wrapped) "file not found".
+    pub(crate) fn is_not_found(&self) -> bool {
+        match self {
+            DataError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            DataError::Parquet {
+                source: parquet::errors::ParquetError::External(e),
+                ..
+            } => e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound),
+            _ => false,
+        }
+    }
+}

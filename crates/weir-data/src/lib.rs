@@ -1,0 +1,46 @@
+//! weir-data: the batch data layer — sample data, streaming sources, time windows, Hive-style
+//! partitions and atomic, idempotent partition commits on Arrow and Parquet.
+//!
+//! Everything here is synchronous and does blocking file IO: async callers run it on
+//! `spawn_blocking`. Time is always an argument (`jiff::Timestamp`); nothing here reads the clock
+//! except to make staging directory names unique.
+//!
+//! Code map:
+//! - [`sample`]: the deterministic, seeded generator of realistic (and partly malformed) orders.
+//! - [`source`]: streaming CSV / Parquet readers that set malformed rows aside as [`Reject`]s.
+//! - [`window`]: time-window filters and splitting a batch into partitions by a computed key.
+//! - [`partition`]: [`PartitionKey`], Hive-style `name=value` paths whose values cannot escape.
+//! - [`dataset`]: [`Dataset`], [`PartitionWriter`] and the staging → swap commit protocol.
+
+pub mod dataset;
+mod error;
+pub mod partition;
+pub mod sample;
+pub mod source;
+pub mod window;
+
+pub use dataset::{
+    CommitReport, Compression, Dataset, Failpoint, PartitionInfo, PartitionWriter, WriteOptions,
+};
+pub use error::DataError;
+pub use partition::PartitionKey;
+pub use sample::{SampleSpec, SampleSummary, orders_schema, write_orders_csv, write_orders_parquet};
+pub use source::{ReadOptions, Reject, SourceReader, open_source};
+pub use window::{
+    filter_time_window, local_date_hour_keys, local_date_keys, partition_by_local_date,
+    partition_by_local_hour, split_by_key,
+};
+
+/// The Arrow time zone label of every normalized time column (`Timestamp(Microsecond, "UTC")`).
+///
+/// Note: without arrow's `chrono-tz` feature (DataFusion enables it), arrow's pretty printer and
+/// string casts cannot render a column labelled `"UTC"`; compare, filter and take work regardless.
+pub const UTC_TZ: &str = "UTC";
+
+/// The Arrow type of a normalized time column: `Timestamp(Microsecond, Some("UTC"))`.
+pub fn utc_micros_type() -> arrow::datatypes::DataType {
+    arrow::datatypes::DataType::Timestamp(
+        arrow::datatypes::TimeUnit::Microsecond,
+        Some(UTC_TZ.into()),
+    )
+}

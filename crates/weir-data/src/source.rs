@@ -1,0 +1,803 @@
+//! Streaming readers over CSV and Parquet files that yield Arrow record batches and set malformed
+//! rows aside as [`Reject`]s (file, 1-based line, raw text, reason) instead of failing.
+//!
+//! Memory is bounded by the batch size: rows are parsed one at a time into column builders and a
+//! batch is emitted every `batch_size` good rows. Rejected rows are kept on the reader until taken
+//! with [`SourceReader::take_rejects`].
+//!
+//! CSV schema inference is deliberately simple and predictable: over the first `infer_rows` rows
+//! with the right field count, a column is `Int64` if every non-empty value parses as an `i64`,
+//! else `Float64` if every non-empty value is a decimal number, else `Utf8`; all inferred columns
+//! are nullable (an empty field is a null). One stray value in the sample makes a column `Utf8`, so
+//! pass an explicit schema for messy files (e.g. [`crate::orders_schema`]).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanBuilder, Decimal128Builder, Float64Builder, Int32Builder,
+    Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    make_array,
+};
+use arrow::compute::kernels::cast_utils::parse_decimal;
+use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef, TimeUnit};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use jiff::Timestamp;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+
+use crate::DataError;
+use crate::window::timestamp_from_unit;
+
+/// How to read a source file.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// Good rows per emitted batch (default 65 536).
+    pub batch_size: usize,
+    /// A column to normalize to `Timestamp(Microsecond, "UTC")`: strings with an offset or `Z`
+    /// (RFC 3339), or any Arrow/Parquet timestamp. A row whose value is missing or unparseable is
+    /// a reject.
+    pub time_column: Option<String>,
+    /// CSV only: the columns, in header order, instead of inferring them. Supported types: Int64,
+    /// Int32, Float64, Decimal128, Boolean, Utf8, Date32, Timestamp. A non-nullable column rejects
+    /// empty fields. Ignored for Parquet, whose files carry their schema.
+    pub schema: Option<SchemaRef>,
+    /// CSV only: rows sampled to infer a schema (default 1 000).
+    pub infer_rows: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            batch_size: 65_536,
+            time_column: None,
+            schema: None,
+            infer_rows: 1_000,
+        }
+    }
+}
+
+/// A row that could not be read, kept for a dead-letter queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// The source file.
+    pub file: PathBuf,
+    /// CSV: the 1-based line where the record starts (the header is line 1). Parquet: the 1-based
+    /// row number in the file.
+    pub line: u64,
+    /// The record as one CSV line (fields re-quoted where needed; invalid UTF-8 replaced).
+    pub raw: String,
+    /// Why it was rejected, naming the column.
+    pub reason: String,
+}
+
+/// A streaming reader over one source file; see [`open_source`].
+pub struct SourceReader {
+    path: PathBuf,
+    schema: SchemaRef,
+    batch_size: usize,
+    rejects: Vec<Reject>,
+    rows_emitted: u64,
+    done: bool,
+    inner: Inner,
+}
+
+enum Inner {
+    Csv(Box<CsvState>),
+    Parquet(ParquetState),
+}
+
+/// Opens `path` for streaming; the format comes from the extension (`.csv` or `.parquet`).
+pub fn open_source(path: &Path, opts: &ReadOptions) -> Result<SourceReader, DataError> {
+    if opts.batch_size == 0 {
+        return Err(DataError::InvalidOptions {
+            what: "read options",
+            reason: "batch_size must be at least 1".into(),
+        });
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let (schema, inner) = match ext.as_deref() {
+        Some("csv") => {
+            let (schema, state) = CsvState::open(path, opts)?;
+            (schema, Inner::Csv(Box::new(state)))
+        }
+        Some("parquet") | Some("parq") => {
+            let (schema, state) = ParquetState::open(path, opts)?;
+            (schema, Inner::Parquet(state))
+        }
+        _ => {
+            return Err(DataError::UnsupportedFormat {
+                path: path.to_owned(),
+            });
+        }
+    };
+    Ok(SourceReader {
+        path: path.to_owned(),
+        schema,
+        batch_size: opts.batch_size,
+        rejects: Vec::new(),
+        rows_emitted: 0,
+        done: false,
+        inner,
+    })
+}
+
+impl SourceReader {
+    /// The schema of every emitted batch (the time column, if any, is `Timestamp(µs, "UTC")`).
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The rows rejected so far (and not yet taken).
+    pub fn rejects(&self) -> &[Reject] {
+        &self.rejects
+    }
+
+    /// Takes the rows rejected so far, leaving the reader's list empty.
+    pub fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.rejects)
+    }
+
+    /// Good rows emitted in batches so far.
+    pub fn rows_emitted(&self) -> u64 {
+        self.rows_emitted
+    }
+
+    /// Reads the whole source into memory (for small files and tests).
+    pub fn collect_batches(&mut self) -> Result<Vec<RecordBatch>, DataError> {
+        self.by_ref().collect()
+    }
+}
+
+impl Iterator for SourceReader {
+    type Item = Result<RecordBatch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let result = match &mut self.inner {
+            Inner::Csv(state) => {
+                state.next_batch(&self.path, &self.schema, self.batch_size, &mut self.rejects)
+            }
+            Inner::Parquet(state) => state.next_batch(&self.path, &self.schema, &mut self.rejects),
+        };
+        match result {
+            Ok(Some(batch)) => {
+                self.rows_emitted += batch.num_rows() as u64;
+                Some(Ok(batch))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+/// How one CSV column is parsed and built.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Int64,
+    Int32,
+    Float64,
+    Decimal128(u8, i8),
+    Boolean,
+    Utf8,
+    Date32,
+    Timestamp(TimeUnit),
+}
+
+impl Kind {
+    fn of(data_type: &DataType) -> Option<Kind> {
+        Some(match data_type {
+            DataType::Int64 => Kind::Int64,
+            DataType::Int32 => Kind::Int32,
+            DataType::Float64 => Kind::Float64,
+            DataType::Decimal128(p, s) => Kind::Decimal128(*p, *s),
+            DataType::Boolean => Kind::Boolean,
+            DataType::Utf8 => Kind::Utf8,
+            DataType::Date32 => Kind::Date32,
+            DataType::Timestamp(unit, _) => Kind::Timestamp(*unit),
+            _ => return None,
+        })
+    }
+}
+
+enum Builder {
+    I64(Int64Builder),
+    I32(Int32Builder),
+    F64(Float64Builder),
+    I128(Decimal128Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+}
+
+impl Builder {
+    fn new(kind: Kind, capacity: usize) -> Builder {
+        match kind {
+            Kind::Int64 | Kind::Timestamp(_) => Builder::I64(Int64Builder::with_capacity(capacity)),
+            Kind::Int32 | Kind::Date32 => Builder::I32(Int32Builder::with_capacity(capacity)),
+            Kind::Float64 => Builder::F64(Float64Builder::with_capacity(capacity)),
+            Kind::Decimal128(..) => Builder::I128(Decimal128Builder::with_capacity(capacity)),
+            Kind::Boolean => Builder::Bool(BooleanBuilder::with_capacity(capacity)),
+            Kind::Utf8 => Builder::Str(StringBuilder::with_capacity(capacity, capacity * 16)),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::I64(b) => Arc::new(b.finish()),
+            Builder::I32(b) => Arc::new(b.finish()),
+            Builder::F64(b) => Arc::new(b.finish()),
+            Builder::I128(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Str(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cell {
+    Null,
+    I64(i64),
+    I32(i32),
+    F64(f64),
+    I128(i128),
+    Bool(bool),
+    Str,
+}
+
+struct CsvState {
+    reader: csv::Reader<File>,
+    record: csv::ByteRecord,
+    kinds: Vec<Kind>,
+    nullable: Vec<bool>,
+    names: Vec<String>,
+    builders: Vec<Builder>,
+    cells: Vec<Cell>,
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<File>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(file))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map(|p| p.line()).unwrap_or(0);
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => DataError::io("read", path, io),
+        other => DataError::Csv {
+            path: path.to_owned(),
+            line,
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+impl CsvState {
+    fn open(path: &Path, opts: &ReadOptions) -> Result<(SchemaRef, CsvState), DataError> {
+        let mut reader = csv_reader(path)?;
+        let header = reader.byte_headers().map_err(|e| csv_error(path, e))?.clone();
+        let bad_header = |reason: String| DataError::Csv {
+            path: path.to_owned(),
+            line: 1,
+            reason,
+        };
+        if header.is_empty() {
+            return Err(bad_header("the file is empty but a header row is required".into()));
+        }
+        let mut names = Vec::with_capacity(header.len());
+        for field in &header {
+            let name = std::str::from_utf8(field)
+                .map_err(|_| bad_header("the header is not valid UTF-8".into()))?;
+            if name.is_empty() {
+                return Err(bad_header(format!("column {} has an empty name", names.len() + 1)));
+            }
+            if names.iter().any(|n| n == name) {
+                return Err(bad_header(format!("column name {name:?} appears twice")));
+            }
+            names.push(name.to_owned());
+        }
+
+        let base: Schema = match &opts.schema {
+            Some(schema) => {
+                let expected: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                if expected != names {
+                    return Err(bad_header(format!(
+                        "the header {names:?} does not match the schema's columns {expected:?}"
+                    )));
+                }
+                schema.as_ref().clone()
+            }
+            None => infer_schema(path, &names, opts)?,
+        };
+
+        let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
+        if let Some(time) = &opts.time_column {
+            let i = names
+                .iter()
+                .position(|n| n == time)
+                .ok_or_else(|| DataError::MissingColumn {
+                    column: time.clone(),
+                    place: path.display().to_string(),
+                    available: names.clone(),
+                })?;
+            fields[i] = Field::new(time, crate::utc_micros_type(), false);
+        }
+        let mut kinds = Vec::with_capacity(fields.len());
+        for f in &fields {
+            kinds.push(Kind::of(f.data_type()).ok_or_else(|| DataError::ColumnType {
+                column: f.name().clone(),
+                place: path.display().to_string(),
+                found: f.data_type().to_string(),
+                expected: "one of Int64, Int32, Float64, Decimal128, Boolean, Utf8, Date32, Timestamp"
+                    .into(),
+            })?);
+        }
+        let nullable = fields.iter().map(|f| f.is_nullable()).collect();
+        let schema = Arc::new(Schema::new_with_metadata(fields, base.metadata().clone()));
+        let capacity = opts.batch_size.min(8192);
+        let builders = kinds.iter().map(|k| Builder::new(*k, capacity)).collect();
+        let cells = vec![Cell::Null; kinds.len()];
+        Ok((
+            schema,
+            CsvState {
+                reader,
+                record: csv::ByteRecord::new(),
+                kinds,
+                nullable,
+                names,
+                builders,
+                cells,
+            },
+        ))
+    }
+
+    fn next_batch(
+        &mut self,
+        path: &Path,
+        schema: &SchemaRef,
+        batch_size: usize,
+        rejects: &mut Vec<Reject>,
+    ) -> Result<Option<RecordBatch>, DataError> {
+        let mut rows = 0usize;
+        while rows < batch_size {
+            let more = self
+                .reader
+                .read_byte_record(&mut self.record)
+                .map_err(|e| csv_error(path, e))?;
+            if !more {
+                break;
+            }
+            match self.parse_row() {
+                Ok(()) => {
+                    self.append_row();
+                    rows += 1;
+                }
+                Err(reason) => rejects.push(Reject {
+                    file: path.to_owned(),
+                    line: self.record.position().map(|p| p.line()).unwrap_or(0),
+                    raw: raw_csv_line(self.record.iter()),
+                    reason,
+                }),
+            }
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        let columns = self
+            .builders
+            .iter_mut()
+            .zip(schema.fields())
+            .map(|(b, f)| relabel(b.finish(), f.data_type()))
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| DataError::arrow(format!("building a batch from {}", path.display()), e))
+    }
+
+    /// Parses the current record into `self.cells`, or says why it is rejected.
+    fn parse_row(&mut self) -> Result<(), String> {
+        if self.record.len() != self.kinds.len() {
+            return Err(format!(
+                "expected {} fields, found {}",
+                self.kinds.len(),
+                self.record.len()
+            ));
+        }
+        for (i, raw) in self.record.iter().enumerate() {
+            let name = &self.names[i];
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| format!("column {name:?}: the value is not valid UTF-8"))?;
+            self.cells[i] = if text.is_empty() {
+                if !self.nullable[i] {
+                    return Err(format!("column {name:?}: the value is empty but required"));
+                }
+                Cell::Null
+            } else {
+                parse_cell(self.kinds[i], text)
+                    .map_err(|why| format!("column {name:?}: {text:?} {why}"))?
+            };
+        }
+        Ok(())
+    }
+
+    fn append_row(&mut self) {
+        for (i, b) in self.builders.iter_mut().enumerate() {
+            match (b, self.cells[i]) {
+                (Builder::I64(b), Cell::I64(v)) => b.append_value(v),
+                (Builder::I64(b), _) => b.append_null(),
+                (Builder::I32(b), Cell::I32(v)) => b.append_value(v),
+                (Builder::I32(b), _) => b.append_null(),
+                (Builder::F64(b), Cell::F64(v)) => b.append_value(v),
+                (Builder::F64(b), _) => b.append_null(),
+                (Builder::I128(b), Cell::I128(v)) => b.append_value(v),
+                (Builder::I128(b), _) => b.append_null(),
+                (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
+                (Builder::Bool(b), _) => b.append_null(),
+                (Builder::Str(b), Cell::Str) => {
+                    // Validated as UTF-8 in parse_row.
+                    b.append_value(std::str::from_utf8(&self.record[i]).unwrap_or_default())
+                }
+                (Builder::Str(b), _) => b.append_null(),
+            }
+        }
+    }
+}
+
+fn parse_cell(kind: Kind, text: &str) -> Result<Cell, &'static str> {
+    Ok(match kind {
+        Kind::Int64 => Cell::I64(text.parse().map_err(|_| "is not an integer")?),
+        Kind::Int32 => Cell::I32(text.parse().map_err(|_| "is not a 32-bit integer")?),
+        Kind::Float64 => {
+            if !looks_numeric(text) {
+                return Err("is not a number");
+            }
+            Cell::F64(text.parse().map_err(|_| "is not a number")?)
+        }
+        Kind::Decimal128(p, s) => Cell::I128(
+            parse_decimal::<Decimal128Type>(text, p, s)
+                .map_err(|_| "is not a decimal number that fits the column")?,
+        ),
+        Kind::Boolean => Cell::Bool(match text.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" => true,
+            "false" | "f" | "0" | "no" => false,
+            _ => return Err("is not a boolean"),
+        }),
+        Kind::Utf8 => Cell::Str,
+        Kind::Date32 => {
+            let date: jiff::civil::Date = text.parse().map_err(|_| "is not a date (YYYY-MM-DD)")?;
+            let days = date
+                .since(jiff::civil::date(1970, 1, 1))
+                .map_err(|_| "is not a date in range")?
+                .get_days();
+            Cell::I32(days)
+        }
+        Kind::Timestamp(unit) => {
+            let ts = parse_timestamp(text)?;
+            Cell::I64(timestamp_in_unit(ts, unit).ok_or("is out of range for the column's unit")?)
+        }
+    })
+}
+
+/// Parses an instant written with an offset or `Z` (RFC 3339 and close relatives).
+pub(crate) fn parse_timestamp(text: &str) -> Result<Timestamp, &'static str> {
+    text.parse::<Timestamp>()
+        .map_err(|_| "is not a timestamp with an offset or Z (e.g. 2026-03-08T05:00:00Z)")
+}
+
+fn timestamp_in_unit(ts: Timestamp, unit: TimeUnit) -> Option<i64> {
+    match unit {
+        TimeUnit::Second => Some(ts.as_second()),
+        TimeUnit::Millisecond => Some(ts.as_millisecond()),
+        TimeUnit::Microsecond => Some(ts.as_microsecond()),
+        TimeUnit::Nanosecond => i64::try_from(ts.as_nanosecond()).ok(),
+    }
+}
+
+fn looks_numeric(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+        && text.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// Gives an array built with a storage builder its final type (timestamps, dates, decimals).
+fn relabel(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef, DataError> {
+    if array.data_type() == data_type {
+        return Ok(array);
+    }
+    let data = array
+        .to_data()
+        .into_builder()
+        .data_type(data_type.clone())
+        .build()
+        .map_err(|e| DataError::arrow(format!("giving a column the type {data_type}"), e))?;
+    Ok(make_array(data))
+}
+
+fn infer_schema(path: &Path, names: &[String], opts: &ReadOptions) -> Result<Schema, DataError> {
+    #[derive(Clone, Copy)]
+    struct Seen {
+        any: bool,
+        int: bool,
+        float: bool,
+    }
+    let mut seen = vec![
+        Seen {
+            any: false,
+            int: true,
+            float: true
+        };
+        names.len()
+    ];
+    let mut reader = csv_reader(path)?;
+    let mut record = csv::ByteRecord::new();
+    let mut sampled = 0;
+    while sampled < opts.infer_rows
+        && reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(path, e))?
+    {
+        if record.len() != names.len() {
+            continue;
+        }
+        sampled += 1;
+        for (s, raw) in seen.iter_mut().zip(record.iter()) {
+            let Ok(text) = std::str::from_utf8(raw) else {
+                s.int = false;
+                s.float = false;
+                continue;
+            };
+            if text.is_empty() {
+                continue;
+            }
+            s.any = true;
+            s.int &= text.parse::<i64>().is_ok();
+            s.float &= looks_numeric(text) && text.parse::<f64>().is_ok();
+        }
+    }
+    Ok(Schema::new(
+        names
+            .iter()
+            .zip(&seen)
+            .map(|(name, s)| {
+                let t = match (s.any, s.int, s.float) {
+                    (true, true, _) => DataType::Int64,
+                    (true, false, true) => DataType::Float64,
+                    _ => DataType::Utf8,
+                };
+                Field::new(name, t, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Re-encodes fields as one CSV line (quoted where needed, no line terminator).
+fn raw_csv_line<'a>(fields: impl Iterator<Item = &'a [u8]>) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let record: csv::ByteRecord = fields.collect();
+    // Writing to a Vec cannot fail.
+    let _ = w.write_byte_record(&record);
+    let bytes = w.into_inner().unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    text.strip_suffix('\n').unwrap_or(&text).to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet
+
+enum TimeSource {
+    None,
+    Strings(usize),
+    Timestamps(usize, TimeUnit),
+}
+
+struct ParquetState {
+    reader: ParquetRecordBatchReader,
+    time: TimeSource,
+    next_row: u64,
+}
+
+impl ParquetState {
+    fn open(path: &Path, opts: &ReadOptions) -> Result<(SchemaRef, ParquetState), DataError> {
+        let file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| DataError::parquet(path, e))?
+            .with_batch_size(opts.batch_size);
+        let file_schema = builder.schema().clone();
+        let mut fields: Vec<Field> = file_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut time = TimeSource::None;
+        if let Some(name) = &opts.time_column {
+            let i = file_schema
+                .index_of(name)
+                .map_err(|_| DataError::MissingColumn {
+                    column: name.clone(),
+                    place: path.display().to_string(),
+                    available: fields.iter().map(|f| f.name().clone()).collect(),
+                })?;
+            time = match fields[i].data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => TimeSource::Strings(i),
+                DataType::Timestamp(unit, _) => TimeSource::Timestamps(i, *unit),
+                other => {
+                    return Err(DataError::ColumnType {
+                        column: name.clone(),
+                        place: path.display().to_string(),
+                        found: other.to_string(),
+                        expected: "a string or timestamp time column".into(),
+                    });
+                }
+            };
+            fields[i] = Field::new(name, crate::utc_micros_type(), false);
+        }
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            file_schema.metadata().clone(),
+        ));
+        let reader = builder.build().map_err(|e| DataError::parquet(path, e))?;
+        Ok((
+            schema,
+            ParquetState {
+                reader,
+                time,
+                next_row: 1,
+            },
+        ))
+    }
+
+    fn next_batch(
+        &mut self,
+        path: &Path,
+        schema: &SchemaRef,
+        rejects: &mut Vec<Reject>,
+    ) -> Result<Option<RecordBatch>, DataError> {
+        loop {
+            let Some(batch) = self.reader.next() else {
+                return Ok(None);
+            };
+            let batch = batch.map_err(|e| DataError::arrow(format!("reading {}", path.display()), e))?;
+            let first_row = self.next_row;
+            self.next_row += batch.num_rows() as u64;
+            let (index, micros) = match self.time {
+                TimeSource::None => {
+                    return RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                        .map(Some)
+                        .map_err(|e| DataError::arrow("relabelling a Parquet batch", e));
+                }
+                TimeSource::Strings(i) => (i, strings_to_micros(batch.column(i))?),
+                TimeSource::Timestamps(i, unit) => (i, timestamps_to_micros(batch.column(i), unit)),
+            };
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            let mut values = Vec::with_capacity(batch.num_rows());
+            for (row, m) in micros.into_iter().enumerate() {
+                match m {
+                    Ok(v) => {
+                        keep.push(true);
+                        values.push(v);
+                    }
+                    Err(reason) => {
+                        keep.push(false);
+                        values.push(0);
+                        rejects.push(Reject {
+                            file: path.to_owned(),
+                            line: first_row + row as u64,
+                            raw: render_row(&batch, row),
+                            reason: format!(
+                                "column {:?}: {reason}",
+                                schema.field(index).name()
+                            ),
+                        });
+                    }
+                }
+            }
+            let mut columns = batch.columns().to_vec();
+            columns[index] = crate::window::utc_micros_array(TimestampMicrosecondArray::from(values));
+            let all_good = keep.iter().all(|k| *k);
+            let out = RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| DataError::arrow("normalizing the time column", e))?;
+            let out = if all_good {
+                out
+            } else {
+                arrow::compute::filter_record_batch(&out, &keep.into())
+                    .map_err(|e| DataError::arrow("dropping rejected rows", e))?
+            };
+            if out.num_rows() > 0 {
+                return Ok(Some(out));
+            }
+        }
+    }
+}
+
+type Micros = Result<i64, String>;
+
+fn strings_to_micros(array: &ArrayRef) -> Result<Vec<Micros>, DataError> {
+    let array = arrow::compute::cast(array, &DataType::Utf8)
+        .map_err(|e| DataError::arrow("reading the time column as text", e))?;
+    let strings = array
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataError::Internal("a Utf8 cast did not give a StringArray".into()))?;
+    Ok(strings
+        .iter()
+        .map(|v| match v {
+            None => Err("the value is missing".to_owned()),
+            Some(text) => parse_timestamp(text)
+                .map(|ts| ts.as_microsecond())
+                .map_err(|why| format!("{text:?} {why}")),
+        })
+        .collect())
+}
+
+fn timestamps_to_micros(array: &ArrayRef, unit: TimeUnit) -> Vec<Micros> {
+    let ints = array
+        .to_data()
+        .into_builder()
+        .data_type(DataType::Int64)
+        .build()
+        .map(arrow::array::Int64Array::from);
+    let Ok(ints) = ints else {
+        return vec![Err("the column is not a 64-bit timestamp".to_owned()); array.len()];
+    };
+    ints.iter()
+        .map(|v| match v {
+            None => Err("the value is missing".to_owned()),
+            Some(v) => timestamp_from_unit(v, unit)
+                .map(|ts| ts.as_microsecond())
+                .ok_or_else(|| format!("{v} is outside the supported time range")),
+        })
+        .collect()
+}
+
+/// Renders one row of a batch as a CSV line, for a reject's `raw` text.
+fn render_row(batch: &RecordBatch, row: usize) -> String {
+    let options = FormatOptions::default();
+    let values: Vec<String> = batch
+        .columns()
+        .iter()
+        .map(|col| {
+            if col.is_null(row) {
+                return String::new();
+            }
+            if let DataType::Timestamp(unit, _) = col.data_type() {
+                let ints = timestamps_to_micros(&col.slice(row, 1), *unit);
+                return match &ints[0] {
+                    Ok(m) => Timestamp::from_microsecond(*m)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+            }
+            ArrayFormatter::try_new(col.as_ref(), &options)
+                .map(|f| f.value(row).to_string())
+                .unwrap_or_else(|_| "<unprintable>".into())
+        })
+        .collect();
+    raw_csv_line(values.iter().map(|v| v.as_bytes()))
+}

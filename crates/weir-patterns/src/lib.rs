@@ -1,0 +1,1 @@
+//! The 50 reference DAGs of spec 110.

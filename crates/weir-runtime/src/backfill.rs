@@ -1,0 +1,183 @@
+//! Backfill: run a DAG over a range of logical dates, with reprocessing rules and a dry run.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use weir_core::ids::RunKind;
+use weir_core::{DagId, DagRunInfo, RunId, RunState, TimeRestriction};
+use weir_store::{NewRun, RunRecord};
+
+use crate::executor::Executor;
+use crate::{Result, RuntimeError};
+
+/// Which existing runs a backfill runs again (Airflow's `reprocess_behavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reprocess {
+    /// Only intervals that have no run yet.
+    #[default]
+    None,
+    /// Also intervals whose run failed.
+    Failed,
+    /// Every interval with a finished run, failed or successful.
+    Completed,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    /// First logical date (inclusive).
+    pub from: Timestamp,
+    /// Last logical date (inclusive).
+    pub to: Timestamp,
+    pub reprocess: Reprocess,
+    /// Runs of this backfill at once; defaults to the DAG's `max_active_runs`.
+    pub max_active_runs: Option<u32>,
+    pub conf: serde_json::Value,
+}
+
+/// What a backfill will do for one interval.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    Create,
+    Rerun,
+    Skip,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanEntry {
+    pub logical_date: Timestamp,
+    pub interval_start: Timestamp,
+    pub interval_end: Timestamp,
+    pub existing: Option<RunState>,
+    pub action: PlanAction,
+}
+
+/// The intervals of a backfill and what will happen to each (also the dry-run output).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackfillPlan {
+    pub dag_id: DagId,
+    pub entries: Vec<PlanEntry>,
+}
+
+/// Progress of a backfill, for progress bars and logs.
+#[derive(Debug, Clone)]
+pub enum BackfillEvent {
+    Started { runs: usize },
+    RunFinished { run_id: RunId, logical_date: Timestamp, state: RunState },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackfillReport {
+    pub runs: Vec<(RunRecord, RunState)>,
+    pub skipped: usize,
+}
+
+impl BackfillReport {
+    pub fn count(&self, state: RunState) -> usize {
+        self.runs.iter().filter(|(_, s)| *s == state).count()
+    }
+}
+
+/// Lists the intervals in `[from, to]` (by logical date) and what a backfill does with each.
+pub async fn plan_backfill(ex: &Executor, dag_id: &DagId, opts: &BackfillOptions) -> Result<BackfillPlan> {
+    let def = ex.dag(dag_id.as_str())?;
+    let tt = def.dag.schedule.clone().ok_or_else(|| {
+        RuntimeError::Invalid(format!(
+            "DAG `{dag_id}` has no schedule, so it has no intervals to backfill; trigger single runs with `weir dags run`"
+        ))
+    })?;
+    if opts.to < opts.from {
+        return Err(RuntimeError::Invalid(format!(
+            "the backfill range is empty: --to {} is before --from {}",
+            opts.to, opts.from
+        )));
+    }
+    let restriction = TimeRestriction { earliest: Some(opts.from), latest: Some(opts.to), catchup: true };
+    let mut entries = Vec::new();
+    let mut last = None;
+    let now = ex.clock().now();
+    while let Some(DagRunInfo { data_interval, .. }) = tt.next_dagrun_info(last.as_ref(), &restriction, now) {
+        if last.as_ref().is_some_and(|l: &weir_core::DataInterval| data_interval.start <= l.start) {
+            return Err(RuntimeError::Internal(format!("timetable of `{dag_id}` did not advance past {}", data_interval.start)));
+        }
+        let existing = ex.store().run_at(dag_id, data_interval.start).await?.map(|r| r.state);
+        let action = match (existing, opts.reprocess) {
+            (None, _) => PlanAction::Create,
+            (Some(RunState::Failed), Reprocess::Failed | Reprocess::Completed) => PlanAction::Rerun,
+            (Some(RunState::Success), Reprocess::Completed) => PlanAction::Rerun,
+            (Some(RunState::Queued | RunState::Running), _) => PlanAction::Skip,
+            (Some(RunState::Success | RunState::Failed), _) => PlanAction::Skip,
+        };
+        entries.push(PlanEntry {
+            logical_date: data_interval.start,
+            interval_start: data_interval.start,
+            interval_end: data_interval.end,
+            existing,
+            action,
+        });
+        last = Some(data_interval);
+    }
+    Ok(BackfillPlan { dag_id: dag_id.clone(), entries })
+}
+
+/// Runs the plan: creates or re-queues each interval's run, then runs them, at most
+/// `max_active_runs` at a time, oldest first.
+pub async fn backfill(
+    ex: Arc<Executor>,
+    dag_id: &DagId,
+    opts: &BackfillOptions,
+    mut on_event: impl FnMut(&BackfillEvent),
+) -> Result<BackfillReport> {
+    let def = ex.dag(dag_id.as_str())?;
+    let plan = plan_backfill(&ex, dag_id, opts).await?;
+    let now = ex.clock().now();
+    let mut to_run = Vec::new();
+    let mut report = BackfillReport::default();
+    for entry in &plan.entries {
+        match entry.action {
+            PlanAction::Skip => report.skipped += 1,
+            PlanAction::Create => {
+                let (run, _) = ex
+                    .store()
+                    .create_run(NewRun {
+                        dag_id: dag_id.clone(),
+                        run_id: RunId::for_logical_date(RunKind::Backfill, entry.logical_date),
+                        kind: RunKind::Backfill,
+                        logical_date: entry.logical_date,
+                        interval_start: entry.interval_start,
+                        interval_end: entry.interval_end,
+                        run_after: now,
+                        conf: opts.conf.clone(),
+                        created_at: now,
+                    })
+                    .await?;
+                to_run.push(run);
+            }
+            PlanAction::Rerun => {
+                let run = ex.store().run_at(dag_id, entry.logical_date).await?.ok_or_else(|| {
+                    RuntimeError::Internal(format!("run at {} vanished during backfill", entry.logical_date))
+                })?;
+                ex.store().reset_run(dag_id, &run.run_id, Some(opts.conf.clone())).await?;
+                to_run.push(run);
+            }
+        }
+    }
+    on_event(&BackfillEvent::Started { runs: to_run.len() });
+    let limit = opts.max_active_runs.unwrap_or(def.dag.max_active_runs).max(1) as usize;
+    let mut results = futures::stream::iter(to_run.into_iter().map(|run| {
+        let ex = ex.clone();
+        async move { ex.run(&run.dag_id, &run.run_id).await }
+    }))
+    .buffered(limit);
+    while let Some(outcome) = results.next().await {
+        let outcome = outcome?;
+        on_event(&BackfillEvent::RunFinished {
+            run_id: outcome.run.run_id.clone(),
+            logical_date: outcome.run.logical_date,
+            state: outcome.state,
+        });
+        report.runs.push((outcome.run, outcome.state));
+    }
+    Ok(report)
+}

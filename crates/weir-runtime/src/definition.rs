@@ -1,0 +1,442 @@
+//! Executable DAG definitions: what each task does, attached to the pure model of weir-core.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use weir_core::dag::TaskSpec;
+use weir_core::{CoreError, Dag, DagId, DagProblem, MapSource, TaskId, Timetable, TriggerRule};
+use weir_store::TiKey;
+
+use crate::context::TaskContext;
+
+/// What a task returns: a small JSON output (Airflow's XCom), or why it failed.
+pub type TaskResult = Result<serde_json::Value, TaskError>;
+pub type TaskFuture = Pin<Box<dyn Future<Output = TaskResult> + Send + 'static>>;
+type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
+type CallbackFn = Arc<dyn Fn(&CallbackContext) + Send + Sync>;
+
+/// Why a try did not succeed. A failed task is data: it flows into the store like success does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    pub message: String,
+    /// `false` fails the task at once, whatever retries are left (bad input will not get better).
+    pub retryable: bool,
+    /// The task decided it has nothing to do: it ends `skipped`, not failed.
+    pub skip: bool,
+}
+
+impl TaskError {
+    /// A failure that retries may fix (a flaky source, a timeout).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        TaskError { message: message.into(), retryable: true, skip: false }
+    }
+
+    /// A failure that retrying cannot fix; the task fails now.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        TaskError { message: message.into(), retryable: false, skip: false }
+    }
+
+    /// Ends the task as skipped (Airflow's `AirflowSkipException`).
+    pub fn skip(reason: impl Into<String>) -> Self {
+        TaskError { message: reason.into(), retryable: false, skip: true }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Any error converts into a retryable task failure, so task code can use `?`.
+impl<E: std::error::Error> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        TaskError::retryable(e.to_string())
+    }
+}
+
+/// What a callback sees about the try that triggered it.
+#[derive(Debug, Clone)]
+pub struct CallbackContext {
+    pub key: TiKey,
+    pub try_number: u32,
+    pub logical_date: Timestamp,
+    pub error: Option<String>,
+    /// When the next try may start (retry callbacks only).
+    pub retry_at: Option<Timestamp>,
+}
+
+/// A task of a [`DagDef`]: its settings and the async function that does the work.
+#[derive(Clone)]
+pub struct Task {
+    id: String,
+    upstream: Vec<String>,
+    expand_from: Option<String>,
+    expand_literal: Option<Vec<serde_json::Value>>,
+    spec: TaskSpec,
+    run: Option<TaskFn>,
+    pub(crate) on_success: Option<CallbackFn>,
+    pub(crate) on_retry: Option<CallbackFn>,
+    pub(crate) on_failure: Option<CallbackFn>,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("id", &self.id).field("upstream", &self.upstream).finish_non_exhaustive()
+    }
+}
+
+impl Task {
+    /// A task that does nothing until [`Task::run`] says what.
+    pub fn new(id: impl Into<String>) -> Self {
+        Task {
+            id: id.into(),
+            upstream: Vec::new(),
+            expand_from: None,
+            expand_literal: None,
+            spec: TaskSpec::new(TaskId::new("placeholder").expect("valid id")),
+            run: None,
+            on_success: None,
+            on_retry: None,
+            on_failure: None,
+        }
+    }
+
+    /// The work: an async function of the task's context returning its JSON output.
+    pub fn run<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
+        self.run = Some(Arc::new(move |ctx| Box::pin(f(ctx))));
+        self
+    }
+
+    /// Upstream tasks that must finish (per the trigger rule) before this one runs.
+    pub fn after<I, S>(mut self, upstream: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.upstream.extend(upstream.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn trigger_rule(mut self, rule: TriggerRule) -> Self {
+        self.spec.trigger_rule = rule;
+        self
+    }
+
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.spec.retry.retries = retries;
+        self
+    }
+
+    pub fn retry_delay(mut self, delay: SignedDuration) -> Self {
+        self.spec.retry.retry_delay = delay;
+        self
+    }
+
+    /// Exponential backoff with this multiplier (Airflow's `retry_exponential_backoff`).
+    pub fn backoff(mut self, multiplier: f64) -> Self {
+        self.spec.retry.backoff_multiplier = Some(multiplier);
+        self
+    }
+
+    pub fn max_retry_delay(mut self, max: SignedDuration) -> Self {
+        self.spec.retry.max_retry_delay = Some(max);
+        self
+    }
+
+    /// Runs in the named pool, taking `slots` of its slots while running.
+    pub fn pool(mut self, name: impl Into<String>, slots: u32) -> Self {
+        self.spec.pool = name.into();
+        self.spec.pool_slots = slots;
+        self
+    }
+
+    pub fn execution_timeout(mut self, timeout: SignedDuration) -> Self {
+        self.spec.execution_timeout = Some(timeout);
+        self
+    }
+
+    /// One instance per element of the upstream task's JSON-array output (Airflow's `expand`).
+    /// The upstream is added to [`Task::after`] if it is not there.
+    pub fn expand(mut self, upstream: impl Into<String>) -> Self {
+        let upstream = upstream.into();
+        if !self.upstream.contains(&upstream) {
+            self.upstream.push(upstream.clone());
+        }
+        self.expand_from = Some(upstream);
+        self
+    }
+
+    /// One instance per element of a literal list.
+    pub fn expand_over(mut self, items: Vec<serde_json::Value>) -> Self {
+        self.expand_literal = Some(items);
+        self
+    }
+
+    /// Fixed arguments for every instance (Airflow's `partial`): a JSON object.
+    pub fn partial(mut self, args: serde_json::Value) -> Self {
+        self.spec.partial = args;
+        self
+    }
+
+    pub fn setup(mut self) -> Self {
+        self.spec.is_setup = true;
+        self
+    }
+
+    pub fn doc(mut self, doc: impl Into<String>) -> Self {
+        self.spec.doc = doc.into();
+        self
+    }
+
+    pub fn on_success(mut self, f: impl Fn(&CallbackContext) + Send + Sync + 'static) -> Self {
+        self.on_success = Some(Arc::new(f));
+        self
+    }
+
+    pub fn on_retry(mut self, f: impl Fn(&CallbackContext) + Send + Sync + 'static) -> Self {
+        self.on_retry = Some(Arc::new(f));
+        self
+    }
+
+    pub fn on_failure(mut self, f: impl Fn(&CallbackContext) + Send + Sync + 'static) -> Self {
+        self.on_failure = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn call(&self, ctx: TaskContext) -> TaskFuture {
+        match &self.run {
+            Some(f) => f(ctx),
+            None => Box::pin(async { Ok(serde_json::Value::Null) }),
+        }
+    }
+}
+
+/// A DAG with its tasks' code: what the executor runs.
+#[derive(Debug)]
+pub struct DagDef {
+    pub dag: Dag,
+    /// Task code by position in `dag.tasks()`.
+    pub(crate) tasks: Vec<Task>,
+    /// Pools this DAG needs, created with these slots if the store does not have them.
+    pub pools: BTreeMap<String, u32>,
+}
+
+impl DagDef {
+    pub fn builder(id: impl Into<String>) -> DagDefBuilder {
+        DagDefBuilder {
+            id: id.into(),
+            description: String::new(),
+            tags: Vec::new(),
+            schedule: None,
+            start_date: None,
+            end_date: None,
+            catchup: false,
+            max_active_runs: 16,
+            max_active_tasks: 16,
+            max_map_length: 1_000_000,
+            grace: SignedDuration::ZERO,
+            params: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> &DagId {
+        &self.dag.id
+    }
+
+    pub(crate) fn task_at(&self, position: usize) -> &Task {
+        &self.tasks[position]
+    }
+}
+
+/// Collects a DAG definition; [`DagDefBuilder::build`] validates it all at once.
+#[derive(Debug)]
+pub struct DagDefBuilder {
+    id: String,
+    description: String,
+    tags: Vec<String>,
+    schedule: Option<Arc<dyn Timetable>>,
+    start_date: Option<Timestamp>,
+    end_date: Option<Timestamp>,
+    catchup: bool,
+    max_active_runs: u32,
+    max_active_tasks: u32,
+    max_map_length: usize,
+    grace: SignedDuration,
+    params: BTreeMap<String, serde_json::Value>,
+    pools: BTreeMap<String, u32>,
+    tasks: Vec<Task>,
+}
+
+impl DagDefBuilder {
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = text.into();
+        self
+    }
+
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn schedule(mut self, timetable: Arc<dyn Timetable>) -> Self {
+        self.schedule = Some(timetable);
+        self
+    }
+
+    pub fn start_date(mut self, start: Timestamp) -> Self {
+        self.start_date = Some(start);
+        self
+    }
+
+    pub fn end_date(mut self, end: Timestamp) -> Self {
+        self.end_date = Some(end);
+        self
+    }
+
+    pub fn catchup(mut self, catchup: bool) -> Self {
+        self.catchup = catchup;
+        self
+    }
+
+    pub fn max_active_runs(mut self, n: u32) -> Self {
+        self.max_active_runs = n;
+        self
+    }
+
+    pub fn max_active_tasks(mut self, n: u32) -> Self {
+        self.max_active_tasks = n;
+        self
+    }
+
+    pub fn max_map_length(mut self, n: usize) -> Self {
+        self.max_map_length = n;
+        self
+    }
+
+    /// Extra wait after an interval ends before its run is due, for late-arriving data.
+    pub fn grace(mut self, grace: SignedDuration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// A default param; a run's `--conf name=value` overrides it.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.params.insert(name.into(), value.into());
+        self
+    }
+
+    /// Declares a pool this DAG uses, created with `slots` if the store does not have it yet.
+    pub fn pool(mut self, name: impl Into<String>, slots: u32) -> Self {
+        self.pools.insert(name.into(), slots);
+        self
+    }
+
+    pub fn task(mut self, task: Task) -> Self {
+        self.tasks.push(task);
+        self
+    }
+
+    /// Validates ids, dependencies, mappings and settings, reporting every problem at once.
+    pub fn build(self) -> Result<DagDef, CoreError> {
+        let dag_id = DagId::new(self.id.clone())?;
+        let mut problems = Vec::new();
+        let mut specs = Vec::new();
+        for task in &self.tasks {
+            let id = match TaskId::new(task.id.clone()) {
+                Ok(id) => id,
+                Err(e) => {
+                    problems.push(DagProblem::InvalidSetting { task: Some(task.id.clone()), reason: e.to_string() });
+                    continue;
+                }
+            };
+            let mut spec = task.spec.clone();
+            spec.id = id;
+            spec.upstream = Vec::new();
+            for up in &task.upstream {
+                match TaskId::new(up.clone()) {
+                    Ok(up) => spec.upstream.push(up),
+                    Err(_) => problems.push(DagProblem::UnknownUpstream { task: task.id.clone(), upstream: up.clone() }),
+                }
+            }
+            spec.expand = match (&task.expand_from, &task.expand_literal) {
+                (Some(_), Some(_)) => {
+                    problems.push(DagProblem::InvalidMapping {
+                        task: task.id.clone(),
+                        reason: "expand over an upstream or over a literal list, not both".to_owned(),
+                    });
+                    None
+                }
+                (Some(from), None) => TaskId::new(from.clone()).ok().map(MapSource::Upstream),
+                (None, Some(items)) => Some(MapSource::Literal(items.clone())),
+                (None, None) => None,
+            };
+            specs.push(spec);
+        }
+        let mut builder = Dag::builder(dag_id.clone());
+        builder.description = self.description;
+        builder.tags = self.tags;
+        builder.schedule = self.schedule;
+        builder.start_date = self.start_date;
+        builder.end_date = self.end_date;
+        builder.catchup = self.catchup;
+        builder.max_active_runs = self.max_active_runs;
+        builder.max_active_tasks = self.max_active_tasks;
+        builder.max_map_length = self.max_map_length;
+        builder.grace = self.grace;
+        builder.params = self.params;
+        builder.tasks = specs;
+        let dag = match builder.build() {
+            Ok(dag) if problems.is_empty() => dag,
+            Ok(_) => return Err(CoreError::InvalidDag { dag: dag_id.to_string(), problems }),
+            Err(CoreError::InvalidDag { problems: more, .. }) => {
+                problems.extend(more);
+                return Err(CoreError::InvalidDag { dag: dag_id.to_string(), problems });
+            }
+            Err(e) => return Err(e),
+        };
+        let mut by_id: BTreeMap<String, Task> = self.tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let tasks = dag.tasks().iter().map(|spec| by_id.remove(spec.id.as_str()).expect("validated task")).collect();
+        Ok(DagDef { dag, tasks, pools: self.pools })
+    }
+}
+
+/// The DAGs a binary knows, by id.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    dags: BTreeMap<DagId, Arc<DagDef>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a DAG; a second DAG with the same id replaces the first.
+    pub fn add(&mut self, dag: DagDef) -> &mut Self {
+        self.dags.insert(dag.dag.id.clone(), Arc::new(dag));
+        self
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<DagDef>> {
+        self.dags.get(id)
+    }
+
+    pub fn dags(&self) -> impl Iterator<Item = &Arc<DagDef>> {
+        self.dags.values()
+    }
+}

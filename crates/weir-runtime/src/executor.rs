@@ -1,0 +1,857 @@
+//! The executor: runs one DAG run to completion, in-process, with real concurrency.
+//!
+//! One loop per run owns the run's in-memory state. Each turn it (1) takes the results of
+//! finished tries, (2) decides what they unblock (trigger rules, mapping, skips), (3) commits all
+//! of those state changes in one transaction, and only then (4) claims the next ready instances
+//! (another commit) and starts them. Batching the commits keeps the per-instance cost in
+//! microseconds; committing before acting keeps a killed process from losing or repeating work.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use weir_core::retry::TryKey;
+use weir_core::trigger::TriggerDecision;
+use weir_core::{DagId, DataInterval, MapIndex, MapSource, RunId, RunState, TaskState, UpstreamCounts};
+use weir_store::{NewTaskInstance, RunRecord, Store, StoreError, TiChange, TiKey};
+
+use crate::clock::{Clock, until};
+use crate::context::TaskContext;
+use crate::definition::{CallbackContext, DagDef, Registry, TaskError, TaskResult};
+use crate::{Result, RuntimeError};
+
+/// Settings of an executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// Task instances running at once in this process, across all runs.
+    pub parallelism: usize,
+    /// How long a claimed instance is ours without a heartbeat; a killed process's instances
+    /// are recovered once their lease has run out.
+    pub lease: SignedDuration,
+    /// The weir home folder handed to tasks.
+    pub home: PathBuf,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        ExecutorOptions { parallelism: 64, lease: SignedDuration::from_secs(30), home: PathBuf::from(".weir") }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run: RunRecord,
+    pub state: RunState,
+}
+
+/// Runs DAG runs; shares pools, per-DAG task limits and global parallelism across them.
+pub struct Executor {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    opts: ExecutorOptions,
+    home: Arc<PathBuf>,
+    parallelism: Arc<Semaphore>,
+    pools: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    dag_limits: Mutex<HashMap<DagId, Arc<Semaphore>>>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("opts", &self.opts).field("clock", &self.clock).finish_non_exhaustive()
+    }
+}
+
+/// One task instance as the run loop tracks it.
+#[derive(Debug, Clone)]
+struct Inst {
+    state: TaskState,
+    try_number: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    success: usize,
+    failed: usize,
+    upstream_failed: usize,
+    skipped: usize,
+    total: usize,
+}
+
+impl Counts {
+    fn add(&mut self, state: TaskState) {
+        match state {
+            TaskState::Success => self.success += 1,
+            TaskState::Failed => self.failed += 1,
+            TaskState::UpstreamFailed => self.upstream_failed += 1,
+            TaskState::Skipped => self.skipped += 1,
+            TaskState::None
+            | TaskState::Scheduled
+            | TaskState::Queued
+            | TaskState::Running
+            | TaskState::UpForRetry
+            | TaskState::Removed => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TaskRt {
+    insts: Vec<Inst>,
+    /// Mapped and expanded: `insts[i]` is map index `i`.
+    expanded: bool,
+    /// The trigger rule has been applied (the task runs, or was skipped / upstream_failed).
+    decided: bool,
+    counts: Counts,
+    items: Option<Arc<Vec<serde_json::Value>>>,
+}
+
+/// The result of one try, sent back to the run loop.
+struct Finished {
+    pos: usize,
+    idx: usize,
+    try_number: u32,
+    result: TaskResult,
+}
+
+struct Permits {
+    _global: OwnedSemaphorePermit,
+    _dag: OwnedSemaphorePermit,
+    _pool: OwnedSemaphorePermit,
+}
+
+impl Executor {
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, clock: Arc<dyn Clock>, opts: ExecutorOptions) -> Self {
+        Executor {
+            store,
+            registry,
+            clock,
+            home: Arc::new(opts.home.clone()),
+            parallelism: Arc::new(Semaphore::new(opts.parallelism.max(1))),
+            opts,
+            pools: Mutex::new(HashMap::new()),
+            dag_limits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn options(&self) -> &ExecutorOptions {
+        &self.opts
+    }
+
+    pub(crate) fn dag(&self, dag_id: &str) -> Result<Arc<DagDef>> {
+        self.registry.get(dag_id).cloned().ok_or_else(|| RuntimeError::UnknownDag(dag_id.to_owned()))
+    }
+
+    /// Creates the pools a DAG declares that the store does not have, and loads pool sizes.
+    async fn load_pools(&self, dag: &DagDef) -> Result<()> {
+        let mut existing: HashMap<String, u32> =
+            self.store.pools().await?.into_iter().map(|p| (p.name, p.slots)).collect();
+        for (name, &slots) in &dag.pools {
+            if !existing.contains_key(name) {
+                self.store.set_pool(name, slots, &format!("declared by DAG {}", dag.id())).await?;
+                existing.insert(name.clone(), slots);
+            }
+        }
+        let mut pools = self.pools.lock().expect("pool map lock");
+        for (name, slots) in existing {
+            pools.entry(name).or_insert_with(|| (slots, Arc::new(Semaphore::new(slots as usize))));
+        }
+        Ok(())
+    }
+
+    fn pool(&self, name: &str) -> Option<(u32, Arc<Semaphore>)> {
+        self.pools.lock().expect("pool map lock").get(name).cloned()
+    }
+
+    fn dag_limit(&self, dag: &DagDef) -> Arc<Semaphore> {
+        self.dag_limits
+            .lock()
+            .expect("dag limit lock")
+            .entry(dag.id().clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(dag.dag.max_active_tasks as usize)))
+            .clone()
+    }
+
+    /// Runs a queued or running DAG run until every task instance is finished, and returns how
+    /// the run ended. A run left running by a killed process is resumed where it stopped.
+    pub async fn run(&self, dag_id: &DagId, run_id: &RunId) -> Result<RunOutcome> {
+        let def = self.dag(dag_id.as_str())?;
+        let run = self
+            .store
+            .get_run(dag_id, run_id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownRun { dag: dag_id.to_string(), run: run_id.to_string() })?;
+        if run.state.is_terminal() {
+            return Ok(RunOutcome { state: run.state, run });
+        }
+        self.load_pools(&def).await?;
+        if run.state == RunState::Queued {
+            self.store.set_run_state(dag_id, run_id, RunState::Queued, RunState::Running, self.clock.now()).await?;
+        }
+        let mut lp = RunLoop::load(self, def, run).await?;
+        let state = lp.drive().await?;
+        let run = self.store.get_run(dag_id, run_id).await?.ok_or_else(|| {
+            RuntimeError::Internal(format!("run {run_id} of {dag_id} vanished while it ran"))
+        })?;
+        Ok(RunOutcome { run, state })
+    }
+}
+
+struct RunLoop<'e> {
+    ex: &'e Executor,
+    def: Arc<DagDef>,
+    run: RunRecord,
+    params: Arc<serde_json::Map<String, serde_json::Value>>,
+    tasks: Vec<TaskRt>,
+    ready: VecDeque<(usize, usize)>,
+    retries: BinaryHeap<Reverse<(Timestamp, usize, usize)>>,
+    /// Instances found running at load, owned by another (perhaps dead) process, by lease end.
+    foreign: BinaryHeap<Reverse<(Timestamp, usize, usize)>>,
+    running: JoinSet<Finished>,
+    running_keys: HashMap<(usize, usize), TiKey>,
+    changes: Vec<TiChange>,
+    callbacks: Vec<(usize, CallbackKind, CallbackContext)>,
+    dag_limit: Arc<Semaphore>,
+}
+
+#[derive(Clone, Copy)]
+enum CallbackKind {
+    Success,
+    Retry,
+    Failure,
+}
+
+impl<'e> RunLoop<'e> {
+    async fn load(ex: &'e Executor, def: Arc<DagDef>, run: RunRecord) -> Result<Self> {
+        let dag = &def.dag;
+        let mut params: serde_json::Map<String, serde_json::Value> =
+            dag.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let serde_json::Value::Object(conf) = &run.conf {
+            for (k, v) in conf {
+                params.insert(k.clone(), v.clone());
+            }
+        }
+        let mut stored = ex.store.task_instances(&run.dag_id, &run.run_id).await?;
+        if stored.is_empty() {
+            let fresh: Vec<NewTaskInstance> =
+                dag.tasks().iter().map(|spec| new_ti(&run, spec, MapIndex::UNMAPPED)).collect();
+            ex.store.insert_task_instances(&fresh).await?;
+            stored = ex.store.task_instances(&run.dag_id, &run.run_id).await?;
+        }
+        let mut tasks: Vec<TaskRt> = dag
+            .tasks()
+            .iter()
+            .map(|_| TaskRt { insts: Vec::new(), expanded: false, decided: false, counts: Counts::default(), items: None })
+            .collect();
+        let mut foreign = BinaryHeap::new();
+        let mut retries = BinaryHeap::new();
+        let mut ready = VecDeque::new();
+        let mut by_task: HashMap<&str, Vec<&weir_store::TaskInstanceRecord>> = HashMap::new();
+        for ti in &stored {
+            by_task.entry(ti.key.task_id.as_str()).or_default().push(ti);
+        }
+        for (pos, spec) in dag.tasks().iter().enumerate() {
+            let mut rows = by_task.remove(spec.id.as_str()).unwrap_or_default();
+            if rows.is_empty() {
+                // A task added to the DAG after the run started.
+                let ti = new_ti(&run, spec, MapIndex::UNMAPPED);
+                ex.store.insert_task_instances(std::slice::from_ref(&ti)).await?;
+                rows = Vec::new();
+                tasks[pos].insts.push(Inst { state: TaskState::None, try_number: 0 });
+            }
+            rows.sort_by_key(|ti| ti.key.map_index);
+            let rt = &mut tasks[pos];
+            rt.expanded = spec.is_mapped() && rows.iter().any(|ti| ti.key.map_index.position().is_some());
+            for ti in rows.iter().filter(|ti| !rt.expanded || ti.key.map_index.position().is_some()) {
+                let idx = rt.insts.len();
+                rt.insts.push(Inst { state: ti.state, try_number: ti.try_number });
+                match ti.state {
+                    TaskState::Running => {
+                        let lease = ti.lease_until.unwrap_or(run.created_at);
+                        foreign.push(Reverse((lease, pos, idx)));
+                    }
+                    TaskState::UpForRetry => {
+                        retries.push(Reverse((ti.retry_at.unwrap_or(run.created_at), pos, idx)));
+                    }
+                    TaskState::Scheduled | TaskState::Queued => ready.push_back((pos, idx)),
+                    TaskState::None
+                    | TaskState::Success
+                    | TaskState::Failed
+                    | TaskState::UpstreamFailed
+                    | TaskState::Skipped
+                    | TaskState::Removed => {}
+                }
+            }
+            rt.decided = rt.expanded || rt.insts.iter().any(|i| i.state != TaskState::None);
+            if rt.expanded && rt.insts.iter().any(|i| i.state == TaskState::None) {
+                ready.extend(rt.insts.iter().enumerate().filter(|(_, i)| i.state == TaskState::None).map(|(i, _)| (pos, i)));
+            }
+            rt.counts.total = rt.insts.len();
+            for inst in &rt.insts {
+                rt.counts.add(inst.state);
+            }
+        }
+        let dag_limit = ex.dag_limit(&def);
+        Ok(RunLoop {
+            ex,
+            params: Arc::new(params),
+            def,
+            run,
+            tasks,
+            ready,
+            retries,
+            foreign,
+            running: JoinSet::new(),
+            running_keys: HashMap::new(),
+            changes: Vec::new(),
+            callbacks: Vec::new(),
+            dag_limit,
+        })
+    }
+
+    fn key(&self, pos: usize, idx: usize) -> TiKey {
+        let rt = &self.tasks[pos];
+        TiKey {
+            dag_id: self.run.dag_id.clone(),
+            run_id: self.run.run_id.clone(),
+            task_id: self.def.dag.tasks()[pos].id.clone(),
+            map_index: if rt.expanded { MapIndex::mapped(idx) } else { MapIndex::UNMAPPED },
+        }
+    }
+
+    /// Records a state change in memory and queues it for the next commit.
+    fn set_state(&mut self, pos: usize, idx: usize, to: TaskState, change: impl FnOnce(&mut TiChange)) {
+        let key = self.key(pos, idx);
+        let inst = &mut self.tasks[pos].insts[idx];
+        let mut c = TiChange {
+            key,
+            expect_state: inst.state,
+            expect_try: inst.try_number,
+            state: to,
+            try_number: inst.try_number,
+            at: self.ex.clock.now(),
+            lease_until: None,
+            retry_at: None,
+            error: None,
+            output: None,
+        };
+        change(&mut c);
+        inst.state = to;
+        inst.try_number = c.try_number;
+        self.tasks[pos].counts.add(to);
+        self.changes.push(c);
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.changes.is_empty() {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut self.changes);
+        self.ex.store.apply(&changes).await?;
+        let callbacks = std::mem::take(&mut self.callbacks);
+        for (pos, kind, ctx) in callbacks {
+            let task = self.def.task_at(pos);
+            let f = match kind {
+                CallbackKind::Success => &task.on_success,
+                CallbackKind::Retry => &task.on_retry,
+                CallbackKind::Failure => &task.on_failure,
+            };
+            if let Some(f) = f {
+                f(&ctx);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies trigger rules to every undecided task whose upstreams allow a decision, cascading
+    /// skips and upstream failures, expanding mapped tasks, and queueing what may run.
+    async fn decide(&mut self) -> Result<()> {
+        loop {
+            let mut progressed = false;
+            for pos in 0..self.tasks.len() {
+                if self.tasks[pos].decided {
+                    continue;
+                }
+                let spec = &self.def.dag.tasks()[pos];
+                let mut up = UpstreamCounts::default();
+                for upstream in &spec.upstream {
+                    let u = self.def.dag.position(upstream.as_str()).expect("validated upstream");
+                    let c = self.tasks[u].counts;
+                    let setup = self.def.dag.tasks()[u].is_setup;
+                    up.total += c.total;
+                    up.success += c.success;
+                    up.failed += c.failed;
+                    up.upstream_failed += c.upstream_failed;
+                    up.skipped += c.skipped;
+                    if setup {
+                        up.setup_unsuccessful += c.failed + c.upstream_failed + c.skipped;
+                    }
+                }
+                match spec.trigger_rule.evaluate(&up) {
+                    TriggerDecision::Wait => continue,
+                    TriggerDecision::Skip => self.finish_unstarted(pos, TaskState::Skipped, None),
+                    TriggerDecision::UpstreamFailed => self.finish_unstarted(pos, TaskState::UpstreamFailed, None),
+                    TriggerDecision::Run => self.schedule(pos).await?,
+                }
+                self.tasks[pos].decided = true;
+                progressed = true;
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn finish_unstarted(&mut self, pos: usize, state: TaskState, error: Option<String>) {
+        for idx in 0..self.tasks[pos].insts.len() {
+            let error = error.clone();
+            self.set_state(pos, idx, state, |c| c.error = error);
+        }
+    }
+
+    async fn schedule(&mut self, pos: usize) -> Result<()> {
+        let def = self.def.clone();
+        let spec = &def.dag.tasks()[pos];
+        let Some(source) = &spec.expand else {
+            self.ready.push_back((pos, 0));
+            return Ok(());
+        };
+        let items = match source {
+            MapSource::Literal(items) => Ok(items.clone()),
+            MapSource::Upstream(src) => {
+                let src_pos = self.def.dag.position(src.as_str()).expect("validated source");
+                let outputs = self.ex.store.outputs(&self.run.dag_id, &self.run.run_id, src.as_str()).await?;
+                if self.def.dag.tasks()[src_pos].is_mapped() {
+                    let mut values = vec![serde_json::Value::Null; self.tasks[src_pos].insts.len()];
+                    for (i, v) in outputs {
+                        if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i)) {
+                            *slot = v;
+                        }
+                    }
+                    Ok(values)
+                } else {
+                    match outputs.into_iter().next().map(|(_, v)| v) {
+                        Some(serde_json::Value::Array(items)) => Ok(items),
+                        Some(serde_json::Value::Null) | None => Err(format!(
+                            "it expands over the output of `{src}`, which returned nothing; return a JSON list"
+                        )),
+                        Some(other) => Err(format!(
+                            "it expands over the output of `{src}`, which is {} and not a JSON list",
+                            json_kind(&other)
+                        )),
+                    }
+                }
+            }
+        };
+        let items = match items {
+            Ok(items) if items.len() > self.def.dag.max_map_length => Err(format!(
+                "its input has {} elements, more than the DAG's max_map_length of {}",
+                items.len(),
+                self.def.dag.max_map_length
+            )),
+            other => other,
+        };
+        match items {
+            Err(reason) => {
+                self.finish_unstarted(pos, TaskState::Failed, Some(format!("cannot expand task `{}`: {reason}", spec.id)));
+            }
+            Ok(items) if items.is_empty() => self.finish_unstarted(pos, TaskState::Skipped, None),
+            Ok(items) => {
+                // Commit what came before, then the expansion, before any instance starts.
+                self.flush().await?;
+                let placeholder = new_ti(&self.run, spec, MapIndex::UNMAPPED);
+                self.ex.store.expand_mapped(&placeholder, items.len()).await?;
+                let rt = &mut self.tasks[pos];
+                rt.expanded = true;
+                rt.insts = vec![Inst { state: TaskState::None, try_number: 0 }; items.len()];
+                rt.counts = Counts { total: items.len(), ..Counts::default() };
+                rt.items = Some(Arc::new(items));
+                self.ready.extend((0..rt.insts.len()).map(|i| (pos, i)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Items of an expanded task, loading them again after a restart.
+    async fn items(&mut self, pos: usize) -> Result<Option<Arc<Vec<serde_json::Value>>>> {
+        if !self.tasks[pos].expanded {
+            return Ok(None);
+        }
+        if self.tasks[pos].items.is_none() {
+            let spec = &self.def.dag.tasks()[pos];
+            let items = match &spec.expand {
+                Some(MapSource::Literal(items)) => items.clone(),
+                Some(MapSource::Upstream(src)) => {
+                    let outputs = self.ex.store.outputs(&self.run.dag_id, &self.run.run_id, src.as_str()).await?;
+                    let src_mapped = self.def.dag.task(src.as_str()).is_some_and(|t| t.is_mapped());
+                    if src_mapped {
+                        let mut values = vec![serde_json::Value::Null; self.tasks[pos].insts.len()];
+                        for (i, v) in outputs {
+                            if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i)) {
+                                *slot = v;
+                            }
+                        }
+                        values
+                    } else {
+                        match outputs.into_iter().next() {
+                            Some((_, serde_json::Value::Array(items))) => items,
+                            _ => Vec::new(),
+                        }
+                    }
+                }
+                None => Vec::new(),
+            };
+            self.tasks[pos].items = Some(Arc::new(items));
+        }
+        Ok(self.tasks[pos].items.clone())
+    }
+
+    fn try_permits(&self, pos: usize) -> std::result::Result<Option<Permits>, String> {
+        let spec = &self.def.dag.tasks()[pos];
+        let (size, pool) = self.pool_for(pos)?;
+        if spec.pool_slots > size {
+            return Err(format!(
+                "it needs {} slots of pool `{}`, which has only {size}; give the pool more slots",
+                spec.pool_slots, spec.pool
+            ));
+        }
+        let Ok(global) = self.ex.parallelism.clone().try_acquire_owned() else { return Ok(None) };
+        let Ok(dag) = self.dag_limit.clone().try_acquire_owned() else { return Ok(None) };
+        let Ok(pool) = pool.try_acquire_many_owned(spec.pool_slots) else { return Ok(None) };
+        Ok(Some(Permits { _global: global, _dag: dag, _pool: pool }))
+    }
+
+    fn pool_for(&self, pos: usize) -> std::result::Result<(u32, Arc<Semaphore>), String> {
+        let spec = &self.def.dag.tasks()[pos];
+        self.ex.pool(&spec.pool).ok_or_else(|| {
+            format!(
+                "pool `{}` does not exist; declare it on the DAG or create it with `weir pools set {} SLOTS`",
+                spec.pool, spec.pool
+            )
+        })
+    }
+
+    /// Claims as many ready instances as permits allow, commits the claims, then starts them.
+    async fn launch(&mut self, first: Option<((usize, usize), Permits)>) -> Result<()> {
+        let mut batch: Vec<((usize, usize), Permits)> = first.into_iter().collect();
+        while let Some(&(pos, idx)) = self.ready.front() {
+            match self.try_permits(pos) {
+                Ok(Some(permits)) => {
+                    self.ready.pop_front();
+                    batch.push(((pos, idx), permits));
+                }
+                Ok(None) => break,
+                Err(reason) => {
+                    self.ready.pop_front();
+                    let error = format!("task `{}` cannot start: {reason}", self.def.dag.tasks()[pos].id);
+                    self.set_state(pos, idx, TaskState::Failed, |c| c.error = Some(error));
+                }
+            }
+        }
+        if batch.is_empty() {
+            return self.flush().await;
+        }
+        let now = self.ex.clock.now();
+        let lease_until = now.saturating_add(self.ex.opts.lease).unwrap_or(now);
+        for &((pos, idx), _) in &batch {
+            let next_try = self.tasks[pos].insts[idx].try_number + 1;
+            self.set_state(pos, idx, TaskState::Running, |c| {
+                c.try_number = next_try;
+                c.lease_until = Some(lease_until);
+            });
+        }
+        self.flush().await?;
+        for ((pos, idx), permits) in batch {
+            self.start(pos, idx, permits).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, pos: usize, idx: usize, permits: Permits) -> Result<()> {
+        let items = self.items(pos).await?;
+        let spec = &self.def.dag.tasks()[pos];
+        let key = self.key(pos, idx);
+        let inst = &self.tasks[pos].insts[idx];
+        let mapped_upstreams = spec
+            .upstream
+            .iter()
+            .filter_map(|u| {
+                let u_pos = self.def.dag.position(u.as_str())?;
+                self.tasks[u_pos].expanded.then(|| (u.clone(), self.tasks[u_pos].insts.len()))
+            })
+            .collect();
+        let ctx = TaskContext {
+            dag_id: key.dag_id.clone(),
+            run_id: key.run_id.clone(),
+            task_id: key.task_id.clone(),
+            map_index: key.map_index,
+            try_number: inst.try_number,
+            max_tries: spec.retry.retries + 1,
+            logical_date: self.run.logical_date,
+            data_interval: DataInterval { start: self.run.interval_start, end: self.run.interval_end },
+            params: self.params.clone(),
+            item: items.and_then(|items| items.get(idx).cloned()),
+            partial: Arc::new(spec.partial.clone()),
+            home: self.ex.home.clone(),
+            store: self.ex.store.clone(),
+            clock: self.ex.clock.clone(),
+            mapped_upstreams: Arc::new(mapped_upstreams),
+        };
+        let try_number = inst.try_number;
+        let timeout = spec.execution_timeout;
+        let fut = self.def.task_at(pos).call(ctx);
+        self.running_keys.insert((pos, idx), key);
+        self.running.spawn(async move {
+            let _permits = permits;
+            let guarded = AssertUnwindSafe(fut).catch_unwind();
+            let outcome = match timeout {
+                Some(limit) => match tokio::time::timeout(limit.unsigned_abs(), guarded).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Ok(Err(TaskError::retryable(format!(
+                        "timed out after {limit:#} (execution_timeout)"
+                    )))),
+                },
+                None => guarded.await,
+            };
+            let result = outcome.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(TaskError::fatal(format!("the task panicked: {message}")))
+            });
+            Finished { pos, idx, try_number, result }
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self, done: Finished) {
+        let Finished { pos, idx, try_number, result } = done;
+        let Some(key) = self.running_keys.remove(&(pos, idx)) else { return };
+        let spec = &self.def.dag.tasks()[pos];
+        let now = self.ex.clock.now();
+        let cb = |error: Option<String>, retry_at: Option<Timestamp>| CallbackContext {
+            key: key.clone(),
+            try_number,
+            logical_date: self.run.logical_date,
+            error,
+            retry_at,
+        };
+        match result {
+            Ok(output) => {
+                let ctx = cb(None, None);
+                self.set_state(pos, idx, TaskState::Success, |c| c.output = Some(output));
+                self.callbacks.push((pos, CallbackKind::Success, ctx));
+            }
+            Err(e) if e.skip => {
+                self.set_state(pos, idx, TaskState::Skipped, |c| c.error = Some(e.message));
+            }
+            Err(e) if e.retryable && spec.retry.should_retry(try_number) => {
+                let delay = spec.retry.delay_after(TryKey {
+                    dag_id: self.run.dag_id.as_str(),
+                    task_id: spec.id.as_str(),
+                    logical_date: self.run.logical_date,
+                    try_number,
+                });
+                let retry_at = now.saturating_add(delay).unwrap_or(now);
+                let ctx = cb(Some(e.message.clone()), Some(retry_at));
+                self.set_state(pos, idx, TaskState::UpForRetry, |c| {
+                    c.error = Some(e.message);
+                    c.retry_at = Some(retry_at);
+                });
+                self.retries.push(Reverse((retry_at, pos, idx)));
+                self.callbacks.push((pos, CallbackKind::Retry, ctx));
+            }
+            Err(e) => {
+                let ctx = cb(Some(e.message.clone()), None);
+                self.set_state(pos, idx, TaskState::Failed, |c| c.error = Some(e.message));
+                self.callbacks.push((pos, CallbackKind::Failure, ctx));
+            }
+        }
+    }
+
+    /// An instance found running when the run was loaded whose lease has ended: its process is
+    /// gone, so the try failed; retry it if it has tries left.
+    async fn adopt_orphan(&mut self, pos: usize, idx: usize) -> Result<()> {
+        let spec = &self.def.dag.tasks()[pos];
+        let inst = &self.tasks[pos].insts[idx];
+        if inst.state != TaskState::Running {
+            return Ok(());
+        }
+        let try_number = inst.try_number;
+        let error = format!(
+            "try {try_number} was running in a process that stopped (killed or crashed) and its lease ran out"
+        );
+        let now = self.ex.clock.now();
+        if spec.retry.should_retry(try_number) {
+            self.set_state(pos, idx, TaskState::UpForRetry, |c| {
+                c.error = Some(error);
+                c.retry_at = Some(now);
+            });
+            self.retries.push(Reverse((now, pos, idx)));
+        } else {
+            self.set_state(pos, idx, TaskState::Failed, |c| c.error = Some(error));
+        }
+        match self.flush().await {
+            Err(RuntimeError::Store(StoreError::Conflict { .. })) => {
+                // The owner finished after all: take the stored state.
+                let stored = self.ex.store.task_instances(&self.run.dag_id, &self.run.run_id).await?;
+                let key = self.key(pos, idx);
+                if let Some(ti) = stored.into_iter().find(|ti| ti.key == key) {
+                    self.tasks[pos].insts[idx] = Inst { state: ti.state, try_number: ti.try_number };
+                    self.tasks[pos].counts = Counts { total: self.tasks[pos].insts.len(), ..Counts::default() };
+                    for i in 0..self.tasks[pos].insts.len() {
+                        let state = self.tasks[pos].insts[i].state;
+                        self.tasks[pos].counts.add(state);
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn drive(&mut self) -> Result<RunState> {
+        let heartbeat_every = (self.ex.opts.lease / 3).unsigned_abs().max(std::time::Duration::from_millis(100));
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.decide().await?;
+            self.launch(None).await?;
+            if self.running.is_empty() && self.ready.is_empty() && self.retries.is_empty() && self.foreign.is_empty() {
+                break;
+            }
+            let next_retry = self.retries.peek().map(|Reverse((at, _, _))| *at);
+            let next_foreign = self.foreign.peek().map(|Reverse((at, _, _))| *at);
+            // launch() has just failed any instance whose pool cannot hold it, so the head's pool
+            // exists and is large enough.
+            let wanted = self.ready.front().and_then(|&(pos, _)| {
+                let (_, pool) = self.pool_for(pos).ok()?;
+                Some(Wanted {
+                    global: self.ex.parallelism.clone(),
+                    dag: self.dag_limit.clone(),
+                    pool,
+                    slots: self.def.dag.tasks()[pos].pool_slots,
+                })
+            });
+            let waiting_for_permits = wanted.is_some();
+            let clock = self.ex.clock.clone();
+            tokio::select! {
+                Some(joined) = self.running.join_next(), if !self.running.is_empty() => {
+                    let finished = joined.map_err(|e| RuntimeError::Internal(format!("task join failed: {e}")))?;
+                    self.finish(finished);
+                    while let Some(joined) = self.running.try_join_next() {
+                        let finished = joined.map_err(|e| RuntimeError::Internal(format!("task join failed: {e}")))?;
+                        self.finish(finished);
+                    }
+                    self.flush().await?;
+                }
+                permits = acquire(wanted), if waiting_for_permits => {
+                    if let Some(permits) = permits {
+                        let head = self.ready.pop_front().expect("head was present");
+                        self.launch(Some((head, permits))).await?;
+                    }
+                }
+                _ = tokio::time::sleep(until(clock.as_ref(), next_retry.unwrap_or_else(|| clock.now()))), if next_retry.is_some() => {
+                    let now = self.ex.clock.now();
+                    while let Some(&Reverse((at, pos, idx))) = self.retries.peek() {
+                        if at > now {
+                            break;
+                        }
+                        self.retries.pop();
+                        self.ready.push_back((pos, idx));
+                    }
+                }
+                _ = tokio::time::sleep(until(clock.as_ref(), next_foreign.unwrap_or_else(|| clock.now()))), if next_foreign.is_some() => {
+                    let now = self.ex.clock.now();
+                    while let Some(&Reverse((at, pos, idx))) = self.foreign.peek() {
+                        if at > now {
+                            break;
+                        }
+                        self.foreign.pop();
+                        self.adopt_orphan(pos, idx).await?;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let keys: Vec<TiKey> = self.running_keys.values().cloned().collect();
+                    if !keys.is_empty() {
+                        let now = self.ex.clock.now();
+                        let until = now.saturating_add(self.ex.opts.lease).unwrap_or(now);
+                        self.ex.store.renew_leases(&keys, until).await?;
+                    }
+                }
+            }
+        }
+        self.flush().await?;
+        // Airflow's rule: a run fails when any leaf task instance failed or is upstream_failed.
+        let failed = self.def.dag.tasks().iter().enumerate().any(|(pos, _)| {
+            self.def.dag.downstream_of(pos).is_empty()
+                && self.tasks[pos].insts.iter().any(|i| matches!(i.state, TaskState::Failed | TaskState::UpstreamFailed))
+        });
+        let state = if failed { RunState::Failed } else { RunState::Success };
+        self.ex
+            .store
+            .set_run_state(&self.run.dag_id, &self.run.run_id, RunState::Running, state, self.ex.clock.now())
+            .await?;
+        Ok(state)
+    }
+}
+
+/// What the instance at the head of the ready queue must wait for.
+struct Wanted {
+    global: Arc<Semaphore>,
+    dag: Arc<Semaphore>,
+    pool: Arc<Semaphore>,
+    slots: u32,
+}
+
+/// Waits for the permits the instance at the head of the ready queue needs.
+async fn acquire(wanted: Option<Wanted>) -> Option<Permits> {
+    let w = wanted?;
+    let global = w.global.acquire_owned().await.ok()?;
+    let dag = w.dag.acquire_owned().await.ok()?;
+    let pool = w.pool.acquire_many_owned(w.slots).await.ok()?;
+    Some(Permits { _global: global, _dag: dag, _pool: pool })
+}
+
+fn new_ti(run: &RunRecord, spec: &weir_core::TaskSpec, map_index: MapIndex) -> NewTaskInstance {
+    NewTaskInstance {
+        key: TiKey { dag_id: run.dag_id.clone(), run_id: run.run_id.clone(), task_id: spec.id.clone(), map_index },
+        state: TaskState::None,
+        max_tries: spec.retry.retries + 1,
+        pool: spec.pool.clone(),
+        pool_slots: spec.pool_slots,
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+

@@ -1,0 +1,50 @@
+//! The weir runtime: runs DAG runs to completion, schedules due runs, backfills date ranges.
+//!
+//! [`DagDef`] attaches what each task does to the pure [`weir_core::Dag`]; the [`Executor`] runs a
+//! DAG run in-process with real concurrency (dependency order, trigger rules, dynamic mapping,
+//! pools, `max_active_tasks`, retries with backoff, timeouts, callbacks) and records every state
+//! change in the store *before* acting on it; the [`Scheduler`] creates runs when they are due and
+//! recovers task instances orphaned by a killed process; [`backfill`] runs a range of intervals.
+
+mod backfill;
+mod clock;
+mod context;
+mod definition;
+mod executor;
+mod scheduler;
+
+pub use backfill::{
+    BackfillEvent, BackfillOptions, BackfillPlan, BackfillReport, PlanAction, PlanEntry, Reprocess, backfill, plan_backfill,
+};
+pub use clock::{Clock, TokioClock};
+pub use context::TaskContext;
+pub use definition::{
+    CallbackContext, DagDef, DagDefBuilder, Registry, Task, TaskError, TaskFuture, TaskResult,
+};
+pub use executor::{Executor, ExecutorOptions, RunOutcome};
+pub use scheduler::{Scheduler, TriggerRequest, trigger_run};
+
+/// The error type of weir-runtime: failures of the engine itself, never of a task (a failed task
+/// is data: it ends in the `failed` state).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] weir_store::StoreError),
+    #[error(transparent)]
+    Core(#[from] weir_core::CoreError),
+    /// A DAG id that the registry does not hold.
+    #[error("no DAG named `{0}`; `weir dags list` shows the DAGs this binary knows")]
+    UnknownDag(String),
+    /// A run id that does not exist for the DAG.
+    #[error("DAG `{dag}` has no run `{run}`; `weir runs list --dag {dag}` shows its runs")]
+    UnknownRun { dag: String, run: String },
+    /// A request that cannot be honoured as asked, e.g. a manual run of a DAG without a schedule
+    /// at a date that is not given.
+    #[error("{0}")]
+    Invalid(String),
+    /// A bug in weir.
+    #[error("internal error (a bug in weir): {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

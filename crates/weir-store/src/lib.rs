@@ -1,0 +1,118 @@
+//! The metadata store: what runs exist, what every task instance did, pools, outputs, manifests.
+//!
+//! One concern per trait ([`RunStore`], [`TaskInstanceStore`], [`PoolStore`], [`ManifestStore`]);
+//! [`Store`] is all of them, used as `Arc<dyn Store>`. SQLite is the embedded default
+//! ([`SqliteStore`]); a PostgreSQL backend is a second implementation of the same traits, held to
+//! the same conformance suite (`tests/it/conformance.rs`).
+//!
+//! Every method that changes state commits before it returns: the caller may act on a change as
+//! soon as the call succeeds, and a killed process loses nothing that was acknowledged.
+
+mod records;
+mod sqlite;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use weir_core::{DagId, RunId, RunState};
+
+/// The error type of weir-store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or a statement failed.
+    #[error("metadata store error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row that does not decode into the model: the store was written by something else.
+    #[error("metadata store holds an invalid value: {0}")]
+    Corrupt(String),
+    /// A compare-and-set update found the row in another state: someone else changed it.
+    #[error("{what} was changed concurrently (expected {expected}); it was left as is")]
+    Conflict { what: String, expected: String },
+    /// The named run or task instance does not exist.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// A store URL that weir cannot use.
+    #[error("unsupported store URL `{0}`: use sqlite://PATH (postgres:// is not available yet)")]
+    UnsupportedUrl(String),
+}
+
+impl From<weir_core::CoreError> for StoreError {
+    fn from(e: weir_core::CoreError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// DAG runs: creation (idempotent per logical date), state, listing.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Creates the run unless one exists for the same DAG and logical date; returns the stored run
+    /// and whether it was created now.
+    async fn create_run(&self, run: NewRun) -> Result<(RunRecord, bool)>;
+    async fn get_run(&self, dag_id: &DagId, run_id: &RunId) -> Result<Option<RunRecord>>;
+    async fn run_at(&self, dag_id: &DagId, logical_date: Timestamp) -> Result<Option<RunRecord>>;
+    /// Runs, newest logical date first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    /// The scheduled run with the latest logical date (the scheduler continues after it).
+    async fn last_scheduled_run(&self, dag_id: &DagId) -> Result<Option<RunRecord>>;
+    /// Moves a run from `from` to `to` (compare-and-set), stamping start/end times.
+    async fn set_run_state(&self, dag_id: &DagId, run_id: &RunId, from: RunState, to: RunState, at: Timestamp)
+    -> Result<()>;
+    /// Clears a run so it runs again: deletes its task instances and outputs (their history of
+    /// tries is kept) and queues it. Used by re-runs and backfill reprocessing.
+    async fn reset_run(&self, dag_id: &DagId, run_id: &RunId, conf: Option<serde_json::Value>) -> Result<()>;
+}
+
+/// Task instances, their tries and outputs.
+#[async_trait]
+pub trait TaskInstanceStore: Send + Sync {
+    /// Inserts task instances (all of a run's unmapped tasks, or the expansion of a mapped one).
+    /// Existing keys are left untouched, so expansion after a crash is idempotent.
+    async fn insert_task_instances(&self, tis: &[NewTaskInstance]) -> Result<()>;
+    /// Replaces a mapped task's placeholder instance (map index -1, state none) with `count`
+    /// instances 0..count in one transaction. Idempotent: an expanded task is left as it is.
+    async fn expand_mapped(&self, placeholder: &NewTaskInstance, count: usize) -> Result<()>;
+    async fn task_instances(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TaskInstanceRecord>>;
+    /// Applies a batch of changes in one transaction; each is a compare-and-set on the instance's
+    /// state and try number, so a stale writer (a worker whose lease was taken over) changes nothing.
+    async fn apply(&self, changes: &[TiChange]) -> Result<()>;
+    /// Extends the lease of running instances owned by this process.
+    async fn renew_leases(&self, keys: &[TiKey], lease_until: Timestamp) -> Result<()>;
+    /// Running instances whose lease ended before `now`: their worker is gone.
+    async fn orphaned(&self, now: Timestamp) -> Result<Vec<TaskInstanceRecord>>;
+    /// Outputs of one task in a run, in map-index order (one entry for an unmapped task).
+    async fn outputs(&self, dag_id: &DagId, run_id: &RunId, task_id: &str) -> Result<Vec<(i64, serde_json::Value)>>;
+    /// Every finished try of a run's task instances, in order.
+    async fn tries(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TryRecord>>;
+}
+
+/// Named pools of slots.
+#[async_trait]
+pub trait PoolStore: Send + Sync {
+    async fn set_pool(&self, name: &str, slots: u32, description: &str) -> Result<()>;
+    async fn pools(&self) -> Result<Vec<PoolRecord>>;
+}
+
+/// Manifests of committed partition writes.
+#[async_trait]
+pub trait ManifestStore: Send + Sync {
+    async fn record_manifest(&self, manifest: &PartitionManifest) -> Result<()>;
+    /// The latest manifest of every partition of a dataset, by partition path.
+    async fn manifests(&self, dataset: &str) -> Result<Vec<PartitionManifest>>;
+}
+
+/// The whole store, as the runtime uses it.
+pub trait Store: RunStore + TaskInstanceStore + PoolStore + ManifestStore {}
+impl<T: RunStore + TaskInstanceStore + PoolStore + ManifestStore> Store for T {}
+
+/// Opens the store a URL names: `sqlite://PATH` (created if missing).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(path)).await?));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_owned()))
+}

@@ -1,0 +1,629 @@
+//! The SQLite backend: the embedded default, one file under the weir home.
+//!
+//! WAL mode with `synchronous = FULL`, so a commit is on disk before the call returns. One
+//! connection per process serializes writers without `SQLITE_BUSY`; other processes (a CLI
+//! listing runs while a scheduler works) wait on the busy timeout.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+use weir_core::ids::RunKind;
+use weir_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState};
+
+use crate::records::*;
+use crate::{ManifestStore, PoolStore, Result, RunStore, StoreError, TaskInstanceStore};
+
+/// Ordered schema migrations; each runs once, in its own transaction.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+
+/// The SQLite metadata store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn ts(us: i64) -> Result<Timestamp> {
+    Timestamp::from_microsecond(us).map_err(|e| StoreError::Corrupt(format!("timestamp {us}: {e}")))
+}
+
+fn opt_ts(us: Option<i64>) -> Result<Option<Timestamp>> {
+    us.map(ts).transpose()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Corrupt(format!("cannot create the folder {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS weir_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for &(version, name, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM weir_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO weir_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                .bind(version)
+                .bind(name)
+                .bind(micros(Timestamp::now()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
+    let conf: String = row.try_get("conf")?;
+    Ok(RunRecord {
+        dag_id: DagId::new(row.try_get::<String, _>("dag_id")?)?,
+        run_id: RunId::new(row.try_get::<String, _>("run_id")?)?,
+        kind: RunKind::try_from(row.try_get::<&str, _>("kind")?)?,
+        state: RunState::try_from(row.try_get::<&str, _>("state")?)?,
+        logical_date: ts(row.try_get("logical_date")?)?,
+        interval_start: ts(row.try_get("interval_start")?)?,
+        interval_end: ts(row.try_get("interval_end")?)?,
+        run_after: ts(row.try_get("run_after")?)?,
+        conf: serde_json::from_str(&conf).map_err(|e| StoreError::Corrupt(format!("run conf: {e}")))?,
+        created_at: ts(row.try_get("created_at")?)?,
+        started_at: opt_ts(row.try_get("started_at")?)?,
+        ended_at: opt_ts(row.try_get("ended_at")?)?,
+    })
+}
+
+fn ti_from_row(row: &SqliteRow) -> Result<TaskInstanceRecord> {
+    Ok(TaskInstanceRecord {
+        key: TiKey {
+            dag_id: DagId::new(row.try_get::<String, _>("dag_id")?)?,
+            run_id: RunId::new(row.try_get::<String, _>("run_id")?)?,
+            task_id: TaskId::new(row.try_get::<String, _>("task_id")?)?,
+            map_index: MapIndex::from_raw(row.try_get("map_index")?)?,
+        },
+        state: TaskState::try_from(row.try_get::<&str, _>("state")?)?,
+        try_number: row.try_get::<i64, _>("try_number")? as u32,
+        max_tries: row.try_get::<i64, _>("max_tries")? as u32,
+        pool: row.try_get("pool")?,
+        pool_slots: row.try_get::<i64, _>("pool_slots")? as u32,
+        started_at: opt_ts(row.try_get("started_at")?)?,
+        ended_at: opt_ts(row.try_get("ended_at")?)?,
+        retry_at: opt_ts(row.try_get("retry_at")?)?,
+        lease_until: opt_ts(row.try_get("lease_until")?)?,
+        error: row.try_get("error")?,
+    })
+}
+
+const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at";
+const TI_COLUMNS: &str = "dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, started_at, ended_at, retry_at, lease_until, error";
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: NewRun) -> Result<(RunRecord, bool)> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO dag_runs (dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at)
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(run.dag_id.as_str())
+        .bind(run.run_id.as_str())
+        .bind(run.kind.as_str())
+        .bind(micros(run.logical_date))
+        .bind(micros(run.interval_start))
+        .bind(micros(run.interval_end))
+        .bind(micros(run.run_after))
+        .bind(run.conf.to_string())
+        .bind(micros(run.created_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"))
+            .bind(run.dag_id.as_str())
+            .bind(micros(run.logical_date))
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        match row {
+            Some(row) => Ok((run_from_row(&row)?, inserted)),
+            // The insert lost to a run with the same id at another logical date.
+            None => Err(StoreError::Conflict {
+                what: format!("run `{}` of DAG `{}`", run.run_id, run.dag_id),
+                expected: "a free run id".to_owned(),
+            }),
+        }
+    }
+
+    async fn get_run(&self, dag_id: &DagId, run_id: &RunId) -> Result<Option<RunRecord>> {
+        sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?"))
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    async fn run_at(&self, dag_id: &DagId, logical_date: Timestamp) -> Result<Option<RunRecord>> {
+        sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"))
+            .bind(dag_id.as_str())
+            .bind(micros(logical_date))
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE 1 = 1");
+        if filter.dag_id.is_some() {
+            sql.push_str(" AND dag_id = ?");
+        }
+        if !filter.states.is_empty() {
+            let marks = vec!["?"; filter.states.len()].join(", ");
+            sql.push_str(&format!(" AND state IN ({marks})"));
+        }
+        if filter.logical_date_from.is_some() {
+            sql.push_str(" AND logical_date >= ?");
+        }
+        if filter.logical_date_to.is_some() {
+            sql.push_str(" AND logical_date <= ?");
+        }
+        sql.push_str(" ORDER BY logical_date DESC, dag_id");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut query = sqlx::query(&sql);
+        if let Some(dag) = &filter.dag_id {
+            query = query.bind(dag.as_str());
+        }
+        for state in &filter.states {
+            query = query.bind(state.as_str());
+        }
+        if let Some(from) = filter.logical_date_from {
+            query = query.bind(micros(from));
+        }
+        if let Some(to) = filter.logical_date_to {
+            query = query.bind(micros(to));
+        }
+        query.fetch_all(&self.pool).await?.iter().map(run_from_row).collect()
+    }
+
+    async fn last_scheduled_run(&self, dag_id: &DagId) -> Result<Option<RunRecord>> {
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND kind = 'scheduled' ORDER BY logical_date DESC LIMIT 1"
+        ))
+        .bind(dag_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(run_from_row)
+        .transpose()
+    }
+
+    async fn set_run_state(&self, dag_id: &DagId, run_id: &RunId, from: RunState, to: RunState, at: Timestamp) -> Result<()> {
+        from.transition(to)?;
+        let query = match to {
+            RunState::Running => sqlx::query(
+                "UPDATE dag_runs SET state = ?, started_at = COALESCE(started_at, ?), ended_at = NULL WHERE dag_id = ? AND run_id = ? AND state = ?",
+            )
+            .bind(to.as_str())
+            .bind(micros(at)),
+            RunState::Success | RunState::Failed => {
+                sqlx::query("UPDATE dag_runs SET state = ?, ended_at = ? WHERE dag_id = ? AND run_id = ? AND state = ?")
+                    .bind(to.as_str())
+                    .bind(micros(at))
+            }
+            RunState::Queued => sqlx::query(
+                "UPDATE dag_runs SET state = ?, started_at = NULL, ended_at = NULL WHERE dag_id = ? AND run_id = ? AND state = ?",
+            )
+            .bind(to.as_str()),
+        };
+        let query = query.bind(dag_id.as_str()).bind(run_id.as_str()).bind(from.as_str());
+        let changed = query.execute(&self.pool).await?.rows_affected();
+        if changed != 1 {
+            return Err(StoreError::Conflict {
+                what: format!("run `{run_id}` of DAG `{dag_id}`"),
+                expected: from.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn reset_run(&self, dag_id: &DagId, run_id: &RunId, conf: Option<serde_json::Value>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["task_instances", "task_outputs"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE dag_id = ? AND run_id = ?"))
+                .bind(dag_id.as_str())
+                .bind(run_id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, conf = COALESCE(?, conf) WHERE dag_id = ? AND run_id = ?",
+        )
+        .bind(conf.map(|c| c.to_string()))
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(StoreError::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Rows per multi-row INSERT (SQLite allows 32,766 bound values).
+const INSERT_CHUNK: usize = 500;
+
+async fn apply_one(tx: &mut Transaction<'static, Sqlite>, c: &TiChange) -> Result<()> {
+    // A claim moves an instance straight to running: queued is transient inside one process.
+    if !(c.state == TaskState::Running && c.expect_state.is_claimable()) {
+        c.expect_state.transition(c.state)?;
+    }
+    let at = micros(c.at);
+    let starts = c.state == TaskState::Running;
+    let ends_try = c.expect_state == TaskState::Running;
+    let changed = sqlx::query(
+        "UPDATE task_instances SET state = ?, try_number = ?,
+            started_at = CASE WHEN ? THEN ? ELSE started_at END,
+            ended_at = CASE WHEN ? THEN ? ELSE NULL END,
+            lease_until = ?, retry_at = ?, error = COALESCE(?, CASE WHEN ? THEN NULL ELSE error END)
+         WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? AND state = ? AND try_number = ?",
+    )
+    .bind(c.state.as_str())
+    .bind(c.try_number as i64)
+    .bind(starts)
+    .bind(at)
+    .bind(c.state.is_terminal() || c.state == TaskState::UpForRetry)
+    .bind(at)
+    .bind(c.lease_until.map(micros))
+    .bind(c.retry_at.map(micros))
+    .bind(c.error.as_deref())
+    .bind(starts)
+    .bind(c.key.dag_id.as_str())
+    .bind(c.key.run_id.as_str())
+    .bind(c.key.task_id.as_str())
+    .bind(c.key.map_index.raw())
+    .bind(c.expect_state.as_str())
+    .bind(c.expect_try as i64)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed != 1 {
+        return Err(StoreError::Conflict {
+            what: format!(
+                "task instance {}/{}/{}[{}]",
+                c.key.dag_id, c.key.run_id, c.key.task_id, c.key.map_index
+            ),
+            expected: format!("{} at try {}", c.expect_state, c.expect_try),
+        });
+    }
+    if ends_try {
+        sqlx::query(
+            "INSERT OR REPLACE INTO task_tries (dag_id, run_id, task_id, map_index, try_number, state, started_at, ended_at, error)
+             SELECT dag_id, run_id, task_id, map_index, ?, ?, started_at, ?, ? FROM task_instances
+             WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
+        )
+        .bind(c.expect_try as i64)
+        .bind(c.state.as_str())
+        .bind(at)
+        .bind(c.error.as_deref())
+        .bind(c.key.dag_id.as_str())
+        .bind(c.key.run_id.as_str())
+        .bind(c.key.task_id.as_str())
+        .bind(c.key.map_index.raw())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if let Some(output) = c.output.as_ref().filter(|o| !o.is_null()) {
+        sqlx::query("INSERT OR REPLACE INTO task_outputs (dag_id, run_id, task_id, map_index, value) VALUES (?, ?, ?, ?, ?)")
+            .bind(c.key.dag_id.as_str())
+            .bind(c.key.run_id.as_str())
+            .bind(c.key.task_id.as_str())
+            .bind(c.key.map_index.raw())
+            .bind(output.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TaskInstanceStore for SqliteStore {
+    async fn insert_task_instances(&self, tis: &[NewTaskInstance]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in tis.chunks(INSERT_CHUNK) {
+            let marks = vec!["(?, ?, ?, ?, ?, 0, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots)
+                 VALUES {marks} ON CONFLICT DO NOTHING"
+            );
+            let mut query = sqlx::query(&sql);
+            for ti in chunk {
+                query = query
+                    .bind(ti.key.dag_id.as_str())
+                    .bind(ti.key.run_id.as_str())
+                    .bind(ti.key.task_id.as_str())
+                    .bind(ti.key.map_index.raw())
+                    .bind(ti.state.as_str())
+                    .bind(ti.max_tries as i64)
+                    .bind(ti.pool.as_str())
+                    .bind(ti.pool_slots as i64);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn expand_mapped(&self, placeholder: &NewTaskInstance, count: usize) -> Result<()> {
+        let key = &placeholder.key;
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query(
+            "DELETE FROM task_instances WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = -1 AND state = 'none'",
+        )
+        .bind(key.dag_id.as_str())
+        .bind(key.run_id.as_str())
+        .bind(key.task_id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if removed == 1 {
+            let indices: Vec<i64> = (0..count as i64).collect();
+            for chunk in indices.chunks(INSERT_CHUNK) {
+                let marks = vec!["(?, ?, ?, ?, 'none', 0, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots)
+                     VALUES {marks} ON CONFLICT DO NOTHING"
+                );
+                let mut query = sqlx::query(&sql);
+                for &i in chunk {
+                    query = query
+                        .bind(key.dag_id.as_str())
+                        .bind(key.run_id.as_str())
+                        .bind(key.task_id.as_str())
+                        .bind(i)
+                        .bind(placeholder.max_tries as i64)
+                        .bind(placeholder.pool.as_str())
+                        .bind(placeholder.pool_slots as i64);
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn task_instances(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TaskInstanceRecord>> {
+        sqlx::query(&format!(
+            "SELECT {TI_COLUMNS} FROM task_instances WHERE dag_id = ? AND run_id = ? ORDER BY rowid"
+        ))
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(ti_from_row)
+        .collect()
+    }
+
+    async fn apply(&self, changes: &[TiChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for change in changes {
+            apply_one(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn renew_leases(&self, keys: &[TiKey], lease_until: Timestamp) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query(
+                "UPDATE task_instances SET lease_until = ? WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? AND state = 'running'",
+            )
+            .bind(micros(lease_until))
+            .bind(key.dag_id.as_str())
+            .bind(key.run_id.as_str())
+            .bind(key.task_id.as_str())
+            .bind(key.map_index.raw())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn orphaned(&self, now: Timestamp) -> Result<Vec<TaskInstanceRecord>> {
+        sqlx::query(&format!(
+            "SELECT {TI_COLUMNS} FROM task_instances WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?) ORDER BY rowid"
+        ))
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(ti_from_row)
+        .collect()
+    }
+
+    async fn outputs(&self, dag_id: &DagId, run_id: &RunId, task_id: &str) -> Result<Vec<(i64, serde_json::Value)>> {
+        let rows = sqlx::query(
+            "SELECT map_index, value FROM task_outputs WHERE dag_id = ? AND run_id = ? AND task_id = ? ORDER BY map_index",
+        )
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .bind(task_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let value: &str = row.try_get("value")?;
+                let value = serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("task output: {e}")))?;
+                Ok((row.try_get("map_index")?, value))
+            })
+            .collect()
+    }
+
+    async fn tries(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TryRecord>> {
+        let rows = sqlx::query(
+            "SELECT task_id, map_index, try_number, state, started_at, ended_at, error FROM task_tries
+             WHERE dag_id = ? AND run_id = ? ORDER BY ended_at, task_id, map_index, try_number",
+        )
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TryRecord {
+                    task_id: TaskId::new(row.try_get::<String, _>("task_id")?)?,
+                    map_index: MapIndex::from_raw(row.try_get("map_index")?)?,
+                    try_number: row.try_get::<i64, _>("try_number")? as u32,
+                    state: TaskState::try_from(row.try_get::<&str, _>("state")?)?,
+                    started_at: opt_ts(row.try_get("started_at")?)?,
+                    ended_at: ts(row.try_get("ended_at")?)?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl PoolStore for SqliteStore {
+    async fn set_pool(&self, name: &str, slots: u32, description: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pools (name, slots, description) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, description = excluded.description",
+        )
+        .bind(name)
+        .bind(slots as i64)
+        .bind(description)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolRecord>> {
+        let rows = sqlx::query("SELECT name, slots, description FROM pools ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PoolRecord {
+                    name: row.try_get("name")?,
+                    slots: row.try_get::<i64, _>("slots")? as u32,
+                    description: row.try_get("description")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ManifestStore for SqliteStore {
+    async fn record_manifest(&self, m: &PartitionManifest) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO partition_manifests (dataset, partition, rows_in, rows_out, rows_rejected, bytes, files, checksum, schema,
+                dag_id, run_id, task_id, map_index, try_number, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&m.dataset)
+        .bind(&m.partition)
+        .bind(m.rows_in as i64)
+        .bind(m.rows_out as i64)
+        .bind(m.rows_rejected as i64)
+        .bind(m.bytes as i64)
+        .bind(m.files as i64)
+        .bind(&m.checksum)
+        .bind(&m.schema)
+        .bind(&m.dag_id)
+        .bind(&m.run_id)
+        .bind(&m.task_id)
+        .bind(m.map_index)
+        .bind(m.try_number as i64)
+        .bind(micros(m.committed_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn manifests(&self, dataset: &str) -> Result<Vec<PartitionManifest>> {
+        let rows = sqlx::query(
+            "SELECT * FROM partition_manifests m WHERE dataset = ?
+               AND id = (SELECT MAX(id) FROM partition_manifests n WHERE n.dataset = m.dataset AND n.partition = m.partition)
+             ORDER BY partition",
+        )
+        .bind(dataset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PartitionManifest {
+                    dataset: row.try_get("dataset")?,
+                    partition: row.try_get("partition")?,
+                    rows_in: row.try_get::<i64, _>("rows_in")? as u64,
+                    rows_out: row.try_get::<i64, _>("rows_out")? as u64,
+                    rows_rejected: row.try_get::<i64, _>("rows_rejected")? as u64,
+                    bytes: row.try_get::<i64, _>("bytes")? as u64,
+                    files: row.try_get::<i64, _>("files")? as u32,
+                    checksum: row.try_get("checksum")?,
+                    schema: row.try_get("schema")?,
+                    dag_id: row.try_get("dag_id")?,
+                    run_id: row.try_get("run_id")?,
+                    task_id: row.try_get("task_id")?,
+                    map_index: row.try_get("map_index")?,
+                    try_number: row.try_get::<i64, _>("try_number")? as u32,
+                    committed_at: ts(row.try_get("committed_at")?)?,
+                })
+            })
+            .collect()
+    }
+}
