@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoreError;
 
 /// The state of one task instance `(dag, run, task, map_index)`, as in Airflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     /// Created, dependencies not yet met (Airflow's "no status").

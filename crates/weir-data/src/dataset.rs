@@ -37,8 +37,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::{Deserialize, Serialize};
 
-use crate::partition::{PartitionKey, parse_segment};
 use crate::DataError;
+use crate::partition::{PartitionKey, parse_segment};
 
 const STAGING: &str = "_staging";
 const TRASH: &str = "_trash";
@@ -298,9 +298,10 @@ impl Dataset {
                 .and_then(|b| b.build())
                 .map_err(|e| DataError::parquet(&path, e))?;
             for batch in reader {
-                batches.push(batch.map_err(|e| {
-                    DataError::arrow(format!("reading {}", path.display()), e)
-                })?);
+                batches.push(
+                    batch
+                        .map_err(|e| DataError::arrow(format!("reading {}", path.display()), e))?,
+                );
             }
         }
         Ok(batches)
@@ -441,7 +442,9 @@ impl Dataset {
             fs::create_dir_all(&parent).map_err(|e| DataError::io("create", &parent, e))?;
             rename(&trash, &partition)?;
         }
-        sync_dir(&parent)?;
+        if parent.exists() {
+            sync_dir(&parent)?;
+        }
         sync_dir(&self.trash_root())?;
         fs::remove_file(journal_path).map_err(|e| DataError::io("remove", journal_path, e))?;
         sync_dir(&self.staging_root())?;
@@ -454,7 +457,10 @@ impl Dataset {
     fn journal_partition(&self, journal: &Journal, path: &Path) -> Result<PathBuf, DataError> {
         let mut out = self.root.clone();
         for segment in journal.partition.split('/') {
-            if segment.starts_with('_') || segment.starts_with('.') || parse_segment(segment).is_err() {
+            if segment.starts_with('_')
+                || segment.starts_with('.')
+                || parse_segment(segment).is_err()
+            {
                 return Err(DataError::Corrupt {
                     path: path.to_owned(),
                     reason: format!("the partition path {:?} is not valid", journal.partition),
@@ -604,7 +610,8 @@ impl PartitionWriter {
             .inner
             .into_inner()
             .map_err(|e| DataError::io("write", &path, e.into_error()))?;
-        file.sync_all().map_err(|e| DataError::io("fsync", &path, e))?;
+        file.sync_all()
+            .map_err(|e| DataError::io("fsync", &path, e))?;
         Ok(())
     }
 
@@ -861,9 +868,7 @@ fn remove_any(path: &Path) -> Result<(), DataError> {
         fs::remove_file(path)
     };
     match result {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(DataError::io("remove", path, e))
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DataError::io("remove", path, e)),
         _ => Ok(()),
     }
 }

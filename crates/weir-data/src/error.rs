@@ -21,13 +21,13 @@ pub enum DataError {
     },
 
     /// The file extension does not name a format this crate reads.
-    #[error(
-        "cannot read {path}: unknown file format; use a file ending in .csv or .parquet"
-    )]
+    #[error("cannot read {path}: unknown file format; use a file ending in .csv or .parquet")]
     UnsupportedFormat { path: PathBuf },
 
     /// A CSV file is unusable as a whole (no header, bad header, unreadable bytes).
-    #[error("cannot read CSV {path} at line {line}: {reason}; fix the file or pass an explicit schema")]
+    #[error(
+        "cannot read CSV {path} at line {line}: {reason}; fix the file or pass an explicit schema"
+    )]
     Csv {
         path: PathBuf,
         line: u64,
@@ -59,7 +59,9 @@ pub enum DataError {
     },
 
     /// A column has a type this operation cannot use.
-    #[error("column {column:?} in {place} has type {found}, but {expected} is required; cast it or pick another column")]
+    #[error(
+        "column {column:?} in {place} has type {found}, but {expected} is required; cast it or pick another column"
+    )]
     ColumnType {
         column: String,
         place: String,
@@ -80,7 +82,9 @@ pub enum DataError {
     InvalidOptions { what: &'static str, reason: String },
 
     /// A batch written to a partition does not match the writer's schema.
-    #[error("batch does not match the schema of partition {partition}: expected {expected}, found {found}; write batches with the writer's schema")]
+    #[error(
+        "batch does not match the schema of partition {partition}: expected {expected}, found {found}; write batches with the writer's schema"
+    )]
     SchemaMismatch {
         partition: String,
         expected: String,
@@ -88,7 +92,9 @@ pub enum DataError {
     },
 
     /// The partition asked for does not exist.
-    #[error("partition {partition} does not exist under {root}; list partitions to see which exist")]
+    #[error(
+        "partition {partition} does not exist under {root}; list partitions to see which exist"
+    )]
     PartitionNotFound { partition: String, root: PathBuf },
 
     /// A commit journal or sidecar file could not be understood.
@@ -96,7 +102,9 @@ pub enum DataError {
     Corrupt { path: PathBuf, reason: String },
 
     /// A failure injected by a test through [`crate::Failpoint`].
-    #[error("injected failure at {failpoint:?} while committing {partition}; this only happens in tests")]
+    #[error(
+        "injected failure at {failpoint:?} while committing {partition}; this only happens in tests"
+    )]
     InjectedFailure {
         failpoint: crate::Failpoint,
         partition: String,
@@ -108,7 +116,11 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         DataError::Io {
             action,
             path: path.into(),
@@ -116,7 +128,7 @@ impl DataError {
         }
     }
 
-    pub(crate) fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+    pub fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
         DataError::Arrow {
             context: context.into(),
             source,

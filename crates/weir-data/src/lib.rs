@@ -24,7 +24,9 @@ pub use dataset::{
 };
 pub use error::DataError;
 pub use partition::PartitionKey;
-pub use sample::{SampleSpec, SampleSummary, orders_schema, write_orders_csv, write_orders_parquet};
+pub use sample::{
+    SampleSpec, SampleSummary, orders_schema, write_orders_csv, write_orders_parquet,
+};
 pub use source::{ReadOptions, Reject, SourceReader, open_source};
 pub use window::{
     filter_time_window, local_date_hour_keys, local_date_keys, partition_by_local_date,

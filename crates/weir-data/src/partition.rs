@@ -2,13 +2,13 @@
 //! leave its folder, and parsed back.
 //!
 //! Escaping follows Hive's `FileUtils.escapePathName` (percent-encoding, upper-case hex) for `/`,
-//! `\`, `=`, `%`, `:`, `#`, `?`, `*`, quotes, brackets, `^`, `{`, DEL and control characters
-//! including NUL, plus a leading `.` (so a value can never be `.`, `..` or a hidden file). An empty
-//! value is Hive's `__HIVE_DEFAULT_PARTITION__` (and a literal value equal to that marker is escaped
-//! so the two never collide). Values whose escaped form is longer than [`MAX_ESCAPED_VALUE_BYTES`]
-//! are truncated and end with `%%` and a hash of the full value: `%%` never occurs in an escaped
-//! value, so a truncated segment is recognizable, and the dataset stores the full key beside the
-//! data so that listing still returns it.
+//! `\`, `=`, `%`, `:`, `#`, `?`, `*`, quotes, brackets, `^`, `{` and control characters (NUL, DEL
+//! and the C1 range included), plus a leading `.` (so a value can never be `.`, `..` or a hidden
+//! file). An empty value is Hive's `__HIVE_DEFAULT_PARTITION__` (and a literal value equal to that
+//! marker is escaped so the two never collide). Values whose escaped form is longer than
+//! [`MAX_ESCAPED_VALUE_BYTES`] are truncated and end with `%%` and a hash of the full value: `%%`
+//! never occurs in an escaped value, so a truncated segment is recognizable, and the dataset stores
+//! the full key beside the data so that listing still returns it.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -56,7 +56,11 @@ impl PartitionKey {
     }
 
     /// Appends one `(name, value)` level, validating the name.
-    pub fn with(mut self, name: impl Into<String>, value: impl Into<String>) -> Result<Self, DataError> {
+    pub fn with(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, DataError> {
         let name = name.into();
         validate_name(&name)?;
         if self.parts.iter().any(|(n, _)| *n == name) {
@@ -143,22 +147,22 @@ impl PartitionKey {
             return Ok(key);
         }
         for segment in path.split('/') {
-            let (name, escaped) = parse_segment(segment).map_err(|reason| {
-                DataError::InvalidPartitionKey {
+            let (name, escaped) =
+                parse_segment(segment).map_err(|reason| DataError::InvalidPartitionKey {
                     input: path.to_owned(),
                     reason,
-                }
-            })?;
+                })?;
             if escaped.contains(TRUNCATION_MARK) {
                 return Err(DataError::InvalidPartitionKey {
                     input: path.to_owned(),
                     reason: "the value was truncated to fit a file name; read the full key from the dataset listing".into(),
                 });
             }
-            let value = unescape_value(escaped).map_err(|reason| DataError::InvalidPartitionKey {
-                input: path.to_owned(),
-                reason,
-            })?;
+            let value =
+                unescape_value(escaped).map_err(|reason| DataError::InvalidPartitionKey {
+                    input: path.to_owned(),
+                    reason,
+                })?;
             key = key.with(name, value)?;
         }
         Ok(key)
@@ -203,8 +207,7 @@ fn validate_name(name: &str) -> Result<(), DataError> {
 }
 
 fn must_escape(c: char, first: bool) -> bool {
-    (c as u32) < 0x20
-        || c == '\u{7f}'
+    c.is_control()
         || (first && c == '.')
         || matches!(
             c,

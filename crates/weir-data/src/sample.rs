@@ -240,14 +240,31 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// (region, weight, countries with (code, currency, weight)).
-type RegionTable = [(&'static str, u32, &'static [(&'static str, &'static str, u32)]); 4];
+type RegionTable = [(
+    &'static str,
+    u32,
+    &'static [(&'static str, &'static str, u32)],
+); 4];
 const REGIONS: RegionTable = [
-    ("NA", 40, &[("US", "USD", 80), ("CA", "CAD", 12), ("MX", "MXN", 8)]),
-    ("EU", 30, &[("DE", "EUR", 35), ("GB", "GBP", 35), ("FR", "EUR", 30)]),
+    (
+        "NA",
+        40,
+        &[("US", "USD", 80), ("CA", "CAD", 12), ("MX", "MXN", 8)],
+    ),
+    (
+        "EU",
+        30,
+        &[("DE", "EUR", 35), ("GB", "GBP", 35), ("FR", "EUR", 30)],
+    ),
     (
         "APAC",
         20,
-        &[("JP", "JPY", 35), ("AU", "AUD", 25), ("IN", "INR", 25), ("SG", "SGD", 15)],
+        &[
+            ("JP", "JPY", 35),
+            ("AU", "AUD", 25),
+            ("IN", "INR", 25),
+            ("SG", "SGD", 15),
+        ],
     ),
     ("LATAM", 10, &[("BR", "BRL", 70), ("AR", "ARS", 30)]),
 ];
@@ -280,10 +297,42 @@ const SHORT_NOTES: &[&str] = &[
 ];
 
 const WORDS: &[&str] = &[
-    "the", "customer", "asked", "for", "delivery", "to", "a", "different", "address", "because",
-    "of", "travel", "and", "noted", "that", "previous", "orders", "arrived", "late", "package",
-    "box", "damaged", "refund", "requested", "warehouse", "courier", "weekend", "invoice", "VAT",
-    "number", "attached", "please", "confirm", "by", "email,", "thanks!",
+    "the",
+    "customer",
+    "asked",
+    "for",
+    "delivery",
+    "to",
+    "a",
+    "different",
+    "address",
+    "because",
+    "of",
+    "travel",
+    "and",
+    "noted",
+    "that",
+    "previous",
+    "orders",
+    "arrived",
+    "late",
+    "package",
+    "box",
+    "damaged",
+    "refund",
+    "requested",
+    "warehouse",
+    "courier",
+    "weekend",
+    "invoice",
+    "VAT",
+    "number",
+    "attached",
+    "please",
+    "confirm",
+    "by",
+    "email,",
+    "thanks!",
 ];
 
 const BAD_TIMESTAMPS: &[&str] = &[
@@ -386,7 +435,11 @@ impl Generator {
 
         // Ids increase with gaps: usually +1, sometimes a few ids are skipped.
         let order_id = self.next_order_id;
-        self.next_order_id += 1 + if rng.chance(0.1) { rng.below(5) as i64 + 1 } else { 0 };
+        self.next_order_id += 1 + if rng.chance(0.1) {
+            rng.below(5) as i64 + 1
+        } else {
+            0
+        };
 
         // Zipf-like customer rank: density ∝ 1/rank over [1, customers].
         let n = self.customers as f64;
@@ -483,7 +536,10 @@ fn home_of(customer_id: i64, seed: u64) -> (&'static str, &'static str, &'static
     let mut rng = Rng(mix(customer_id as u64 ^ seed.rotate_left(17)));
     let regions = REGIONS.map(|(name, w, countries)| ((name, countries), w));
     let (_, (region, countries)) = weighted(&mut rng, &regions);
-    let options: Vec<((&str, &str), u32)> = countries.iter().map(|(c, cur, w)| ((*c, *cur), *w)).collect();
+    let options: Vec<((&str, &str), u32)> = countries
+        .iter()
+        .map(|(c, cur, w)| ((*c, *cur), *w))
+        .collect();
     let (_, (country, currency)) = weighted(&mut rng, &options);
     (region, country, currency)
 }
@@ -563,7 +619,8 @@ impl ParquetColumns {
             Some(Malformed::BadTimestamp(s)) if !s.is_empty() => self.event_time.append_value(s),
             Some(_) => self.event_time.append_null(),
         }
-        self.ingested_at.append_value(row.ingested_at.as_microsecond());
+        self.ingested_at
+            .append_value(row.ingested_at.as_microsecond());
         self.amount.append_value(i128::from(row.amount_cents));
         self.currency.append_value(row.currency);
         self.status.append_value(row.status);

@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Decimal128Builder, Float64Builder, Int32Builder,
-    Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
-    make_array,
+    Array, ArrayRef, BooleanBuilder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, make_array,
 };
 use arrow::compute::kernels::cast_utils::parse_decimal;
 use arrow::datatypes::{DataType, Decimal128Type, Field, Schema, SchemaRef, TimeUnit};
@@ -297,21 +296,29 @@ fn csv_error(path: &Path, e: csv::Error) -> DataError {
 impl CsvState {
     fn open(path: &Path, opts: &ReadOptions) -> Result<(SchemaRef, CsvState), DataError> {
         let mut reader = csv_reader(path)?;
-        let header = reader.byte_headers().map_err(|e| csv_error(path, e))?.clone();
+        let header = reader
+            .byte_headers()
+            .map_err(|e| csv_error(path, e))?
+            .clone();
         let bad_header = |reason: String| DataError::Csv {
             path: path.to_owned(),
             line: 1,
             reason,
         };
         if header.is_empty() {
-            return Err(bad_header("the file is empty but a header row is required".into()));
+            return Err(bad_header(
+                "the file is empty but a header row is required".into(),
+            ));
         }
         let mut names = Vec::with_capacity(header.len());
         for field in &header {
             let name = std::str::from_utf8(field)
                 .map_err(|_| bad_header("the header is not valid UTF-8".into()))?;
             if name.is_empty() {
-                return Err(bad_header(format!("column {} has an empty name", names.len() + 1)));
+                return Err(bad_header(format!(
+                    "column {} has an empty name",
+                    names.len() + 1
+                )));
             }
             if names.iter().any(|n| n == name) {
                 return Err(bad_header(format!("column name {name:?} appears twice")));
@@ -335,24 +342,28 @@ impl CsvState {
 
         let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
         if let Some(time) = &opts.time_column {
-            let i = names
-                .iter()
-                .position(|n| n == time)
-                .ok_or_else(|| DataError::MissingColumn {
-                    column: time.clone(),
-                    place: path.display().to_string(),
-                    available: names.clone(),
-                })?;
+            let i =
+                names
+                    .iter()
+                    .position(|n| n == time)
+                    .ok_or_else(|| DataError::MissingColumn {
+                        column: time.clone(),
+                        place: path.display().to_string(),
+                        available: names.clone(),
+                    })?;
             fields[i] = Field::new(time, crate::utc_micros_type(), false);
         }
         let mut kinds = Vec::with_capacity(fields.len());
         for f in &fields {
-            kinds.push(Kind::of(f.data_type()).ok_or_else(|| DataError::ColumnType {
-                column: f.name().clone(),
-                place: path.display().to_string(),
-                found: f.data_type().to_string(),
-                expected: "one of Int64, Int32, Float64, Decimal128, Boolean, Utf8, Date32, Timestamp"
-                    .into(),
+            kinds.push(Kind::of(f.data_type()).ok_or_else(|| {
+                DataError::ColumnType {
+                    column: f.name().clone(),
+                    place: path.display().to_string(),
+                    found: f.data_type().to_string(),
+                    expected:
+                        "one of Int64, Int32, Float64, Decimal128, Boolean, Utf8, Date32, Timestamp"
+                            .into(),
+                }
             })?);
         }
         let nullable = fields.iter().map(|f| f.is_nullable()).collect();
@@ -682,7 +693,8 @@ impl ParquetState {
             let Some(batch) = self.reader.next() else {
                 return Ok(None);
             };
-            let batch = batch.map_err(|e| DataError::arrow(format!("reading {}", path.display()), e))?;
+            let batch =
+                batch.map_err(|e| DataError::arrow(format!("reading {}", path.display()), e))?;
             let first_row = self.next_row;
             self.next_row += batch.num_rows() as u64;
             let (index, micros) = match self.time {
@@ -709,16 +721,14 @@ impl ParquetState {
                             file: path.to_owned(),
                             line: first_row + row as u64,
                             raw: render_row(&batch, row),
-                            reason: format!(
-                                "column {:?}: {reason}",
-                                schema.field(index).name()
-                            ),
+                            reason: format!("column {:?}: {reason}", schema.field(index).name()),
                         });
                     }
                 }
             }
             let mut columns = batch.columns().to_vec();
-            columns[index] = crate::window::utc_micros_array(TimestampMicrosecondArray::from(values));
+            columns[index] =
+                crate::window::utc_micros_array(TimestampMicrosecondArray::from(values));
             let all_good = keep.iter().all(|k| *k);
             let out = RecordBatch::try_new(schema.clone(), columns)
                 .map_err(|e| DataError::arrow("normalizing the time column", e))?;

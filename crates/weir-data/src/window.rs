@@ -33,7 +33,8 @@ pub fn filter_time_window(
     // t (in `unit`) denotes t * unit; t*unit >= start  <=>  t >= ceil(start / unit), same for end.
     let lo = Int64Array::new_scalar(ceil_in_unit(start, unit));
     let hi = Int64Array::new_scalar(ceil_in_unit(end, unit));
-    let ge = gt_eq(&values, &lo).map_err(|e| DataError::arrow("comparing with the window start", e))?;
+    let ge =
+        gt_eq(&values, &lo).map_err(|e| DataError::arrow("comparing with the window start", e))?;
     let lt = lt(&values, &hi).map_err(|e| DataError::arrow("comparing with the window end", e))?;
     let mask = and(&ge, &lt).map_err(|e| DataError::arrow("combining window bounds", e))?;
     filter_record_batch(batch, &mask).map_err(|e| DataError::arrow("filtering a time window", e))
@@ -161,11 +162,13 @@ pub(crate) fn timestamp_values(
     column: &str,
 ) -> Result<(Int64Array, TimeUnit), DataError> {
     let schema = batch.schema();
-    let index = schema.index_of(column).map_err(|_| DataError::MissingColumn {
-        column: column.to_owned(),
-        place: "the batch".into(),
-        available: schema.fields().iter().map(|f| f.name().clone()).collect(),
-    })?;
+    let index = schema
+        .index_of(column)
+        .map_err(|_| DataError::MissingColumn {
+            column: column.to_owned(),
+            place: "the batch".into(),
+            available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        })?;
     let array: &ArrayRef = batch.column(index);
     let DataType::Timestamp(unit, _) = array.data_type() else {
         return Err(DataError::ColumnType {

@@ -63,8 +63,14 @@ pub struct BackfillPlan {
 /// Progress of a backfill, for progress bars and logs.
 #[derive(Debug, Clone)]
 pub enum BackfillEvent {
-    Started { runs: usize },
-    RunFinished { run_id: RunId, logical_date: Timestamp, state: RunState },
+    Started {
+        runs: usize,
+    },
+    RunFinished {
+        run_id: RunId,
+        logical_date: Timestamp,
+        state: RunState,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -80,7 +86,11 @@ impl BackfillReport {
 }
 
 /// Lists the intervals in `[from, to]` (by logical date) and what a backfill does with each.
-pub async fn plan_backfill(ex: &Executor, dag_id: &DagId, opts: &BackfillOptions) -> Result<BackfillPlan> {
+pub async fn plan_backfill(
+    ex: &Executor,
+    dag_id: &DagId,
+    opts: &BackfillOptions,
+) -> Result<BackfillPlan> {
     let def = ex.dag(dag_id.as_str())?;
     let tt = def.dag.schedule.clone().ok_or_else(|| {
         RuntimeError::Invalid(format!(
@@ -93,15 +103,31 @@ pub async fn plan_backfill(ex: &Executor, dag_id: &DagId, opts: &BackfillOptions
             opts.to, opts.from
         )));
     }
-    let restriction = TimeRestriction { earliest: Some(opts.from), latest: Some(opts.to), catchup: true };
+    let restriction = TimeRestriction {
+        earliest: Some(opts.from),
+        latest: Some(opts.to),
+        catchup: true,
+    };
     let mut entries = Vec::new();
     let mut last = None;
     let now = ex.clock().now();
-    while let Some(DagRunInfo { data_interval, .. }) = tt.next_dagrun_info(last.as_ref(), &restriction, now) {
-        if last.as_ref().is_some_and(|l: &weir_core::DataInterval| data_interval.start <= l.start) {
-            return Err(RuntimeError::Internal(format!("timetable of `{dag_id}` did not advance past {}", data_interval.start)));
+    while let Some(DagRunInfo { data_interval, .. }) =
+        tt.next_dagrun_info(last.as_ref(), &restriction, now)
+    {
+        if last
+            .as_ref()
+            .is_some_and(|l: &weir_core::DataInterval| data_interval.start <= l.start)
+        {
+            return Err(RuntimeError::Internal(format!(
+                "timetable of `{dag_id}` did not advance past {}",
+                data_interval.start
+            )));
         }
-        let existing = ex.store().run_at(dag_id, data_interval.start).await?.map(|r| r.state);
+        let existing = ex
+            .store()
+            .run_at(dag_id, data_interval.start)
+            .await?
+            .map(|r| r.state);
         let action = match (existing, opts.reprocess) {
             (None, _) => PlanAction::Create,
             (Some(RunState::Failed), Reprocess::Failed | Reprocess::Completed) => PlanAction::Rerun,
@@ -118,7 +144,10 @@ pub async fn plan_backfill(ex: &Executor, dag_id: &DagId, opts: &BackfillOptions
         });
         last = Some(data_interval);
     }
-    Ok(BackfillPlan { dag_id: dag_id.clone(), entries })
+    Ok(BackfillPlan {
+        dag_id: dag_id.clone(),
+        entries,
+    })
 }
 
 /// Runs the plan: creates or re-queues each interval's run, then runs them, at most
@@ -155,16 +184,28 @@ pub async fn backfill(
                 to_run.push(run);
             }
             PlanAction::Rerun => {
-                let run = ex.store().run_at(dag_id, entry.logical_date).await?.ok_or_else(|| {
-                    RuntimeError::Internal(format!("run at {} vanished during backfill", entry.logical_date))
-                })?;
-                ex.store().reset_run(dag_id, &run.run_id, Some(opts.conf.clone())).await?;
+                let run = ex
+                    .store()
+                    .run_at(dag_id, entry.logical_date)
+                    .await?
+                    .ok_or_else(|| {
+                        RuntimeError::Internal(format!(
+                            "run at {} vanished during backfill",
+                            entry.logical_date
+                        ))
+                    })?;
+                ex.store()
+                    .reset_run(dag_id, &run.run_id, Some(opts.conf.clone()))
+                    .await?;
                 to_run.push(run);
             }
         }
     }
     on_event(&BackfillEvent::Started { runs: to_run.len() });
-    let limit = opts.max_active_runs.unwrap_or(def.dag.max_active_runs).max(1) as usize;
+    let limit = opts
+        .max_active_runs
+        .unwrap_or(def.dag.max_active_runs)
+        .max(1) as usize;
     let mut results = futures::stream::iter(to_run.into_iter().map(|run| {
         let ex = ex.clone();
         async move { ex.run(&run.dag_id, &run.run_id).await }

@@ -26,7 +26,10 @@ impl TokioClock {
 
     /// A clock that reads `base` now and advances with tokio's timer.
     pub fn starting_at(base: Timestamp) -> Self {
-        TokioClock { base, start: tokio::time::Instant::now() }
+        TokioClock {
+            base,
+            start: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -40,5 +43,9 @@ impl Clock for TokioClock {
 /// How long to wait until `at`, never negative.
 pub(crate) fn until(clock: &dyn Clock, at: Timestamp) -> std::time::Duration {
     let d = at.duration_since(clock.now());
-    if d <= SignedDuration::ZERO { std::time::Duration::ZERO } else { d.unsigned_abs() }
+    if d <= SignedDuration::ZERO {
+        std::time::Duration::ZERO
+    } else {
+        d.unsigned_abs()
+    }
 }

@@ -70,7 +70,9 @@ impl TaskContext {
         match self.param_str(name) {
             None => Ok(None),
             Some(text) => text.parse().map(Some).map_err(|e| {
-                TaskError::fatal(format!("param `{name}` = `{text}` is invalid: {e}; fix the --conf value"))
+                TaskError::fatal(format!(
+                    "param `{name}` = `{text}` is invalid: {e}; fix the --conf value"
+                ))
             }),
         }
     }
@@ -97,7 +99,11 @@ impl TaskContext {
             .outputs(&self.dag_id, &self.run_id, task_id)
             .await
             .map_err(|e| TaskError::retryable(format!("reading the output of `{task_id}`: {e}")))?;
-        if let Some((_, count)) = self.mapped_upstreams.iter().find(|(t, _)| t.as_str() == task_id) {
+        if let Some((_, count)) = self
+            .mapped_upstreams
+            .iter()
+            .find(|(t, _)| t.as_str() == task_id)
+        {
             let mut values = vec![serde_json::Value::Null; *count];
             for (index, value) in outputs {
                 if let Some(slot) = usize::try_from(index).ok().and_then(|i| values.get_mut(i)) {
@@ -106,7 +112,11 @@ impl TaskContext {
             }
             Ok(serde_json::Value::Array(values))
         } else {
-            Ok(outputs.into_iter().next().map(|(_, v)| v).unwrap_or(serde_json::Value::Null))
+            Ok(outputs
+                .into_iter()
+                .next()
+                .map(|(_, v)| v)
+                .unwrap_or(serde_json::Value::Null))
         }
     }
 
@@ -118,9 +128,11 @@ impl TaskContext {
         manifest.map_index = self.map_index.raw();
         manifest.try_number = self.try_number;
         manifest.committed_at = self.clock.now();
-        self.store
-            .record_manifest(&manifest)
-            .await
-            .map_err(|e| TaskError::retryable(format!("recording the manifest of {}: {e}", manifest.partition)))
+        self.store.record_manifest(&manifest).await.map_err(|e| {
+            TaskError::retryable(format!(
+                "recording the manifest of {}: {e}",
+                manifest.partition
+            ))
+        })
     }
 }

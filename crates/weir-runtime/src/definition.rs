@@ -32,17 +32,29 @@ pub struct TaskError {
 impl TaskError {
     /// A failure that retries may fix (a flaky source, a timeout).
     pub fn retryable(message: impl Into<String>) -> Self {
-        TaskError { message: message.into(), retryable: true, skip: false }
+        TaskError {
+            message: message.into(),
+            retryable: true,
+            skip: false,
+        }
     }
 
     /// A failure that retrying cannot fix; the task fails now.
     pub fn fatal(message: impl Into<String>) -> Self {
-        TaskError { message: message.into(), retryable: false, skip: false }
+        TaskError {
+            message: message.into(),
+            retryable: false,
+            skip: false,
+        }
     }
 
     /// Ends the task as skipped (Airflow's `AirflowSkipException`).
     pub fn skip(reason: impl Into<String>) -> Self {
-        TaskError { message: reason.into(), retryable: false, skip: true }
+        TaskError {
+            message: reason.into(),
+            retryable: false,
+            skip: true,
+        }
     }
 }
 
@@ -86,7 +98,10 @@ pub struct Task {
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task").field("id", &self.id).field("upstream", &self.upstream).finish_non_exhaustive()
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
     }
 }
 
@@ -360,7 +375,10 @@ impl DagDefBuilder {
             let id = match TaskId::new(task.id.clone()) {
                 Ok(id) => id,
                 Err(e) => {
-                    problems.push(DagProblem::InvalidSetting { task: Some(task.id.clone()), reason: e.to_string() });
+                    problems.push(DagProblem::InvalidSetting {
+                        task: Some(task.id.clone()),
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
             };
@@ -370,14 +388,18 @@ impl DagDefBuilder {
             for up in &task.upstream {
                 match TaskId::new(up.clone()) {
                     Ok(up) => spec.upstream.push(up),
-                    Err(_) => problems.push(DagProblem::UnknownUpstream { task: task.id.clone(), upstream: up.clone() }),
+                    Err(_) => problems.push(DagProblem::UnknownUpstream {
+                        task: task.id.clone(),
+                        upstream: up.clone(),
+                    }),
                 }
             }
             spec.expand = match (&task.expand_from, &task.expand_literal) {
                 (Some(_), Some(_)) => {
                     problems.push(DagProblem::InvalidMapping {
                         task: task.id.clone(),
-                        reason: "expand over an upstream or over a literal list, not both".to_owned(),
+                        reason: "expand over an upstream or over a literal list, not both"
+                            .to_owned(),
                     });
                     None
                 }
@@ -402,16 +424,33 @@ impl DagDefBuilder {
         builder.tasks = specs;
         let dag = match builder.build() {
             Ok(dag) if problems.is_empty() => dag,
-            Ok(_) => return Err(CoreError::InvalidDag { dag: dag_id.to_string(), problems }),
+            Ok(_) => {
+                return Err(CoreError::InvalidDag {
+                    dag: dag_id.to_string(),
+                    problems,
+                });
+            }
             Err(CoreError::InvalidDag { problems: more, .. }) => {
                 problems.extend(more);
-                return Err(CoreError::InvalidDag { dag: dag_id.to_string(), problems });
+                return Err(CoreError::InvalidDag {
+                    dag: dag_id.to_string(),
+                    problems,
+                });
             }
             Err(e) => return Err(e),
         };
-        let mut by_id: BTreeMap<String, Task> = self.tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
-        let tasks = dag.tasks().iter().map(|spec| by_id.remove(spec.id.as_str()).expect("validated task")).collect();
-        Ok(DagDef { dag, tasks, pools: self.pools })
+        let mut by_id: BTreeMap<String, Task> =
+            self.tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let tasks = dag
+            .tasks()
+            .iter()
+            .map(|spec| by_id.remove(spec.id.as_str()).expect("validated task"))
+            .collect();
+        Ok(DagDef {
+            dag,
+            tasks,
+            pools: self.pools,
+        })
     }
 }
 

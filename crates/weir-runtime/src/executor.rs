@@ -18,7 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use weir_core::retry::TryKey;
 use weir_core::trigger::TriggerDecision;
-use weir_core::{DagId, DataInterval, MapIndex, MapSource, RunId, RunState, TaskState, UpstreamCounts};
+use weir_core::{
+    DagId, DataInterval, MapIndex, MapSource, RunId, RunState, TaskState, UpstreamCounts,
+};
 use weir_store::{NewTaskInstance, RunRecord, Store, StoreError, TiChange, TiKey};
 
 use crate::clock::{Clock, until};
@@ -40,7 +42,11 @@ pub struct ExecutorOptions {
 
 impl Default for ExecutorOptions {
     fn default() -> Self {
-        ExecutorOptions { parallelism: 64, lease: SignedDuration::from_secs(30), home: PathBuf::from(".weir") }
+        ExecutorOptions {
+            parallelism: 64,
+            lease: SignedDuration::from_secs(30),
+            home: PathBuf::from(".weir"),
+        }
     }
 }
 
@@ -65,7 +71,10 @@ pub struct Executor {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").field("opts", &self.opts).field("clock", &self.clock).finish_non_exhaustive()
+        f.debug_struct("Executor")
+            .field("opts", &self.opts)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,7 +137,12 @@ struct Permits {
 }
 
 impl Executor {
-    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, clock: Arc<dyn Clock>, opts: ExecutorOptions) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        opts: ExecutorOptions,
+    ) -> Self {
         Executor {
             store,
             registry,
@@ -158,22 +172,34 @@ impl Executor {
     }
 
     pub(crate) fn dag(&self, dag_id: &str) -> Result<Arc<DagDef>> {
-        self.registry.get(dag_id).cloned().ok_or_else(|| RuntimeError::UnknownDag(dag_id.to_owned()))
+        self.registry
+            .get(dag_id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownDag(dag_id.to_owned()))
     }
 
     /// Creates the pools a DAG declares that the store does not have, and loads pool sizes.
     async fn load_pools(&self, dag: &DagDef) -> Result<()> {
-        let mut existing: HashMap<String, u32> =
-            self.store.pools().await?.into_iter().map(|p| (p.name, p.slots)).collect();
+        let mut existing: HashMap<String, u32> = self
+            .store
+            .pools()
+            .await?
+            .into_iter()
+            .map(|p| (p.name, p.slots))
+            .collect();
         for (name, &slots) in &dag.pools {
             if !existing.contains_key(name) {
-                self.store.set_pool(name, slots, &format!("declared by DAG {}", dag.id())).await?;
+                self.store
+                    .set_pool(name, slots, &format!("declared by DAG {}", dag.id()))
+                    .await?;
                 existing.insert(name.clone(), slots);
             }
         }
         let mut pools = self.pools.lock().expect("pool map lock");
         for (name, slots) in existing {
-            pools.entry(name).or_insert_with(|| (slots, Arc::new(Semaphore::new(slots as usize))));
+            pools
+                .entry(name)
+                .or_insert_with(|| (slots, Arc::new(Semaphore::new(slots as usize))));
         }
         Ok(())
     }
@@ -195,17 +221,31 @@ impl Executor {
     /// the run ended. A run left running by a killed process is resumed where it stopped.
     pub async fn run(&self, dag_id: &DagId, run_id: &RunId) -> Result<RunOutcome> {
         let def = self.dag(dag_id.as_str())?;
-        let run = self
-            .store
-            .get_run(dag_id, run_id)
-            .await?
-            .ok_or_else(|| RuntimeError::UnknownRun { dag: dag_id.to_string(), run: run_id.to_string() })?;
+        let run =
+            self.store
+                .get_run(dag_id, run_id)
+                .await?
+                .ok_or_else(|| RuntimeError::UnknownRun {
+                    dag: dag_id.to_string(),
+                    run: run_id.to_string(),
+                })?;
         if run.state.is_terminal() {
-            return Ok(RunOutcome { state: run.state, run });
+            return Ok(RunOutcome {
+                state: run.state,
+                run,
+            });
         }
         self.load_pools(&def).await?;
         if run.state == RunState::Queued {
-            self.store.set_run_state(dag_id, run_id, RunState::Queued, RunState::Running, self.clock.now()).await?;
+            self.store
+                .set_run_state(
+                    dag_id,
+                    run_id,
+                    RunState::Queued,
+                    RunState::Running,
+                    self.clock.now(),
+                )
+                .await?;
         }
         let mut lp = RunLoop::load(self, def, run).await?;
         let state = lp.drive().await?;
@@ -243,8 +283,11 @@ enum CallbackKind {
 impl<'e> RunLoop<'e> {
     async fn load(ex: &'e Executor, def: Arc<DagDef>, run: RunRecord) -> Result<Self> {
         let dag = &def.dag;
-        let mut params: serde_json::Map<String, serde_json::Value> =
-            dag.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut params: serde_json::Map<String, serde_json::Value> = dag
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let serde_json::Value::Object(conf) = &run.conf {
             for (k, v) in conf {
                 params.insert(k.clone(), v.clone());
@@ -252,15 +295,24 @@ impl<'e> RunLoop<'e> {
         }
         let mut stored = ex.store.task_instances(&run.dag_id, &run.run_id).await?;
         if stored.is_empty() {
-            let fresh: Vec<NewTaskInstance> =
-                dag.tasks().iter().map(|spec| new_ti(&run, spec, MapIndex::UNMAPPED)).collect();
+            let fresh: Vec<NewTaskInstance> = dag
+                .tasks()
+                .iter()
+                .map(|spec| new_ti(&run, spec, MapIndex::UNMAPPED))
+                .collect();
             ex.store.insert_task_instances(&fresh).await?;
             stored = ex.store.task_instances(&run.dag_id, &run.run_id).await?;
         }
         let mut tasks: Vec<TaskRt> = dag
             .tasks()
             .iter()
-            .map(|_| TaskRt { insts: Vec::new(), expanded: false, decided: false, counts: Counts::default(), items: None })
+            .map(|_| TaskRt {
+                insts: Vec::new(),
+                expanded: false,
+                decided: false,
+                counts: Counts::default(),
+                items: None,
+            })
             .collect();
         let mut foreign = BinaryHeap::new();
         let mut retries = BinaryHeap::new();
@@ -274,16 +326,28 @@ impl<'e> RunLoop<'e> {
             if rows.is_empty() {
                 // A task added to the DAG after the run started.
                 let ti = new_ti(&run, spec, MapIndex::UNMAPPED);
-                ex.store.insert_task_instances(std::slice::from_ref(&ti)).await?;
+                ex.store
+                    .insert_task_instances(std::slice::from_ref(&ti))
+                    .await?;
                 rows = Vec::new();
-                tasks[pos].insts.push(Inst { state: TaskState::None, try_number: 0 });
+                tasks[pos].insts.push(Inst {
+                    state: TaskState::None,
+                    try_number: 0,
+                });
             }
             rows.sort_by_key(|ti| ti.key.map_index);
             let rt = &mut tasks[pos];
-            rt.expanded = spec.is_mapped() && rows.iter().any(|ti| ti.key.map_index.position().is_some());
-            for ti in rows.iter().filter(|ti| !rt.expanded || ti.key.map_index.position().is_some()) {
+            rt.expanded =
+                spec.is_mapped() && rows.iter().any(|ti| ti.key.map_index.position().is_some());
+            for ti in rows
+                .iter()
+                .filter(|ti| !rt.expanded || ti.key.map_index.position().is_some())
+            {
                 let idx = rt.insts.len();
-                rt.insts.push(Inst { state: ti.state, try_number: ti.try_number });
+                rt.insts.push(Inst {
+                    state: ti.state,
+                    try_number: ti.try_number,
+                });
                 match ti.state {
                     TaskState::Running => {
                         let lease = ti.lease_until.unwrap_or(run.created_at);
@@ -303,7 +367,13 @@ impl<'e> RunLoop<'e> {
             }
             rt.decided = rt.expanded || rt.insts.iter().any(|i| i.state != TaskState::None);
             if rt.expanded && rt.insts.iter().any(|i| i.state == TaskState::None) {
-                ready.extend(rt.insts.iter().enumerate().filter(|(_, i)| i.state == TaskState::None).map(|(i, _)| (pos, i)));
+                ready.extend(
+                    rt.insts
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, i)| i.state == TaskState::None)
+                        .map(|(i, _)| (pos, i)),
+                );
             }
             rt.counts.total = rt.insts.len();
             for inst in &rt.insts {
@@ -334,12 +404,22 @@ impl<'e> RunLoop<'e> {
             dag_id: self.run.dag_id.clone(),
             run_id: self.run.run_id.clone(),
             task_id: self.def.dag.tasks()[pos].id.clone(),
-            map_index: if rt.expanded { MapIndex::mapped(idx) } else { MapIndex::UNMAPPED },
+            map_index: if rt.expanded {
+                MapIndex::mapped(idx)
+            } else {
+                MapIndex::UNMAPPED
+            },
         }
     }
 
     /// Records a state change in memory and queues it for the next commit.
-    fn set_state(&mut self, pos: usize, idx: usize, to: TaskState, change: impl FnOnce(&mut TiChange)) {
+    fn set_state(
+        &mut self,
+        pos: usize,
+        idx: usize,
+        to: TaskState,
+        change: impl FnOnce(&mut TiChange),
+    ) {
         let key = self.key(pos, idx);
         let inst = &mut self.tasks[pos].insts[idx];
         let mut c = TiChange {
@@ -394,7 +474,11 @@ impl<'e> RunLoop<'e> {
                 let spec = &self.def.dag.tasks()[pos];
                 let mut up = UpstreamCounts::default();
                 for upstream in &spec.upstream {
-                    let u = self.def.dag.position(upstream.as_str()).expect("validated upstream");
+                    let u = self
+                        .def
+                        .dag
+                        .position(upstream.as_str())
+                        .expect("validated upstream");
                     let c = self.tasks[u].counts;
                     let setup = self.def.dag.tasks()[u].is_setup;
                     up.total += c.total;
@@ -409,7 +493,9 @@ impl<'e> RunLoop<'e> {
                 match spec.trigger_rule.evaluate(&up) {
                     TriggerDecision::Wait => continue,
                     TriggerDecision::Skip => self.finish_unstarted(pos, TaskState::Skipped, None),
-                    TriggerDecision::UpstreamFailed => self.finish_unstarted(pos, TaskState::UpstreamFailed, None),
+                    TriggerDecision::UpstreamFailed => {
+                        self.finish_unstarted(pos, TaskState::UpstreamFailed, None)
+                    }
                     TriggerDecision::Run => self.schedule(pos).await?,
                 }
                 self.tasks[pos].decided = true;
@@ -438,12 +524,21 @@ impl<'e> RunLoop<'e> {
         let items = match source {
             MapSource::Literal(items) => Ok(items.clone()),
             MapSource::Upstream(src) => {
-                let src_pos = self.def.dag.position(src.as_str()).expect("validated source");
-                let outputs = self.ex.store.outputs(&self.run.dag_id, &self.run.run_id, src.as_str()).await?;
+                let src_pos = self
+                    .def
+                    .dag
+                    .position(src.as_str())
+                    .expect("validated source");
+                let outputs = self
+                    .ex
+                    .store
+                    .outputs(&self.run.dag_id, &self.run.run_id, src.as_str())
+                    .await?;
                 if self.def.dag.tasks()[src_pos].is_mapped() {
                     let mut values = vec![serde_json::Value::Null; self.tasks[src_pos].insts.len()];
                     for (i, v) in outputs {
-                        if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i)) {
+                        if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i))
+                        {
                             *slot = v;
                         }
                     }
@@ -472,18 +567,34 @@ impl<'e> RunLoop<'e> {
         };
         match items {
             Err(reason) => {
-                self.finish_unstarted(pos, TaskState::Failed, Some(format!("cannot expand task `{}`: {reason}", spec.id)));
+                self.finish_unstarted(
+                    pos,
+                    TaskState::Failed,
+                    Some(format!("cannot expand task `{}`: {reason}", spec.id)),
+                );
             }
             Ok(items) if items.is_empty() => self.finish_unstarted(pos, TaskState::Skipped, None),
             Ok(items) => {
                 // Commit what came before, then the expansion, before any instance starts.
                 self.flush().await?;
                 let placeholder = new_ti(&self.run, spec, MapIndex::UNMAPPED);
-                self.ex.store.expand_mapped(&placeholder, items.len()).await?;
+                self.ex
+                    .store
+                    .expand_mapped(&placeholder, items.len())
+                    .await?;
                 let rt = &mut self.tasks[pos];
                 rt.expanded = true;
-                rt.insts = vec![Inst { state: TaskState::None, try_number: 0 }; items.len()];
-                rt.counts = Counts { total: items.len(), ..Counts::default() };
+                rt.insts = vec![
+                    Inst {
+                        state: TaskState::None,
+                        try_number: 0
+                    };
+                    items.len()
+                ];
+                rt.counts = Counts {
+                    total: items.len(),
+                    ..Counts::default()
+                };
                 rt.items = Some(Arc::new(items));
                 self.ready.extend((0..rt.insts.len()).map(|i| (pos, i)));
             }
@@ -501,12 +612,22 @@ impl<'e> RunLoop<'e> {
             let items = match &spec.expand {
                 Some(MapSource::Literal(items)) => items.clone(),
                 Some(MapSource::Upstream(src)) => {
-                    let outputs = self.ex.store.outputs(&self.run.dag_id, &self.run.run_id, src.as_str()).await?;
-                    let src_mapped = self.def.dag.task(src.as_str()).is_some_and(|t| t.is_mapped());
+                    let outputs = self
+                        .ex
+                        .store
+                        .outputs(&self.run.dag_id, &self.run.run_id, src.as_str())
+                        .await?;
+                    let src_mapped = self
+                        .def
+                        .dag
+                        .task(src.as_str())
+                        .is_some_and(|t| t.is_mapped());
                     if src_mapped {
                         let mut values = vec![serde_json::Value::Null; self.tasks[pos].insts.len()];
                         for (i, v) in outputs {
-                            if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i)) {
+                            if let Some(slot) =
+                                usize::try_from(i).ok().and_then(|i| values.get_mut(i))
+                            {
                                 *slot = v;
                             }
                         }
@@ -534,10 +655,20 @@ impl<'e> RunLoop<'e> {
                 spec.pool_slots, spec.pool
             ));
         }
-        let Ok(global) = self.ex.parallelism.clone().try_acquire_owned() else { return Ok(None) };
-        let Ok(dag) = self.dag_limit.clone().try_acquire_owned() else { return Ok(None) };
-        let Ok(pool) = pool.try_acquire_many_owned(spec.pool_slots) else { return Ok(None) };
-        Ok(Some(Permits { _global: global, _dag: dag, _pool: pool }))
+        let Ok(global) = self.ex.parallelism.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let Ok(dag) = self.dag_limit.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let Ok(pool) = pool.try_acquire_many_owned(spec.pool_slots) else {
+            return Ok(None);
+        };
+        Ok(Some(Permits {
+            _global: global,
+            _dag: dag,
+            _pool: pool,
+        }))
     }
 
     fn pool_for(&self, pos: usize) -> std::result::Result<(u32, Arc<Semaphore>), String> {
@@ -562,7 +693,10 @@ impl<'e> RunLoop<'e> {
                 Ok(None) => break,
                 Err(reason) => {
                     self.ready.pop_front();
-                    let error = format!("task `{}` cannot start: {reason}", self.def.dag.tasks()[pos].id);
+                    let error = format!(
+                        "task `{}` cannot start: {reason}",
+                        self.def.dag.tasks()[pos].id
+                    );
                     self.set_state(pos, idx, TaskState::Failed, |c| c.error = Some(error));
                 }
             }
@@ -596,7 +730,9 @@ impl<'e> RunLoop<'e> {
             .iter()
             .filter_map(|u| {
                 let u_pos = self.def.dag.position(u.as_str())?;
-                self.tasks[u_pos].expanded.then(|| (u.clone(), self.tasks[u_pos].insts.len()))
+                self.tasks[u_pos]
+                    .expanded
+                    .then(|| (u.clone(), self.tasks[u_pos].insts.len()))
             })
             .collect();
         let ctx = TaskContext {
@@ -607,7 +743,10 @@ impl<'e> RunLoop<'e> {
             try_number: inst.try_number,
             max_tries: spec.retry.retries + 1,
             logical_date: self.run.logical_date,
-            data_interval: DataInterval { start: self.run.interval_start, end: self.run.interval_end },
+            data_interval: DataInterval {
+                start: self.run.interval_start,
+                end: self.run.interval_end,
+            },
             params: self.params.clone(),
             item: items.and_then(|items| items.get(idx).cloned()),
             partial: Arc::new(spec.partial.clone()),
@@ -640,14 +779,26 @@ impl<'e> RunLoop<'e> {
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 Err(TaskError::fatal(format!("the task panicked: {message}")))
             });
-            Finished { pos, idx, try_number, result }
+            Finished {
+                pos,
+                idx,
+                try_number,
+                result,
+            }
         });
         Ok(())
     }
 
     fn finish(&mut self, done: Finished) {
-        let Finished { pos, idx, try_number, result } = done;
-        let Some(key) = self.running_keys.remove(&(pos, idx)) else { return };
+        let Finished {
+            pos,
+            idx,
+            try_number,
+            result,
+        } = done;
+        let Some(key) = self.running_keys.remove(&(pos, idx)) else {
+            return;
+        };
         let spec = &self.def.dag.tasks()[pos];
         let now = self.ex.clock.now();
         let cb = |error: Option<String>, retry_at: Option<Timestamp>| CallbackContext {
@@ -715,11 +866,21 @@ impl<'e> RunLoop<'e> {
         match self.flush().await {
             Err(RuntimeError::Store(StoreError::Conflict { .. })) => {
                 // The owner finished after all: take the stored state.
-                let stored = self.ex.store.task_instances(&self.run.dag_id, &self.run.run_id).await?;
+                let stored = self
+                    .ex
+                    .store
+                    .task_instances(&self.run.dag_id, &self.run.run_id)
+                    .await?;
                 let key = self.key(pos, idx);
                 if let Some(ti) = stored.into_iter().find(|ti| ti.key == key) {
-                    self.tasks[pos].insts[idx] = Inst { state: ti.state, try_number: ti.try_number };
-                    self.tasks[pos].counts = Counts { total: self.tasks[pos].insts.len(), ..Counts::default() };
+                    self.tasks[pos].insts[idx] = Inst {
+                        state: ti.state,
+                        try_number: ti.try_number,
+                    };
+                    self.tasks[pos].counts = Counts {
+                        total: self.tasks[pos].insts.len(),
+                        ..Counts::default()
+                    };
                     for i in 0..self.tasks[pos].insts.len() {
                         let state = self.tasks[pos].insts[i].state;
                         self.tasks[pos].counts.add(state);
@@ -732,13 +893,19 @@ impl<'e> RunLoop<'e> {
     }
 
     async fn drive(&mut self) -> Result<RunState> {
-        let heartbeat_every = (self.ex.opts.lease / 3).unsigned_abs().max(std::time::Duration::from_millis(100));
+        let heartbeat_every = (self.ex.opts.lease / 3)
+            .unsigned_abs()
+            .max(std::time::Duration::from_millis(100));
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.decide().await?;
             self.launch(None).await?;
-            if self.running.is_empty() && self.ready.is_empty() && self.retries.is_empty() && self.foreign.is_empty() {
+            if self.running.is_empty()
+                && self.ready.is_empty()
+                && self.retries.is_empty()
+                && self.foreign.is_empty()
+            {
                 break;
             }
             let next_retry = self.retries.peek().map(|Reverse((at, _, _))| *at);
@@ -806,12 +973,25 @@ impl<'e> RunLoop<'e> {
         // Airflow's rule: a run fails when any leaf task instance failed or is upstream_failed.
         let failed = self.def.dag.tasks().iter().enumerate().any(|(pos, _)| {
             self.def.dag.downstream_of(pos).is_empty()
-                && self.tasks[pos].insts.iter().any(|i| matches!(i.state, TaskState::Failed | TaskState::UpstreamFailed))
+                && self.tasks[pos]
+                    .insts
+                    .iter()
+                    .any(|i| matches!(i.state, TaskState::Failed | TaskState::UpstreamFailed))
         });
-        let state = if failed { RunState::Failed } else { RunState::Success };
+        let state = if failed {
+            RunState::Failed
+        } else {
+            RunState::Success
+        };
         self.ex
             .store
-            .set_run_state(&self.run.dag_id, &self.run.run_id, RunState::Running, state, self.ex.clock.now())
+            .set_run_state(
+                &self.run.dag_id,
+                &self.run.run_id,
+                RunState::Running,
+                state,
+                self.ex.clock.now(),
+            )
             .await?;
         Ok(state)
     }
@@ -831,12 +1011,21 @@ async fn acquire(wanted: Option<Wanted>) -> Option<Permits> {
     let global = w.global.acquire_owned().await.ok()?;
     let dag = w.dag.acquire_owned().await.ok()?;
     let pool = w.pool.acquire_many_owned(w.slots).await.ok()?;
-    Some(Permits { _global: global, _dag: dag, _pool: pool })
+    Some(Permits {
+        _global: global,
+        _dag: dag,
+        _pool: pool,
+    })
 }
 
 fn new_ti(run: &RunRecord, spec: &weir_core::TaskSpec, map_index: MapIndex) -> NewTaskInstance {
     NewTaskInstance {
-        key: TiKey { dag_id: run.dag_id.clone(), run_id: run.run_id.clone(), task_id: spec.id.clone(), map_index },
+        key: TiKey {
+            dag_id: run.dag_id.clone(),
+            run_id: run.run_id.clone(),
+            task_id: spec.id.clone(),
+            map_index,
+        },
         state: TaskState::None,
         max_tries: spec.retry.retries + 1,
         pool: spec.pool.clone(),
@@ -854,4 +1043,3 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
-

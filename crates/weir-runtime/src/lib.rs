@@ -14,7 +14,8 @@ mod executor;
 mod scheduler;
 
 pub use backfill::{
-    BackfillEvent, BackfillOptions, BackfillPlan, BackfillReport, PlanAction, PlanEntry, Reprocess, backfill, plan_backfill,
+    BackfillEvent, BackfillOptions, BackfillPlan, BackfillReport, PlanAction, PlanEntry, Reprocess,
+    backfill, plan_backfill,
 };
 pub use clock::{Clock, TokioClock};
 pub use context::TaskContext;

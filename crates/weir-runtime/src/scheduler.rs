@@ -25,12 +25,23 @@ pub struct TriggerRequest {
 /// The data interval a run "for" `at` covers: for a window schedule, the window containing `at`
 /// (a boundary starts its window); for other timetables, their inferred manual interval.
 pub(crate) fn interval_for(tt: &dyn Timetable, at: Timestamp) -> DataInterval {
-    let restriction = TimeRestriction { earliest: Some(at), latest: None, catchup: true };
+    let restriction = TimeRestriction {
+        earliest: Some(at),
+        latest: None,
+        catchup: true,
+    };
     match tt.next_dagrun_info(None, &restriction, at) {
         Some(info) if info.data_interval.start == at => info.data_interval,
-        Some(info) if info.data_interval.start > at && info.data_interval.end > info.data_interval.start => {
+        Some(info)
+            if info.data_interval.start > at
+                && info.data_interval.end > info.data_interval.start =>
+        {
             let guess = tt.infer_manual_data_interval(info.data_interval.start);
-            if guess.start <= at && at < guess.end { guess } else { tt.infer_manual_data_interval(at) }
+            if guess.start <= at && at < guess.end {
+                guess
+            } else {
+                tt.infer_manual_data_interval(at)
+            }
         }
         _ => tt.infer_manual_data_interval(at),
     }
@@ -54,7 +65,9 @@ pub async fn trigger_run(ex: &Executor, req: TriggerRequest) -> Result<RunRecord
                 existing.run_id, existing.dag_id, existing.logical_date, existing.state
             )));
         }
-        store.reset_run(&existing.dag_id, &existing.run_id, Some(req.conf.clone())).await?;
+        store
+            .reset_run(&existing.dag_id, &existing.run_id, Some(req.conf.clone()))
+            .await?;
         return store
             .get_run(&existing.dag_id, &existing.run_id)
             .await?
@@ -95,16 +108,29 @@ impl Scheduler {
         for def in self.ex.registry().dags() {
             let dag = &def.dag;
             let Some(tt) = &dag.schedule else { continue };
-            let filter =
-                RunFilter { dag_id: Some(dag.id.clone()), states: vec![RunState::Queued, RunState::Running], ..Default::default() };
+            let filter = RunFilter {
+                dag_id: Some(dag.id.clone()),
+                states: vec![RunState::Queued, RunState::Running],
+                ..Default::default()
+            };
             let mut active = store.list_runs(&filter).await?.len() as u32;
             let mut last = store
                 .last_scheduled_run(&dag.id)
                 .await?
-                .map(|r| DataInterval { start: r.interval_start, end: r.interval_end });
-            let restriction = TimeRestriction { earliest: dag.start_date, latest: dag.end_date, catchup: dag.catchup };
+                .map(|r| DataInterval {
+                    start: r.interval_start,
+                    end: r.interval_end,
+                });
+            let restriction = TimeRestriction {
+                earliest: dag.start_date,
+                latest: dag.end_date,
+                catchup: dag.catchup,
+            };
             while active < dag.max_active_runs {
-                let Some(DagRunInfo { data_interval, run_after }) = tt.next_dagrun_info(last.as_ref(), &restriction, now)
+                let Some(DagRunInfo {
+                    data_interval,
+                    run_after,
+                }) = tt.next_dagrun_info(last.as_ref(), &restriction, now)
                 else {
                     break;
                 };
@@ -151,7 +177,10 @@ impl Scheduler {
         loop {
             let now = self.ex.clock().now();
             self.create_due_runs(now).await?;
-            let filter = RunFilter { states: vec![RunState::Queued, RunState::Running], ..Default::default() };
+            let filter = RunFilter {
+                states: vec![RunState::Queued, RunState::Running],
+                ..Default::default()
+            };
             let mut pending = self.ex.store().list_runs(&filter).await?;
             pending.reverse(); // oldest logical date first
             for run in pending {

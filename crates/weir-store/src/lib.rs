@@ -60,11 +60,22 @@ pub trait RunStore: Send + Sync {
     /// The scheduled run with the latest logical date (the scheduler continues after it).
     async fn last_scheduled_run(&self, dag_id: &DagId) -> Result<Option<RunRecord>>;
     /// Moves a run from `from` to `to` (compare-and-set), stamping start/end times.
-    async fn set_run_state(&self, dag_id: &DagId, run_id: &RunId, from: RunState, to: RunState, at: Timestamp)
-    -> Result<()>;
+    async fn set_run_state(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        from: RunState,
+        to: RunState,
+        at: Timestamp,
+    ) -> Result<()>;
     /// Clears a run so it runs again: deletes its task instances and outputs (their history of
     /// tries is kept) and queues it. Used by re-runs and backfill reprocessing.
-    async fn reset_run(&self, dag_id: &DagId, run_id: &RunId, conf: Option<serde_json::Value>) -> Result<()>;
+    async fn reset_run(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        conf: Option<serde_json::Value>,
+    ) -> Result<()>;
 }
 
 /// Task instances, their tries and outputs.
@@ -76,7 +87,11 @@ pub trait TaskInstanceStore: Send + Sync {
     /// Replaces a mapped task's placeholder instance (map index -1, state none) with `count`
     /// instances 0..count in one transaction. Idempotent: an expanded task is left as it is.
     async fn expand_mapped(&self, placeholder: &NewTaskInstance, count: usize) -> Result<()>;
-    async fn task_instances(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TaskInstanceRecord>>;
+    async fn task_instances(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+    ) -> Result<Vec<TaskInstanceRecord>>;
     /// Applies a batch of changes in one transaction; each is a compare-and-set on the instance's
     /// state and try number, so a stale writer (a worker whose lease was taken over) changes nothing.
     async fn apply(&self, changes: &[TiChange]) -> Result<()>;
@@ -85,7 +100,12 @@ pub trait TaskInstanceStore: Send + Sync {
     /// Running instances whose lease ended before `now`: their worker is gone.
     async fn orphaned(&self, now: Timestamp) -> Result<Vec<TaskInstanceRecord>>;
     /// Outputs of one task in a run, in map-index order (one entry for an unmapped task).
-    async fn outputs(&self, dag_id: &DagId, run_id: &RunId, task_id: &str) -> Result<Vec<(i64, serde_json::Value)>>;
+    async fn outputs(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        task_id: &str,
+    ) -> Result<Vec<(i64, serde_json::Value)>>;
     /// Every finished try of a run's task instances, in order.
     async fn tries(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TryRecord>>;
 }
@@ -112,7 +132,9 @@ impl<T: RunStore + TaskInstanceStore + PoolStore + ManifestStore> Store for T {}
 /// Opens the store a URL names: `sqlite://PATH` (created if missing).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        return Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(path)).await?));
+        return Ok(std::sync::Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ));
     }
     Err(StoreError::UnsupportedUrl(url.to_owned()))
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 use weir_core::ids::RunKind;
 use weir_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState};
@@ -19,7 +22,11 @@ use crate::records::*;
 use crate::{ManifestStore, PoolStore, Result, RunStore, StoreError, TaskInstanceStore};
 
 /// Ordered schema migrations; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
 
 /// The SQLite metadata store.
 #[derive(Debug, Clone)]
@@ -45,7 +52,10 @@ impl SqliteStore {
         if let Some(parent) = path.parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Corrupt(format!("cannot create the folder {}: {e}", parent.display()))
+                    StoreError::Corrupt(format!(
+                        "cannot create the folder {}: {e}",
+                        parent.display()
+                    ))
                 })?;
             }
         }
@@ -76,10 +86,11 @@ impl SqliteStore {
         .await?;
         for &(version, name, sql) in MIGRATIONS {
             let mut tx = self.pool.begin().await?;
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM weir_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM weir_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_some() {
                 continue;
             }
@@ -107,7 +118,8 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         interval_start: ts(row.try_get("interval_start")?)?,
         interval_end: ts(row.try_get("interval_end")?)?,
         run_after: ts(row.try_get("run_after")?)?,
-        conf: serde_json::from_str(&conf).map_err(|e| StoreError::Corrupt(format!("run conf: {e}")))?,
+        conf: serde_json::from_str(&conf)
+            .map_err(|e| StoreError::Corrupt(format!("run conf: {e}")))?,
         created_at: ts(row.try_get("created_at")?)?,
         started_at: opt_ts(row.try_get("started_at")?)?,
         ended_at: opt_ts(row.try_get("ended_at")?)?,
@@ -159,11 +171,13 @@ impl RunStore for SqliteStore {
         .await?
         .rows_affected()
             == 1;
-        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"))
-            .bind(run.dag_id.as_str())
-            .bind(micros(run.logical_date))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"
+        ))
+        .bind(run.dag_id.as_str())
+        .bind(micros(run.logical_date))
+        .fetch_optional(&mut *tx)
+        .await?;
         tx.commit().await?;
         match row {
             Some(row) => Ok((run_from_row(&row)?, inserted)),
@@ -176,25 +190,29 @@ impl RunStore for SqliteStore {
     }
 
     async fn get_run(&self, dag_id: &DagId, run_id: &RunId) -> Result<Option<RunRecord>> {
-        sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?"))
-            .bind(dag_id.as_str())
-            .bind(run_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(run_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?"
+        ))
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(run_from_row)
+        .transpose()
     }
 
     async fn run_at(&self, dag_id: &DagId, logical_date: Timestamp) -> Result<Option<RunRecord>> {
-        sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"))
-            .bind(dag_id.as_str())
-            .bind(micros(logical_date))
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(run_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"
+        ))
+        .bind(dag_id.as_str())
+        .bind(micros(logical_date))
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(run_from_row)
+        .transpose()
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
@@ -229,7 +247,12 @@ impl RunStore for SqliteStore {
         if let Some(to) = filter.logical_date_to {
             query = query.bind(micros(to));
         }
-        query.fetch_all(&self.pool).await?.iter().map(run_from_row).collect()
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(run_from_row)
+            .collect()
     }
 
     async fn last_scheduled_run(&self, dag_id: &DagId) -> Result<Option<RunRecord>> {
@@ -244,7 +267,14 @@ impl RunStore for SqliteStore {
         .transpose()
     }
 
-    async fn set_run_state(&self, dag_id: &DagId, run_id: &RunId, from: RunState, to: RunState, at: Timestamp) -> Result<()> {
+    async fn set_run_state(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        from: RunState,
+        to: RunState,
+        at: Timestamp,
+    ) -> Result<()> {
         from.transition(to)?;
         let query = match to {
             RunState::Running => sqlx::query(
@@ -262,7 +292,10 @@ impl RunStore for SqliteStore {
             )
             .bind(to.as_str()),
         };
-        let query = query.bind(dag_id.as_str()).bind(run_id.as_str()).bind(from.as_str());
+        let query = query
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str())
+            .bind(from.as_str());
         let changed = query.execute(&self.pool).await?.rows_affected();
         if changed != 1 {
             return Err(StoreError::Conflict {
@@ -273,14 +306,21 @@ impl RunStore for SqliteStore {
         Ok(())
     }
 
-    async fn reset_run(&self, dag_id: &DagId, run_id: &RunId, conf: Option<serde_json::Value>) -> Result<()> {
+    async fn reset_run(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        conf: Option<serde_json::Value>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in ["task_instances", "task_outputs"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE dag_id = ? AND run_id = ?"))
-                .bind(dag_id.as_str())
-                .bind(run_id.as_str())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE dag_id = ? AND run_id = ?"
+            ))
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         let changed = sqlx::query(
             "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, conf = COALESCE(?, conf) WHERE dag_id = ? AND run_id = ?",
@@ -292,7 +332,9 @@ impl RunStore for SqliteStore {
         .await?
         .rows_affected();
         if changed != 1 {
-            return Err(StoreError::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")));
+            return Err(StoreError::NotFound(format!(
+                "run `{run_id}` of DAG `{dag_id}`"
+            )));
         }
         tx.commit().await?;
         Ok(())
@@ -441,7 +483,11 @@ impl TaskInstanceStore for SqliteStore {
         Ok(())
     }
 
-    async fn task_instances(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TaskInstanceRecord>> {
+    async fn task_instances(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+    ) -> Result<Vec<TaskInstanceRecord>> {
         sqlx::query(&format!(
             "SELECT {TI_COLUMNS} FROM task_instances WHERE dag_id = ? AND run_id = ? ORDER BY rowid"
         ))
@@ -496,7 +542,12 @@ impl TaskInstanceStore for SqliteStore {
         .collect()
     }
 
-    async fn outputs(&self, dag_id: &DagId, run_id: &RunId, task_id: &str) -> Result<Vec<(i64, serde_json::Value)>> {
+    async fn outputs(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        task_id: &str,
+    ) -> Result<Vec<(i64, serde_json::Value)>> {
         let rows = sqlx::query(
             "SELECT map_index, value FROM task_outputs WHERE dag_id = ? AND run_id = ? AND task_id = ? ORDER BY map_index",
         )
@@ -508,7 +559,8 @@ impl TaskInstanceStore for SqliteStore {
         rows.iter()
             .map(|row| {
                 let value: &str = row.try_get("value")?;
-                let value = serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("task output: {e}")))?;
+                let value = serde_json::from_str(value)
+                    .map_err(|e| StoreError::Corrupt(format!("task output: {e}")))?;
                 Ok((row.try_get("map_index")?, value))
             })
             .collect()
@@ -555,7 +607,9 @@ impl PoolStore for SqliteStore {
     }
 
     async fn pools(&self) -> Result<Vec<PoolRecord>> {
-        let rows = sqlx::query("SELECT name, slots, description FROM pools ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT name, slots, description FROM pools ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(PoolRecord {

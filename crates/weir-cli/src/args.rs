@@ -1,0 +1,217 @@
+//! The command line, as clap parses it: raw flags, validated later into typed requests.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "weir: batch pipelines on the Airflow model, one fast binary"
+)]
+pub struct Cli {
+    /// Home folder: the SQLite store, logs and data [default: $WEIR_HOME or ./.weir]
+    #[arg(long, global = true, env = "WEIR_HOME", default_value = ".weir")]
+    pub home: PathBuf,
+    /// Log filter, e.g. `info` or `weir_runtime=debug` [default: warn]
+    #[arg(long, global = true, env = "WEIR_LOG", default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, inspect, run and backfill DAGs.
+    #[command(subcommand)]
+    Dags(DagsCmd),
+    /// List DAG runs.
+    #[command(subcommand)]
+    Runs(RunsCmd),
+    /// List a run's task instances.
+    #[command(subcommand)]
+    Tasks(TasksCmd),
+    /// Create due runs of scheduled DAGs and run them; resume runs a stopped process left.
+    Scheduler(SchedulerArgs),
+    /// Check a schedule before deploying it.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
+    /// Sample data.
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// List and size pools.
+    #[command(subcommand)]
+    Pools(PoolsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DagsCmd {
+    /// List the DAGs this binary knows.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a DAG's tasks, schedule and settings.
+    Show {
+        dag: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a DAG once, now, for the interval containing the logical date, and wait for it.
+    Run {
+        dag: String,
+        /// A date (`2026-03-08`, midnight in the DAG's zone) or an RFC 3339 instant [default: now]
+        #[arg(long)]
+        logical_date: Option<String>,
+        /// A run param, `name=value`; repeatable. Overrides the DAG's default params.
+        #[arg(long = "conf", value_name = "NAME=VALUE")]
+        conf: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a DAG for every interval whose logical date is in [--from, --to].
+    Backfill {
+        dag: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Which existing runs to run again.
+        #[arg(long, value_enum, default_value_t = ReprocessArg::None)]
+        reprocess: ReprocessArg,
+        /// Runs of this backfill at once [default: the DAG's max_active_runs]
+        #[arg(long)]
+        max_active_runs: Option<u32>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long = "conf", value_name = "NAME=VALUE")]
+        conf: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReprocessArg {
+    None,
+    Failed,
+    Completed,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCmd {
+    /// List runs, newest logical date first.
+    List {
+        #[arg(long)]
+        dag: Option<String>,
+        /// Only runs in this state (queued, running, success, failed).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCmd {
+    /// List the task instances of a run, with tries, timings and errors.
+    List {
+        /// The run id (see `weir runs list`).
+        run: String,
+        /// The DAG, when several DAGs have a run with this id.
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Create what is due, run everything queued or running, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between scheduling passes.
+    #[arg(long, default_value_t = 5)]
+    pub poll: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Print the first runs a DAG with this schedule and start date gets (catchup on).
+    Preview(PreviewArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["cron", "every"])))]
+pub struct PreviewArgs {
+    /// A 5-field cron or a preset (@hourly, @daily, @weekly, @monthly, @yearly).
+    #[arg(long)]
+    pub cron: Option<String>,
+    /// A fixed duration between runs, e.g. 90m, 1h, 86400s.
+    #[arg(long)]
+    pub every: Option<String>,
+    /// The IANA zone the schedule runs in, e.g. Europe/London.
+    #[arg(long)]
+    pub tz: String,
+    /// The DAG's start date: a date or date-time (wall clock in --tz) or RFC 3339 with offset.
+    #[arg(long)]
+    pub start: String,
+    #[arg(long)]
+    pub count: usize,
+    /// interval: each run covers the period before it (window); trigger: runs at each tick.
+    #[arg(long, value_enum, default_value_t = KindArg::Interval)]
+    pub kind: KindArg,
+    /// For --kind trigger: the length of each run's data interval, ending at the tick.
+    #[arg(long)]
+    pub interval: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum KindArg {
+    Interval,
+    Trigger,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCmd {
+    /// Write deterministic sample orders (UTC event times across DST changes, skewed customers,
+    /// regions, variable record sizes, a few malformed and late rows).
+    Generate {
+        /// Output file (.csv or .parquet) [default: HOME/data/sample/orders.csv]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        /// First day of event times (UTC).
+        #[arg(long, default_value = "2026-03-01")]
+        start: String,
+        #[arg(long, default_value_t = 35)]
+        days: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolsCmd {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a pool or change its slots.
+    Set {
+        name: String,
+        slots: u32,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}

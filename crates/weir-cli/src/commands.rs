@@ -1,0 +1,694 @@
+//! One function per subcommand: validate the raw flags, call the library, print the result.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+use weir_core::timetable::{
+    CronDataIntervalTimetable, CronTriggerTimetable, DeltaDataIntervalTimetable,
+    DeltaTriggerTimetable, parse_duration, parse_start, parse_zone, preview,
+};
+use weir_core::{DagId, RunId, RunState, TaskState, Timetable};
+use weir_runtime::{
+    BackfillEvent, BackfillOptions, DagDef, Executor, ExecutorOptions, PlanAction, Registry,
+    Reprocess, RunOutcome, Scheduler, TokioClock, TriggerRequest,
+};
+use weir_store::{RunFilter, RunRecord, Store};
+
+use crate::args::*;
+
+pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
+    let home = cli.home.clone();
+    match cli.command {
+        Command::Dags(DagsCmd::List { json }) => dags_list(&registry, json),
+        Command::Dags(DagsCmd::Show { dag, json }) => dags_show(&registry, &dag, json),
+        Command::Dags(DagsCmd::Run {
+            dag,
+            logical_date,
+            conf,
+            json,
+        }) => {
+            let def = find_dag(&registry, &dag)?;
+            let at = logical_date
+                .map(|d| parse_instant(&d, &dag_zone(&def), "--logical-date"))
+                .transpose()?;
+            let conf = parse_conf(&conf)?;
+            let ex = executor(&home, registry).await?;
+            let run = weir_runtime::trigger_run(
+                &ex,
+                TriggerRequest {
+                    dag_id: def.id().clone(),
+                    logical_date: at,
+                    conf,
+                },
+            )
+            .await?;
+            let outcome = ex.run(&run.dag_id, &run.run_id).await?;
+            print_outcome(ex.store().as_ref(), &def, &outcome, json).await?;
+            Ok(exit_for(outcome.state))
+        }
+        Command::Dags(DagsCmd::Backfill {
+            dag,
+            from,
+            to,
+            reprocess,
+            max_active_runs,
+            dry_run,
+            conf,
+            json,
+        }) => {
+            let def = find_dag(&registry, &dag)?;
+            let tz = dag_zone(&def);
+            let opts = BackfillOptions {
+                from: parse_instant(&from, &tz, "--from")?,
+                to: parse_instant(&to, &tz, "--to")?,
+                reprocess: match reprocess {
+                    ReprocessArg::None => Reprocess::None,
+                    ReprocessArg::Failed => Reprocess::Failed,
+                    ReprocessArg::Completed => Reprocess::Completed,
+                },
+                max_active_runs,
+                conf: parse_conf(&conf)?,
+            };
+            let ex = Arc::new(executor(&home, registry).await?);
+            backfill(ex, &def, &opts, dry_run, json).await
+        }
+        Command::Runs(RunsCmd::List {
+            dag,
+            state,
+            limit,
+            json,
+        }) => {
+            let store = open_store(&home).await?;
+            let filter = RunFilter {
+                dag_id: dag.map(|d| DagId::new(d)).transpose()?,
+                states: state
+                    .map(|s| {
+                        RunState::try_from(s.as_str()).map_err(|_| {
+                            anyhow!(
+                                "unknown run state `{s}`; use queued, running, success or failed"
+                            )
+                        })
+                    })
+                    .transpose()?
+                    .into_iter()
+                    .collect(),
+                limit: Some(limit),
+                ..Default::default()
+            };
+            let runs = store.list_runs(&filter).await?;
+            print_runs(&runs, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tasks(TasksCmd::List { run, dag, json }) => {
+            tasks_list(&home, &run, dag.as_deref(), json).await
+        }
+        Command::Scheduler(args) => {
+            let ex = Arc::new(executor(&home, registry).await?);
+            let scheduler = Scheduler::new(ex);
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let mut failed = 0usize;
+            scheduler
+                .serve(
+                    Duration::from_secs(args.poll.max(1)),
+                    args.once,
+                    shutdown,
+                    |outcome: &RunOutcome| {
+                        if outcome.state == RunState::Failed {
+                            failed += 1;
+                        }
+                        eprintln!(
+                            "{} {} {}",
+                            outcome.run.dag_id, outcome.run.run_id, outcome.state
+                        );
+                    },
+                )
+                .await?;
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Schedule(ScheduleCmd::Preview(args)) => schedule_preview(&args),
+        Command::Data(DataCmd::Generate {
+            out,
+            rows,
+            start,
+            days,
+            seed,
+            json,
+        }) => {
+            let out = out.unwrap_or_else(|| weir_patterns::default_sample_path(&home));
+            let start = parse_instant(&start, &TimeZone::UTC, "--start")?;
+            let spec = weir_data::SampleSpec {
+                rows,
+                start,
+                days,
+                seed,
+                ..Default::default()
+            };
+            let summary = generate(&spec, &out).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"path": out, "rows": summary.rows, "malformed": summary.malformed, "late": summary.late, "bytes": summary.bytes})
+                );
+            } else {
+                println!(
+                    "wrote {} rows ({} malformed, {} late) to {} ({} bytes)",
+                    summary.rows,
+                    summary.malformed,
+                    summary.late,
+                    out.display(),
+                    summary.bytes
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pools(PoolsCmd::List { json }) => {
+            let store = open_store(&home).await?;
+            for pool in store.pools().await? {
+                if json {
+                    println!("{}", serde_json::to_string(&pool)?);
+                } else {
+                    println!("{:<24} {:>6}  {}", pool.name, pool.slots, pool.description);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pools(PoolsCmd::Set {
+            name,
+            slots,
+            description,
+        }) => {
+            let store = open_store(&home).await?;
+            store.set_pool(&name, slots, &description).await?;
+            println!("pool {name} has {slots} slots");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn generate(spec: &weir_data::SampleSpec, out: &Path) -> Result<weir_data::SampleSummary> {
+    let spec = spec.clone();
+    let out = out.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<weir_data::SampleSummary> {
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let summary = match out.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => weir_data::write_orders_parquet(&spec, &out)?,
+            Some("csv") => weir_data::write_orders_csv(&spec, &out)?,
+            _ => bail!("--out {} must end in .csv or .parquet", out.display()),
+        };
+        Ok(summary)
+    })
+    .await?
+}
+
+fn store_url(home: &Path) -> String {
+    std::env::var("WEIR_STORE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", home.join("weir.db").display()))
+}
+
+async fn open_store(home: &Path) -> Result<Arc<dyn Store>> {
+    let url = store_url(home);
+    weir_store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the metadata store at {url}"))
+}
+
+async fn executor(home: &Path, registry: Registry) -> Result<Executor> {
+    let store = open_store(home).await?;
+    let parallelism = match std::env::var("WEIR_PARALLELISM") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| anyhow!("WEIR_PARALLELISM=`{v}` is not a whole number"))?,
+        Err(_) => 64,
+    };
+    let opts = ExecutorOptions {
+        parallelism,
+        home: home.to_path_buf(),
+        ..Default::default()
+    };
+    Ok(Executor::new(
+        store,
+        Arc::new(registry),
+        Arc::new(TokioClock::system()),
+        opts,
+    ))
+}
+
+fn find_dag(registry: &Registry, id: &str) -> Result<Arc<DagDef>> {
+    registry.get(id).cloned().ok_or_else(|| {
+        anyhow!("no DAG named `{id}`; `weir dags list` shows the DAGs this binary knows")
+    })
+}
+
+fn dag_zone(def: &DagDef) -> TimeZone {
+    def.dag
+        .schedule
+        .as_ref()
+        .map(|tt| tt.time_zone())
+        .unwrap_or(TimeZone::UTC)
+}
+
+fn parse_instant(text: &str, tz: &TimeZone, flag: &str) -> Result<Timestamp> {
+    parse_start(text, tz).map_err(|e| anyhow!("{flag}: {e}"))
+}
+
+/// `name=value` pairs into a JSON object of strings.
+fn parse_conf(pairs: &[String]) -> Result<Value> {
+    let mut conf = serde_json::Map::new();
+    for pair in pairs {
+        let (name, value) = pair.split_once('=').ok_or_else(|| {
+            anyhow!("--conf `{pair}` is not NAME=VALUE; write e.g. --conf source=orders.csv")
+        })?;
+        if name.is_empty() {
+            bail!("--conf `{pair}` has an empty name; write e.g. --conf source=orders.csv");
+        }
+        conf.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
+    Ok(Value::Object(conf))
+}
+
+fn exit_for(state: RunState) -> ExitCode {
+    if state == RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn fmt_ts(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.to_zoned(tz.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+fn dags_list(registry: &Registry, json: bool) -> Result<ExitCode> {
+    for def in registry.dags() {
+        let schedule = def
+            .dag
+            .schedule
+            .as_ref()
+            .map(|s| s.summary())
+            .unwrap_or_else(|| "none".to_owned());
+        if json {
+            println!(
+                "{}",
+                json!({"dag_id": def.id().as_str(), "schedule": schedule, "tasks": def.dag.tasks().len(), "description": def.dag.description, "tags": def.dag.tags})
+            );
+        } else {
+            println!("{:<48} {:<32} {}", def.id(), schedule, def.dag.description);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dags_show(registry: &Registry, id: &str, json: bool) -> Result<ExitCode> {
+    let def = find_dag(registry, id)?;
+    let dag = &def.dag;
+    let schedule = dag
+        .schedule
+        .as_ref()
+        .map(|s| s.summary())
+        .unwrap_or_else(|| "none".to_owned());
+    let tasks: Vec<Value> = dag
+        .tasks()
+        .iter()
+        .map(|t| {
+            json!({
+                "task_id": t.id.as_str(),
+                "upstream": t.upstream.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                "trigger_rule": t.trigger_rule.as_str(),
+                "retries": t.retry.retries,
+                "pool": t.pool,
+                "pool_slots": t.pool_slots,
+                "mapped": t.is_mapped(),
+                "doc": t.doc,
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            json!({
+                "dag_id": dag.id.as_str(), "description": dag.description, "schedule": schedule,
+                "start_date": dag.start_date.map(|t| t.to_string()), "catchup": dag.catchup,
+                "max_active_runs": dag.max_active_runs, "max_active_tasks": dag.max_active_tasks,
+                "params": dag.params, "tasks": tasks,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}  ({schedule})", dag.id);
+    if !dag.description.is_empty() {
+        println!("  {}", dag.description);
+    }
+    println!(
+        "  max_active_runs {}  max_active_tasks {}  catchup {}",
+        dag.max_active_runs, dag.max_active_tasks, dag.catchup
+    );
+    for (name, value) in &dag.params {
+        println!("  param {name} = {value}");
+    }
+    for t in dag.tasks() {
+        let ups: Vec<&str> = t.upstream.iter().map(|u| u.as_str()).collect();
+        println!(
+            "  task {:<28} after [{}] {}{}",
+            t.id,
+            ups.join(", "),
+            t.trigger_rule.as_str(),
+            if t.is_mapped() { " (mapped)" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Final tasks' outputs: what a run produced ("what landed").
+async fn leaf_outputs(
+    store: &dyn Store,
+    def: &DagDef,
+    run: &RunRecord,
+) -> Result<BTreeMap<String, Value>> {
+    let mut out = BTreeMap::new();
+    for (pos, task) in def.dag.tasks().iter().enumerate() {
+        if def.dag.downstream_of(pos).is_empty() {
+            let outputs = store
+                .outputs(&run.dag_id, &run.run_id, task.id.as_str())
+                .await?;
+            let value = match outputs.len() {
+                0 => continue,
+                1 if outputs[0].0 < 0 => outputs[0].1.clone(),
+                _ => Value::Array(outputs.into_iter().map(|(_, v)| v).collect()),
+            };
+            out.insert(task.id.to_string(), value);
+        }
+    }
+    Ok(out)
+}
+
+async fn print_outcome(
+    store: &dyn Store,
+    def: &DagDef,
+    outcome: &RunOutcome,
+    json: bool,
+) -> Result<()> {
+    let run = &outcome.run;
+    let tz = dag_zone(def);
+    let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
+    let outputs = leaf_outputs(store, def, run).await?;
+    if json {
+        let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+        for ti in &tis {
+            *states.entry(ti.state.as_str()).or_default() += 1;
+        }
+        println!(
+            "{}",
+            json!({
+                "dag_id": run.dag_id.as_str(), "run_id": run.run_id.as_str(), "state": outcome.state.as_str(),
+                "data_interval_start": fmt_ts(run.interval_start, &tz), "data_interval_end": fmt_ts(run.interval_end, &tz),
+                "task_states": states, "outputs": outputs,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{} {} {}  [{} .. {})",
+        run.dag_id,
+        run.run_id,
+        outcome.state,
+        fmt_ts(run.interval_start, &tz),
+        fmt_ts(run.interval_end, &tz)
+    );
+    let mut per_task: BTreeMap<&str, BTreeMap<TaskState, usize>> = BTreeMap::new();
+    for ti in &tis {
+        *per_task
+            .entry(ti.key.task_id.as_str())
+            .or_default()
+            .entry(ti.state)
+            .or_default() += 1;
+    }
+    for task in def.dag.tasks() {
+        let Some(states) = per_task.get(task.id.as_str()) else {
+            continue;
+        };
+        let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        println!("  {:<32} {}", task.id, parts.join(", "));
+    }
+    for ti in tis.iter().filter(|ti| ti.state == TaskState::Failed) {
+        println!(
+            "  ! {}[{}] failed on try {}: {}",
+            ti.key.task_id,
+            ti.key.map_index,
+            ti.try_number,
+            ti.error.as_deref().unwrap_or("")
+        );
+    }
+    for (task, value) in outputs {
+        println!("  => {task}: {value}");
+    }
+    Ok(())
+}
+
+async fn backfill(
+    ex: Arc<Executor>,
+    def: &DagDef,
+    opts: &BackfillOptions,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let tz = dag_zone(def);
+    let plan = weir_runtime::plan_backfill(&ex, def.id(), opts).await?;
+    if dry_run {
+        for e in &plan.entries {
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "logical_date": fmt_ts(e.logical_date, &tz), "data_interval_start": fmt_ts(e.interval_start, &tz),
+                        "data_interval_end": fmt_ts(e.interval_end, &tz), "existing": e.existing.map(|s| s.as_str()),
+                        "action": e.action,
+                    })
+                );
+            } else {
+                let action = match e.action {
+                    PlanAction::Create => "create",
+                    PlanAction::Rerun => "rerun",
+                    PlanAction::Skip => "skip",
+                };
+                println!(
+                    "{:<7} [{} .. {}){}",
+                    action,
+                    fmt_ts(e.interval_start, &tz),
+                    fmt_ts(e.interval_end, &tz),
+                    e.existing
+                        .map(|s| format!("  (existing run: {s})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        if !json {
+            println!("dry run: {} intervals, nothing changed", plan.entries.len());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = if std::io::stderr().is_terminal() && !json {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} backfill {msg} [{bar:30}] {pos}/{len} runs {elapsed}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(def.id().to_string());
+    let started = std::time::Instant::now();
+    let report = weir_runtime::backfill(ex.clone(), def.id(), opts, |event| match event {
+        BackfillEvent::Started { runs } => bar.set_length(*runs as u64),
+        BackfillEvent::RunFinished {
+            logical_date,
+            state,
+            ..
+        } => {
+            bar.inc(1);
+            if *state == RunState::Failed {
+                bar.println(format!("run for {} failed", fmt_ts(*logical_date, &tz)));
+            }
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    let store = ex.store();
+    let mut runs = report.runs.clone();
+    runs.sort_by_key(|(r, _)| r.logical_date);
+    for (run, state) in &runs {
+        let outputs = leaf_outputs(store.as_ref(), def, run).await?;
+        if json {
+            println!(
+                "{}",
+                json!({
+                    "run_id": run.run_id.as_str(), "state": state.as_str(),
+                    "data_interval_start": fmt_ts(run.interval_start, &tz), "data_interval_end": fmt_ts(run.interval_end, &tz),
+                    "outputs": outputs,
+                })
+            );
+        } else {
+            let landed: Vec<String> = outputs.iter().map(|(t, v)| format!("{t}: {v}")).collect();
+            println!(
+                "{:<8} [{} .. {})  {}",
+                state.as_str(),
+                fmt_ts(run.interval_start, &tz),
+                fmt_ts(run.interval_end, &tz),
+                landed.join("; ")
+            );
+        }
+    }
+    let (ok, failed) = (
+        report.count(RunState::Success),
+        report.count(RunState::Failed),
+    );
+    if !json {
+        println!(
+            "backfill of {}: {} runs succeeded, {} failed, {} skipped (already run) in {:.1}s",
+            def.id(),
+            ok,
+            failed,
+            report.skipped,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_runs(runs: &[RunRecord], json: bool) {
+    for run in runs {
+        if json {
+            println!("{}", serde_json::to_string(run).expect("runs serialize"));
+        } else {
+            println!(
+                "{:<44} {:<40} {:<8} {} .. {}",
+                run.dag_id, run.run_id, run.state, run.interval_start, run.interval_end
+            );
+        }
+    }
+}
+
+async fn tasks_list(home: &PathBuf, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {
+    let store = open_store(home).await?;
+    let run_id = RunId::new(run)?;
+    let filter = RunFilter {
+        dag_id: dag.map(DagId::new).transpose()?,
+        ..Default::default()
+    };
+    let matches: Vec<RunRecord> = store
+        .list_runs(&filter)
+        .await?
+        .into_iter()
+        .filter(|r| r.run_id == run_id)
+        .collect();
+    let run = match matches.as_slice() {
+        [] => bail!(
+            "no run `{run}`{}; `weir runs list` shows the runs",
+            dag.map(|d| format!(" in DAG `{d}`")).unwrap_or_default()
+        ),
+        [one] => one.clone(),
+        _ => bail!("several DAGs have a run `{run}`; name one with --dag"),
+    };
+    let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
+    for ti in &tis {
+        if json {
+            println!("{}", serde_json::to_string(ti)?);
+        } else {
+            let took = match (ti.started_at, ti.ended_at) {
+                (Some(s), Some(e)) => format!("{:.3}s", e.duration_since(s).as_secs_f64()),
+                _ => String::new(),
+            };
+            println!(
+                "{:<32} {:>6} {:<16} try {:<2} {:>10}  {}",
+                ti.key.task_id,
+                ti.key.map_index,
+                ti.state,
+                ti.try_number,
+                took,
+                ti.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schedule_preview(args: &PreviewArgs) -> Result<ExitCode> {
+    let tz = parse_zone(&args.tz)?;
+    let start = parse_instant(&args.start, &tz, "--start")?;
+    let interval = args
+        .interval
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| anyhow!("--interval: {e}"))?;
+    if interval.is_some() && args.kind == KindArg::Interval {
+        bail!(
+            "--interval applies to --kind trigger only; window schedules take their interval from the schedule"
+        );
+    }
+    let interval = interval.unwrap_or(jiff::SignedDuration::ZERO);
+    let tt: Arc<dyn Timetable> = match (&args.cron, &args.every, args.kind) {
+        (Some(cron), _, KindArg::Interval) => {
+            Arc::new(CronDataIntervalTimetable::new(cron, tz.clone())?)
+        }
+        (Some(cron), _, KindArg::Trigger) => {
+            Arc::new(CronTriggerTimetable::new(cron, tz.clone(), interval)?)
+        }
+        (None, Some(every), kind) => {
+            let delta = parse_duration(every).map_err(|e| anyhow!("--every: {e}"))?;
+            match kind {
+                KindArg::Interval => Arc::new(DeltaDataIntervalTimetable::new(delta)?),
+                KindArg::Trigger => Arc::new(DeltaTriggerTimetable::new(delta, interval)?),
+            }
+        }
+        (None, None, _) => bail!("give a schedule with --cron or --every"),
+    };
+    for info in preview(tt.as_ref(), start, args.count) {
+        let (s, e, r) = (
+            fmt_ts(info.data_interval.start, &tz),
+            fmt_ts(info.data_interval.end, &tz),
+            fmt_ts(info.run_after, &tz),
+        );
+        if args.json {
+            let hours = info
+                .data_interval
+                .end
+                .duration_since(info.data_interval.start)
+                .as_secs_f64()
+                / 3600.0;
+            println!(
+                "{}",
+                json!({"logical_date": s, "data_interval_start": s, "data_interval_end": e, "run_after": r, "interval_hours": hours})
+            );
+        } else {
+            println!("{s}  ->  {e}   run after {r}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,380 @@
+//! Datasets: commits are atomic and idempotent, survive injected crashes at every step, and keep
+//! hostile partition values inside the root.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, Int64Array};
+use weir_data::{Compression, DataError, Dataset, Failpoint, PartitionKey, WriteOptions};
+
+use crate::{id_value_batch, id_value_schema};
+
+fn key(dt: &str) -> PartitionKey {
+    PartitionKey::new([("dt", dt)]).unwrap()
+}
+
+fn values(dataset: &Dataset, key: &PartitionKey) -> Vec<i64> {
+    let mut out = Vec::new();
+    for batch in dataset.read_partition(key).unwrap() {
+        let col = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        out.extend(col.values().iter().copied());
+    }
+    out
+}
+
+fn commit(dataset: &Dataset, key: &PartitionKey, rows: i64, value: i64) -> weir_data::CommitReport {
+    let mut w = dataset
+        .writer(key, id_value_schema(), WriteOptions::default())
+        .unwrap();
+    w.write(&id_value_batch(0..rows, value)).unwrap();
+    w.commit().unwrap()
+}
+
+/// Every entry under `dir`, recursively.
+fn all_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_entries(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+fn assert_no_leftovers(root: &Path) {
+    for dir in ["_staging", "_trash"] {
+        let left: Vec<_> = fs::read_dir(root.join(dir)).unwrap().collect();
+        assert!(left.is_empty(), "{dir} still holds {left:?}");
+    }
+}
+
+#[test]
+fn commit_reports_rows_bytes_files_and_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    let report = commit(&ds, &k, 1000, 7);
+    assert_eq!(report.partition, "dt=2026-03-08");
+    assert_eq!(report.rows, 1000);
+    assert_eq!(report.files, 1);
+    let file = tmp.path().join("dt=2026-03-08/part-00000.parquet");
+    let bytes = fs::read(&file).unwrap();
+    assert_eq!(report.bytes, bytes.len() as u64);
+    assert_eq!(
+        report.checksum,
+        sha1_smol::Sha1::from(&bytes).digest().to_string()
+    );
+    assert!(
+        report.schema.contains("\"name\":\"id\""),
+        "{}",
+        report.schema
+    );
+
+    assert_eq!(ds.count_rows(&k).unwrap(), 1000);
+    assert_eq!(values(&ds, &k).len(), 1000);
+    let parts = ds.partitions().unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (parts[0].rows, parts[0].files, parts[0].bytes),
+        (1000, 1, report.bytes)
+    );
+    assert_eq!(parts[0].key, k);
+    assert_no_leftovers(tmp.path());
+}
+
+#[test]
+fn recommit_replaces_never_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    commit(&ds, &k, 10, 1);
+    let report = commit(&ds, &k, 7, 2);
+    assert_eq!(report.rows, 7);
+    assert_eq!(
+        ds.count_rows(&k).unwrap(),
+        7,
+        "a re-run must replace, not add to, the partition"
+    );
+    assert_eq!(values(&ds, &k), vec![2; 7]);
+    assert_eq!(ds.partitions().unwrap().len(), 1);
+    assert_no_leftovers(tmp.path());
+}
+
+#[test]
+fn dropping_a_writer_leaves_nothing_visible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    let mut w = ds
+        .writer(&k, id_value_schema(), WriteOptions::default())
+        .unwrap();
+    w.write(&id_value_batch(0..100, 1)).unwrap();
+    drop(w);
+    assert!(ds.partitions().unwrap().is_empty());
+    assert!(matches!(
+        ds.count_rows(&k),
+        Err(DataError::PartitionNotFound { .. })
+    ));
+    assert_no_leftovers(tmp.path());
+}
+
+#[test]
+fn crash_at_each_commit_step_leaves_old_or_new_partition_after_reopen() {
+    for failpoint in Failpoint::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = Dataset::open(tmp.path()).unwrap();
+        let k = PartitionKey::date_hour(jiff::civil::date(2026, 3, 8), 2);
+        commit(&ds, &k, 10, 1);
+
+        let mut w = ds
+            .writer(&k, id_value_schema(), WriteOptions::default())
+            .unwrap();
+        w.write(&id_value_batch(0..20, 2)).unwrap();
+        let err = w.commit_with_failpoint(failpoint).unwrap_err();
+        assert!(
+            matches!(err, DataError::InjectedFailure { .. }),
+            "{failpoint:?}: {err}"
+        );
+
+        let ds = Dataset::open(tmp.path()).unwrap();
+        let (rows, value) = if failpoint.keeps_new_partition() {
+            (20, 2)
+        } else {
+            (10, 1)
+        };
+        assert_eq!(ds.count_rows(&k).unwrap(), rows, "{failpoint:?}");
+        assert_eq!(values(&ds, &k), vec![value; rows as usize], "{failpoint:?}");
+        let parts = ds.partitions().unwrap();
+        assert_eq!(parts.len(), 1, "{failpoint:?}: {parts:?}");
+        assert_eq!(parts[0].files, 1, "{failpoint:?}: a doubled partition");
+        assert_no_leftovers(tmp.path());
+
+        // And the dataset keeps working.
+        commit(&ds, &k, 5, 3);
+        assert_eq!(values(&ds, &k), vec![3; 5], "{failpoint:?}");
+    }
+}
+
+#[test]
+fn crash_during_first_commit_leaves_no_partition_and_no_empty_folders() {
+    for failpoint in Failpoint::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = Dataset::open(tmp.path()).unwrap();
+        let k = PartitionKey::date_hour(jiff::civil::date(2026, 3, 8), 2);
+        let mut w = ds
+            .writer(&k, id_value_schema(), WriteOptions::default())
+            .unwrap();
+        w.write(&id_value_batch(0..20, 2)).unwrap();
+        w.commit_with_failpoint(failpoint).unwrap_err();
+
+        let ds = Dataset::open(tmp.path()).unwrap();
+        let parts = ds.partitions().unwrap();
+        if failpoint.keeps_new_partition() {
+            assert_eq!(parts.len(), 1, "{failpoint:?}");
+            assert_eq!(ds.count_rows(&k).unwrap(), 20);
+        } else {
+            assert!(parts.is_empty(), "{failpoint:?}: {parts:?}");
+            assert!(
+                !tmp.path().join("dt=2026-03-08").exists(),
+                "{failpoint:?}: empty dt folder left"
+            );
+        }
+        assert_no_leftovers(tmp.path());
+    }
+}
+
+#[test]
+fn reopening_does_not_disturb_a_live_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    let mut w = ds
+        .writer(&k, id_value_schema(), WriteOptions::default())
+        .unwrap();
+    w.write(&id_value_batch(0..3, 1)).unwrap();
+    // Another task opens the same dataset while this writer is still writing.
+    let other = Dataset::open(tmp.path()).unwrap();
+    w.write(&id_value_batch(3..6, 1)).unwrap();
+    w.commit().unwrap();
+    assert_eq!(other.count_rows(&k).unwrap(), 6);
+}
+
+#[test]
+fn files_roll_past_max_file_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    let opts = WriteOptions {
+        compression: Compression::None,
+        row_group_size: 4096,
+        max_file_bytes: Some(64 * 1024),
+    };
+    let mut w = ds.writer(&k, id_value_schema(), opts).unwrap();
+    for i in 0..10 {
+        w.write(&id_value_batch(i * 20_000..(i + 1) * 20_000, i))
+            .unwrap();
+    }
+    let report = w.commit().unwrap();
+    assert!(report.files > 1, "{report:?}");
+    assert_eq!(report.rows, 200_000);
+    assert_eq!(ds.count_rows(&k).unwrap(), 200_000);
+    let dir = tmp.path().join("dt=2026-03-08");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let expected: Vec<String> = (0..report.files)
+        .map(|i| format!("part-{i:05}.parquet"))
+        .collect();
+    assert_eq!(names, expected);
+    // Rows keep their order across files.
+    let ids: Vec<i64> = ds
+        .read_partition(&k)
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] + 1 == w[1]));
+}
+
+#[test]
+fn every_compression_round_trips() {
+    for compression in [
+        Compression::Zstd,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Gzip,
+        Compression::None,
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = Dataset::open(tmp.path()).unwrap();
+        let k = key("2026-03-08");
+        let opts = WriteOptions {
+            compression,
+            ..WriteOptions::default()
+        };
+        let report = ds
+            .write_partition(&k, id_value_schema(), [&id_value_batch(0..5000, 9)], opts)
+            .unwrap();
+        assert_eq!(report.rows, 5000, "{compression:?}");
+        assert_eq!(values(&ds, &k), vec![9; 5000], "{compression:?}");
+    }
+}
+
+#[test]
+fn empty_commit_is_an_empty_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    commit(&ds, &k, 10, 1);
+    let report = ds
+        .writer(&k, id_value_schema(), WriteOptions::default())
+        .unwrap()
+        .commit()
+        .unwrap();
+    assert_eq!((report.rows, report.files), (0, 1));
+    assert_eq!(ds.count_rows(&k).unwrap(), 0);
+    assert_eq!(ds.partitions().unwrap()[0].rows, 0);
+}
+
+#[test]
+fn wrong_schema_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let other = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, false),
+    ]));
+    let mut w = ds
+        .writer(&key("2026-03-08"), other, WriteOptions::default())
+        .unwrap();
+    let err = w.write(&id_value_batch(0..3, 1)).unwrap_err();
+    assert!(matches!(err, DataError::SchemaMismatch { .. }), "{err}");
+}
+
+#[test]
+fn underscore_and_dot_folders_are_never_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    commit(&ds, &k, 4, 1);
+    let part = tmp.path().join("dt=2026-03-08/part-00000.parquet");
+    for stray in ["_tmp/dt=x", ".spark/dt=y", "dt=2026-03-08/_meta", "notakey"] {
+        let dir = tmp.path().join(stray);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(&part, dir.join("part-00000.parquet")).unwrap();
+    }
+    let parts = ds.partitions().unwrap();
+    assert_eq!(
+        parts
+            .iter()
+            .map(|p| p.partition.as_str())
+            .collect::<Vec<_>>(),
+        ["dt=2026-03-08"]
+    );
+    assert_eq!(ds.count_rows(&k).unwrap(), 4);
+}
+
+#[test]
+fn hostile_partition_values_stay_inside_the_root_and_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let ds = Dataset::open(&root).unwrap();
+    let hostile = [
+        "../".to_owned(),
+        "..".to_owned(),
+        "/".to_owned(),
+        "/etc".to_owned(),
+        "=".to_owned(),
+        "a=b/c=d".to_owned(),
+        "\0".to_owned(),
+        String::new(),
+        ".".to_owned(),
+        "_staging".to_owned(),
+        "x".repeat(5_000),
+        format!("{}/..", "y".repeat(5_000)),
+    ];
+    for (i, value) in hostile.iter().enumerate() {
+        let k = PartitionKey::new([("region", value.as_str()), ("n", &i.to_string())]).unwrap();
+        let report = commit(&ds, &k, i as i64 + 1, i as i64);
+        assert_eq!(report.rows, i as u64 + 1);
+    }
+    // Nothing was written outside the root, and every path is a plain folder inside it.
+    let outside: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, vec![std::ffi::OsString::from("data")]);
+    let canonical_root = root.canonicalize().unwrap();
+    for entry in all_entries(&root) {
+        assert!(
+            entry.canonicalize().unwrap().starts_with(&canonical_root),
+            "{entry:?}"
+        );
+        assert!(entry.file_name().unwrap().len() <= 255, "{entry:?}");
+    }
+    let parts = ds.partitions().unwrap();
+    assert_eq!(parts.len(), hostile.len());
+    for (i, value) in hostile.iter().enumerate() {
+        let k = PartitionKey::new([("region", value.as_str()), ("n", &i.to_string())]).unwrap();
+        let info = parts
+            .iter()
+            .find(|p| p.key == k)
+            .unwrap_or_else(|| panic!("{value:?} not listed"));
+        assert_eq!(info.rows, i as u64 + 1, "{value:?}");
+        assert_eq!(values(&ds, &k), vec![i as i64; i + 1], "{value:?}");
+    }
+}

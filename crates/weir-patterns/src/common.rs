@@ -1,0 +1,251 @@
+//! Pieces the patterns share: their `--conf` params, the default sample data, and loading the
+//! rows of a time window into committed Parquet partitions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use arrow::record_batch::RecordBatch;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+use weir_core::timetable::parse_zone;
+use weir_data::{
+    CommitReport, DataError, Dataset, PartitionKey, ReadOptions, SampleSpec, WriteOptions,
+    open_source,
+};
+use weir_runtime::{TaskContext, TaskError};
+use weir_store::PartitionManifest;
+
+/// What a window-loading pattern reads and where it writes, from the run's params.
+#[derive(Debug, Clone)]
+pub struct WindowParams {
+    /// `--conf source=PATH`: a CSV or Parquet file (default: the generated sample orders).
+    pub source: PathBuf,
+    /// `--conf time_column=NAME`: timestamps with an offset or `Z` (default `event_time`).
+    pub time_column: String,
+    /// `--conf tz=ZONE`: the zone windows are cut in (default: the DAG's schedule zone).
+    pub tz: TimeZone,
+    /// `--conf output=DIR`: the dataset root partitions are written under.
+    pub output: PathBuf,
+}
+
+/// Reads the window params, generating the default sample data when no source is given.
+pub async fn window_params(
+    ctx: &TaskContext,
+    dag_tz: &TimeZone,
+) -> Result<WindowParams, TaskError> {
+    let source = match ctx.param_str("source") {
+        Some(path) => PathBuf::from(path),
+        None => ensure_sample(ctx.home()).await?,
+    };
+    if !source.exists() {
+        return Err(TaskError::fatal(format!(
+            "source {} does not exist; pass an existing CSV or Parquet file with --conf source=PATH",
+            source.display()
+        )));
+    }
+    let tz = match ctx.param_str("tz") {
+        Some(name) => parse_zone(&name).map_err(|e| TaskError::fatal(format!("--conf tz: {e}")))?,
+        None => dag_tz.clone(),
+    };
+    Ok(WindowParams {
+        source,
+        time_column: ctx
+            .param_str("time_column")
+            .unwrap_or_else(|| "event_time".to_owned()),
+        tz,
+        output: output_dir(ctx, "output", ctx.dag_id.as_str()),
+    })
+}
+
+/// `--conf NAME=DIR`, or `HOME/data/DEFAULT`.
+pub fn output_dir(ctx: &TaskContext, param: &str, default: &str) -> PathBuf {
+    ctx.param_str(param)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ctx.home().join("data").join(default))
+}
+
+static SAMPLE_LOCK: Mutex<()> = Mutex::new(());
+
+/// The default sample orders under the weir home, generated (deterministically, seed 42) the
+/// first time a pattern needs them. Written to a temporary name and renamed, so a reader never
+/// sees a half-written file.
+pub async fn ensure_sample(home: &Path) -> Result<PathBuf, TaskError> {
+    let path = crate::default_sample_path(home);
+    if path.exists() {
+        return Ok(path);
+    }
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), TaskError> {
+        let _guard = SAMPLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        if target.exists() {
+            return Ok(());
+        }
+        let dir = target.parent().expect("sample path has a parent");
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TaskError::fatal(format!("cannot create {}: {e}", dir.display())))?;
+        let tmp = dir.join(format!(".orders.csv.{}.tmp", std::process::id()));
+        let spec = SampleSpec {
+            rows: 200_000,
+            ..SampleSpec::default()
+        };
+        weir_data::write_orders_csv(&spec, &tmp).map_err(|e| TaskError::fatal(e.to_string()))?;
+        std::fs::rename(&tmp, &target).map_err(|e| {
+            TaskError::fatal(format!(
+                "cannot move the sample into {}: {e}",
+                target.display()
+            ))
+        })
+    })
+    .await
+    .map_err(|e| TaskError::fatal(format!("sample generation stopped: {e}")))??;
+    Ok(path)
+}
+
+/// What loading a window committed.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub commits: Vec<CommitReport>,
+    /// Rows of the source inside the window (all of them landed).
+    pub rows: u64,
+    /// Rows of the whole source that could not be read (malformed), set aside.
+    pub source_rejects: u64,
+}
+
+impl Loaded {
+    /// The task output: what landed, per partition.
+    pub fn to_json(&self) -> Value {
+        let partitions: Vec<Value> = self
+            .commits
+            .iter()
+            .map(|c| json!({"partition": c.partition, "rows": c.rows, "bytes": c.bytes, "files": c.files}))
+            .collect();
+        json!({"rows": self.rows, "source_rejects": self.source_rejects, "partitions": partitions})
+    }
+}
+
+/// Streams `source`, keeps the rows whose time is in `[from, to)`, routes them with `route`
+/// (which returns, per partition key, the rows of a batch that belong to it) and commits every
+/// partition in `expected` plus any other the router produced. Every expected partition is
+/// committed even when empty, so a re-run of an empty window replaces stale data too.
+pub fn load_window(
+    p: &WindowParams,
+    from: Timestamp,
+    to: Timestamp,
+    expected: &[PartitionKey],
+    route: impl Fn(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+) -> Result<Loaded, DataError> {
+    let opts = ReadOptions {
+        time_column: Some(p.time_column.clone()),
+        ..ReadOptions::default()
+    };
+    let mut reader = open_source(&p.source, &opts)?;
+    let dataset = Dataset::open(&p.output)?;
+    let schema = reader.schema();
+    let mut writers = BTreeMap::new();
+    for key in expected {
+        writers.insert(
+            key.clone(),
+            dataset.writer(key, schema.clone(), WriteOptions::default())?,
+        );
+    }
+    let mut rows = 0u64;
+    for batch in reader.by_ref() {
+        let batch = batch?;
+        let window = weir_data::filter_time_window(&batch, &p.time_column, from, to)?;
+        if window.num_rows() == 0 {
+            continue;
+        }
+        for (key, part) in route(&window)? {
+            if part.num_rows() == 0 {
+                continue;
+            }
+            rows += part.num_rows() as u64;
+            let writer = match writers.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let w = dataset.writer(e.key(), schema.clone(), WriteOptions::default())?;
+                    e.insert(w)
+                }
+            };
+            writer.write(&part)?;
+        }
+    }
+    let source_rejects = reader.rejects().len() as u64;
+    let mut commits = Vec::new();
+    for (_, writer) in writers {
+        commits.push(writer.commit()?);
+    }
+    Ok(Loaded {
+        commits,
+        rows,
+        source_rejects,
+    })
+}
+
+/// Runs blocking data work off the async threads; data errors fail the try (retryable, since
+/// most are IO).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DataError> + Send + 'static,
+) -> Result<T, TaskError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(TaskError::retryable(e.to_string())),
+        Err(e) => Err(TaskError::fatal(format!("data work stopped: {e}"))),
+    }
+}
+
+/// Records a manifest per committed partition of `dataset`.
+pub async fn record_commits(
+    ctx: &TaskContext,
+    dataset: &Path,
+    loaded: &Loaded,
+) -> Result<(), TaskError> {
+    for c in &loaded.commits {
+        ctx.record_manifest(PartitionManifest {
+            dataset: dataset.display().to_string(),
+            partition: c.partition.clone(),
+            rows_in: c.rows,
+            rows_out: c.rows,
+            rows_rejected: 0,
+            bytes: c.bytes,
+            files: c.files,
+            checksum: c.checksum.clone(),
+            schema: c.schema.clone(),
+            dag_id: String::new(),
+            run_id: String::new(),
+            task_id: String::new(),
+            map_index: -1,
+            try_number: 0,
+            committed_at: Timestamp::UNIX_EPOCH,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Checks that what landed reads back: each partition's row count from its Parquet footers
+/// equals the count the load wrote.
+pub async fn verify_partitions(output: PathBuf, loaded: Value) -> Result<Value, TaskError> {
+    let parts = loaded["partitions"].as_array().cloned().unwrap_or_default();
+    blocking(move || {
+        let dataset = Dataset::open(&output)?;
+        let mut checked = Vec::new();
+        for part in parts {
+            let path = part["partition"].as_str().unwrap_or_default();
+            let key = PartitionKey::parse(path)?;
+            let on_disk = dataset.count_rows(&key)?;
+            let expected = part["rows"].as_u64().unwrap_or(u64::MAX);
+            if on_disk != expected {
+                return Err(DataError::InvalidOptions {
+                    what: "partition verification",
+                    reason: format!("{path} holds {on_disk} rows but {expected} were written; re-run the interval"),
+                });
+            }
+            checked.push(json!({"partition": path, "rows": on_disk}));
+        }
+        Ok(json!({"verified": checked}))
+    })
+    .await
+}
