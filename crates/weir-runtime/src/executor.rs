@@ -524,6 +524,8 @@ impl<'e> RunLoop<'e> {
         let items = match source {
             MapSource::Literal(items) => Ok(items.clone()),
             MapSource::Upstream(src) => {
+                // The source's output may be in the uncommitted batch: commit it first.
+                self.flush().await?;
                 let src_pos = self
                     .def
                     .dag
@@ -931,7 +933,7 @@ impl<'e> RunLoop<'e> {
                         let finished = joined.map_err(|e| RuntimeError::Internal(format!("task join failed: {e}")))?;
                         self.finish(finished);
                     }
-                    self.flush().await?;
+                    // Committed at the top of the loop together with the claims they unblock.
                 }
                 permits = acquire(wanted), if waiting_for_permits => {
                     if let Some(permits) = permits {
