@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +89,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
         }) => {
             let store = open_store(&home).await?;
             let filter = RunFilter {
-                dag_id: dag.map(|d| DagId::new(d)).transpose()?,
+                dag_id: dag.map(DagId::new).transpose()?,
                 states: state
                     .map(|s| {
                         RunState::try_from(s.as_str()).map_err(|_| {
@@ -594,7 +594,7 @@ fn print_runs(runs: &[RunRecord], json: bool) {
     }
 }
 
-async fn tasks_list(home: &PathBuf, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {
+async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {
     let store = open_store(home).await?;
     let run_id = RunId::new(run)?;
     let filter = RunFilter {

@@ -168,7 +168,7 @@ async fn close_month(ctx: TaskContext) -> Result<Value, TaskError> {
     let orders = loaded["rows"].as_i64().unwrap_or(0);
     let days = loaded["days_in_month"].as_u64().unwrap_or(0) as u32;
     let first_day = per_day.keys().next().cloned().unwrap_or_default();
-    let last_day = per_day.keys().last().cloned().unwrap_or_default();
+    let last_day = per_day.keys().next_back().cloned().unwrap_or_default();
     let base = output_dir(&ctx, "output", DAG_ID);
     let close_dir = base.with_file_name(format!(
         "{}_close",
