@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use weir_core::RunState;
-use weir_runtime::{DagDef, Executor, ExecutorOptions, Registry, Task, TaskError, TokioClock, TriggerRequest};
+use weir_runtime::{
+    DagDef, Executor, ExecutorOptions, Registry, Task, TaskError, TokioClock, TriggerRequest,
+};
 
 #[derive(Parser)]
 #[command(name = "weir-bench")]
@@ -38,11 +40,20 @@ enum Bench {
 fn fanout_dag(n: usize) -> Result<DagDef> {
     Ok(DagDef::builder("bench_fanout")
         .max_active_tasks(100_000)
-        .task(Task::new("produce").run(move |_| async move { Ok(Value::Array((0..n as u64).map(Value::from).collect())) }))
-        .task(Task::new("noop").expand("produce").run(|_| async { Ok(Value::Null) }))
+        .task(Task::new("produce").run(move |_| async move {
+            Ok(Value::Array((0..n as u64).map(Value::from).collect()))
+        }))
+        .task(
+            Task::new("noop")
+                .expand("produce")
+                .run(|_| async { Ok(Value::Null) }),
+        )
         .task(Task::new("reduce").after(["noop"]).run(|ctx| async move {
             let outputs = ctx.input("noop").await?;
-            let n = outputs.as_array().map(Vec::len).ok_or_else(|| TaskError::fatal("no outputs"))?;
+            let n = outputs
+                .as_array()
+                .map(Vec::len)
+                .ok_or_else(|| TaskError::fatal("no outputs"))?;
             Ok(json!({ "received": n }))
         }))
         .build()?)
@@ -58,18 +69,35 @@ fn peak_rss_mb() -> Option<f64> {
 
 async fn fanout(n: usize, parallelism: usize) -> Result<Value> {
     let home = tempfile::tempdir().context("creating a temporary home")?;
-    let store = weir_store::open(&format!("sqlite://{}", home.path().join("weir.db").display())).await?;
+    let store = weir_store::open(&format!(
+        "sqlite://{}",
+        home.path().join("weir.db").display()
+    ))
+    .await?;
     let mut registry = Registry::new();
     registry.add(fanout_dag(n)?);
     let pools_slots = parallelism.max(1) as u32;
     store.set_pool("default_pool", pools_slots, "bench").await?;
-    let opts = ExecutorOptions { parallelism, home: home.path().to_path_buf(), ..Default::default() };
-    let ex = Executor::new(store.clone(), Arc::new(registry), Arc::new(TokioClock::system()), opts);
+    let opts = ExecutorOptions {
+        parallelism,
+        home: home.path().to_path_buf(),
+        ..Default::default()
+    };
+    let ex = Executor::new(
+        store.clone(),
+        Arc::new(registry),
+        Arc::new(TokioClock::system()),
+        opts,
+    );
     let started = Instant::now();
     let dag_id = weir_core::DagId::new("bench_fanout")?;
     let run = weir_runtime::trigger_run(
         &ex,
-        TriggerRequest { dag_id, logical_date: None, conf: Value::Object(Default::default()) },
+        TriggerRequest {
+            dag_id,
+            logical_date: None,
+            conf: Value::Object(Default::default()),
+        },
     )
     .await?;
     let outcome = ex.run(&run.dag_id, &run.run_id).await?;
@@ -78,7 +106,10 @@ async fn fanout(n: usize, parallelism: usize) -> Result<Value> {
         bail!("the benchmark run ended {}", outcome.state);
     }
     let reduced = store.outputs(&run.dag_id, &run.run_id, "reduce").await?;
-    let received = reduced.first().and_then(|(_, v)| v["received"].as_u64()).unwrap_or(0);
+    let received = reduced
+        .first()
+        .and_then(|(_, v)| v["received"].as_u64())
+        .unwrap_or(0);
     if received != n as u64 {
         bail!("the reducer received {received} outputs, expected {n}");
     }
@@ -96,17 +127,25 @@ async fn fanout(n: usize, parallelism: usize) -> Result<Value> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.bench {
-        Bench::Fanout { tasks, parallelism, json } => {
+        Bench::Fanout {
+            tasks,
+            parallelism,
+            json,
+        } => {
             let result = runtime.block_on(fanout(tasks, parallelism))?;
             if json {
                 println!("{result}");
             } else {
                 println!(
                     "fanout: {} mapped tasks in {:.2}s = {:.0} us per task instance, peak RSS {:.0} MiB",
-                    result["tasks"], result["wall_s"].as_f64().unwrap_or(0.0),
-                    result["per_task_us"].as_f64().unwrap_or(0.0), result["peak_rss_mb"].as_f64().unwrap_or(0.0)
+                    result["tasks"],
+                    result["wall_s"].as_f64().unwrap_or(0.0),
+                    result["per_task_us"].as_f64().unwrap_or(0.0),
+                    result["peak_rss_mb"].as_f64().unwrap_or(0.0)
                 );
             }
         }

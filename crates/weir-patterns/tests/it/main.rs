@@ -1,1 +1,10 @@
-//! Integration tests of weir-patterns.
+//! Integration tests of weir-patterns: each pattern DAG driven as a user drives it (a weir home,
+//! a SQLite store, the executor, `trigger_run` / `backfill` with `--conf` params), its output
+//! checked against counts computed independently from the source.
+
+mod custom;
+mod daily;
+mod hourly;
+mod monthly;
+mod support;
+mod weekly;

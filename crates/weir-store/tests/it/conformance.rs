@@ -35,7 +35,13 @@ fn key(run: &RunRecord, task: &str, index: i64) -> TiKey {
 }
 
 fn new_ti(run: &RunRecord, task: &str) -> NewTaskInstance {
-    NewTaskInstance { key: key(run, task, -1), state: TaskState::None, max_tries: 3, pool: "default_pool".into(), pool_slots: 1 }
+    NewTaskInstance {
+        key: key(run, task, -1),
+        state: TaskState::None,
+        max_tries: 3,
+        pool: "default_pool".into(),
+        pool_slots: 1,
+    }
 }
 
 fn change(k: TiKey, from: (TaskState, u32), to: (TaskState, u32), when: Timestamp) -> TiChange {
@@ -61,7 +67,10 @@ pub async fn run_creation_is_idempotent_per_logical_date(store: &dyn Store) {
     let mut again = new_run("d", 0);
     again.run_id = RunId::new("manual__other").unwrap();
     let (second, created) = store.create_run(again).await.unwrap();
-    assert!(!created, "a second run at the same logical date must not be created");
+    assert!(
+        !created,
+        "a second run at the same logical date must not be created"
+    );
     assert_eq!(second.run_id, first.run_id);
     let (_, created) = store.create_run(new_run("other_dag", 0)).await.unwrap();
     assert!(created, "another DAG may have a run at the same date");
@@ -73,9 +82,19 @@ pub async fn list_runs_filters_and_orders(store: &dyn Store) {
     }
     store.create_run(new_run("e", 0)).await.unwrap();
     let d = DagId::new("d").unwrap();
-    let all = store.list_runs(&RunFilter { dag_id: Some(d.clone()), ..Default::default() }).await.unwrap();
+    let all = store
+        .list_runs(&RunFilter {
+            dag_id: Some(d.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(all.len(), 5);
-    assert!(all.windows(2).all(|w| w[0].logical_date > w[1].logical_date), "newest first");
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].logical_date > w[1].logical_date),
+        "newest first"
+    );
     let range = RunFilter {
         dag_id: Some(d.clone()),
         logical_date_from: Some(at(24)),
@@ -85,47 +104,134 @@ pub async fn list_runs_filters_and_orders(store: &dyn Store) {
     assert_eq!(store.list_runs(&range).await.unwrap().len(), 3);
     let last = store.last_scheduled_run(&d).await.unwrap().unwrap();
     assert_eq!(last.logical_date, at(96));
-    let limited = RunFilter { limit: Some(2), ..Default::default() };
+    let limited = RunFilter {
+        limit: Some(2),
+        ..Default::default()
+    };
     assert_eq!(store.list_runs(&limited).await.unwrap().len(), 2);
 }
 
 pub async fn run_state_changes_are_compare_and_set(store: &dyn Store) {
     let (run, _) = store.create_run(new_run("d", 0)).await.unwrap();
-    store.set_run_state(&run.dag_id, &run.run_id, RunState::Queued, RunState::Running, at(1)).await.unwrap();
-    let err = store.set_run_state(&run.dag_id, &run.run_id, RunState::Queued, RunState::Running, at(2)).await;
+    store
+        .set_run_state(
+            &run.dag_id,
+            &run.run_id,
+            RunState::Queued,
+            RunState::Running,
+            at(1),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .set_run_state(
+            &run.dag_id,
+            &run.run_id,
+            RunState::Queued,
+            RunState::Running,
+            at(2),
+        )
+        .await;
     assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
-    store.set_run_state(&run.dag_id, &run.run_id, RunState::Running, RunState::Success, at(3)).await.unwrap();
-    let run = store.get_run(&run.dag_id, &run.run_id).await.unwrap().unwrap();
-    assert_eq!((run.state, run.started_at, run.ended_at), (RunState::Success, Some(at(1)), Some(at(3))));
+    store
+        .set_run_state(
+            &run.dag_id,
+            &run.run_id,
+            RunState::Running,
+            RunState::Success,
+            at(3),
+        )
+        .await
+        .unwrap();
+    let run = store
+        .get_run(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.state, run.started_at, run.ended_at),
+        (RunState::Success, Some(at(1)), Some(at(3)))
+    );
     // An illegal transition is refused before touching the database.
-    let err = store.set_run_state(&run.dag_id, &run.run_id, RunState::Success, RunState::Running, at(4)).await;
+    let err = store
+        .set_run_state(
+            &run.dag_id,
+            &run.run_id,
+            RunState::Success,
+            RunState::Running,
+            at(4),
+        )
+        .await;
     assert!(err.is_err());
 }
 
 pub async fn task_instance_changes_are_compare_and_set_and_record_tries(store: &dyn Store) {
     let (run, _) = store.create_run(new_run("d", 0)).await.unwrap();
-    store.insert_task_instances(&[new_ti(&run, "a")]).await.unwrap();
+    store
+        .insert_task_instances(&[new_ti(&run, "a")])
+        .await
+        .unwrap();
     let k = key(&run, "a", -1);
-    let mut claim = change(k.clone(), (TaskState::None, 0), (TaskState::Running, 1), at(1));
+    let mut claim = change(
+        k.clone(),
+        (TaskState::None, 0),
+        (TaskState::Running, 1),
+        at(1),
+    );
     claim.lease_until = Some(at(2));
     store.apply(&[claim.clone()]).await.unwrap();
     // The same claim again is stale: the instance is no longer `none` at try 0.
-    assert!(matches!(store.apply(&[claim]).await, Err(StoreError::Conflict { .. })));
-    let mut retry = change(k.clone(), (TaskState::Running, 1), (TaskState::UpForRetry, 1), at(3));
+    assert!(matches!(
+        store.apply(&[claim]).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let mut retry = change(
+        k.clone(),
+        (TaskState::Running, 1),
+        (TaskState::UpForRetry, 1),
+        at(3),
+    );
     retry.error = Some("boom".into());
     retry.retry_at = Some(at(4));
     store.apply(&[retry]).await.unwrap();
-    store.apply(&[change(k.clone(), (TaskState::UpForRetry, 1), (TaskState::Running, 2), at(4))]).await.unwrap();
-    let mut done = change(k.clone(), (TaskState::Running, 2), (TaskState::Success, 2), at(5));
+    store
+        .apply(&[change(
+            k.clone(),
+            (TaskState::UpForRetry, 1),
+            (TaskState::Running, 2),
+            at(4),
+        )])
+        .await
+        .unwrap();
+    let mut done = change(
+        k.clone(),
+        (TaskState::Running, 2),
+        (TaskState::Success, 2),
+        at(5),
+    );
     done.output = Some(json!([1, 2]));
     store.apply(&[done]).await.unwrap();
-    let ti = &store.task_instances(&run.dag_id, &run.run_id).await.unwrap()[0];
-    assert_eq!((ti.state, ti.try_number, ti.started_at, ti.ended_at), (TaskState::Success, 2, Some(at(4)), Some(at(5))));
+    let ti = &store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (ti.state, ti.try_number, ti.started_at, ti.ended_at),
+        (TaskState::Success, 2, Some(at(4)), Some(at(5)))
+    );
     assert_eq!(ti.error, None, "a new try clears the previous error");
     let tries = store.tries(&run.dag_id, &run.run_id).await.unwrap();
-    let summary: Vec<(u32, TaskState, Option<Timestamp>, Option<&str>)> =
-        tries.iter().map(|t| (t.try_number, t.state, t.started_at, t.error.as_deref())).collect();
-    assert_eq!(summary, vec![(1, TaskState::UpForRetry, Some(at(1)), Some("boom")), (2, TaskState::Success, Some(at(4)), None)]);
+    let summary: Vec<(u32, TaskState, Option<Timestamp>, Option<&str>)> = tries
+        .iter()
+        .map(|t| (t.try_number, t.state, t.started_at, t.error.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, TaskState::UpForRetry, Some(at(1)), Some("boom")),
+            (2, TaskState::Success, Some(at(4)), None)
+        ]
+    );
     // An illegal transition is refused.
     let bad = change(k, (TaskState::Success, 2), (TaskState::Running, 3), at(6));
     assert!(store.apply(&[bad]).await.is_err());
@@ -134,75 +240,191 @@ pub async fn task_instance_changes_are_compare_and_set_and_record_tries(store: &
 pub async fn expansion_replaces_the_placeholder_once(store: &dyn Store) {
     let (run, _) = store.create_run(new_run("d", 0)).await.unwrap();
     let placeholder = new_ti(&run, "m");
-    store.insert_task_instances(std::slice::from_ref(&placeholder)).await.unwrap();
+    store
+        .insert_task_instances(std::slice::from_ref(&placeholder))
+        .await
+        .unwrap();
     store.expand_mapped(&placeholder, 1200).await.unwrap();
     store.expand_mapped(&placeholder, 5).await.unwrap();
-    let tis = store.task_instances(&run.dag_id, &run.run_id).await.unwrap();
+    let tis = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap();
     assert_eq!(tis.len(), 1200);
-    assert!(tis.iter().enumerate().all(|(i, ti)| ti.key.map_index == MapIndex::mapped(i) && ti.max_tries == 3));
+    assert!(
+        tis.iter()
+            .enumerate()
+            .all(|(i, ti)| ti.key.map_index == MapIndex::mapped(i) && ti.max_tries == 3)
+    );
 }
 
 pub async fn outputs_come_back_in_map_index_order(store: &dyn Store) {
     let (run, _) = store.create_run(new_run("d", 0)).await.unwrap();
     let placeholder = new_ti(&run, "m");
-    store.insert_task_instances(std::slice::from_ref(&placeholder)).await.unwrap();
+    store
+        .insert_task_instances(std::slice::from_ref(&placeholder))
+        .await
+        .unwrap();
     store.expand_mapped(&placeholder, 12).await.unwrap();
     let mut changes = Vec::new();
     for i in (0..12).rev() {
-        changes.push(change(key(&run, "m", i), (TaskState::None, 0), (TaskState::Running, 1), at(1)));
+        changes.push(change(
+            key(&run, "m", i),
+            (TaskState::None, 0),
+            (TaskState::Running, 1),
+            at(1),
+        ));
     }
     store.apply(&changes).await.unwrap();
     let done: Vec<TiChange> = (0..12)
         .rev()
         .map(|i| {
-            let mut c = change(key(&run, "m", i), (TaskState::Running, 1), (TaskState::Success, 1), at(2));
+            let mut c = change(
+                key(&run, "m", i),
+                (TaskState::Running, 1),
+                (TaskState::Success, 1),
+                at(2),
+            );
             c.output = Some(json!(i * 10));
             c
         })
         .collect();
     store.apply(&done).await.unwrap();
     let outputs = store.outputs(&run.dag_id, &run.run_id, "m").await.unwrap();
-    assert_eq!(outputs, (0..12).map(|i| (i, json!(i * 10))).collect::<Vec<_>>());
+    assert_eq!(
+        outputs,
+        (0..12).map(|i| (i, json!(i * 10))).collect::<Vec<_>>()
+    );
 }
 
 pub async fn orphans_are_running_instances_with_expired_leases(store: &dyn Store) {
     let (run, _) = store.create_run(new_run("d", 0)).await.unwrap();
-    store.insert_task_instances(&[new_ti(&run, "a"), new_ti(&run, "b")]).await.unwrap();
-    let mut a = change(key(&run, "a", -1), (TaskState::None, 0), (TaskState::Running, 1), at(1));
+    store
+        .insert_task_instances(&[new_ti(&run, "a"), new_ti(&run, "b")])
+        .await
+        .unwrap();
+    let mut a = change(
+        key(&run, "a", -1),
+        (TaskState::None, 0),
+        (TaskState::Running, 1),
+        at(1),
+    );
     a.lease_until = Some(at(2));
-    let mut b = change(key(&run, "b", -1), (TaskState::None, 0), (TaskState::Running, 1), at(1));
+    let mut b = change(
+        key(&run, "b", -1),
+        (TaskState::None, 0),
+        (TaskState::Running, 1),
+        at(1),
+    );
     b.lease_until = Some(at(10));
     store.apply(&[a, b]).await.unwrap();
     let orphans = store.orphaned(at(3)).await.unwrap();
-    assert_eq!(orphans.iter().map(|t| t.key.task_id.as_str()).collect::<Vec<_>>(), vec!["a"]);
-    store.renew_leases(&[key(&run, "a", -1)], at(20)).await.unwrap();
+    assert_eq!(
+        orphans
+            .iter()
+            .map(|t| t.key.task_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a"]
+    );
+    store
+        .renew_leases(&[key(&run, "a", -1)], at(20))
+        .await
+        .unwrap();
     assert!(store.orphaned(at(3)).await.unwrap().is_empty());
-    assert_eq!(store.orphaned(at(15)).await.unwrap().len(), 1, "b's lease ended at 10");
+    assert_eq!(
+        store.orphaned(at(15)).await.unwrap().len(),
+        1,
+        "b's lease ended at 10"
+    );
     let _ = SignedDuration::ZERO;
 }
 
 pub async fn reset_run_clears_instances_but_keeps_history(store: &dyn Store) {
     let (run, _) = store.create_run(new_run("d", 0)).await.unwrap();
-    store.set_run_state(&run.dag_id, &run.run_id, RunState::Queued, RunState::Running, at(1)).await.unwrap();
-    store.insert_task_instances(&[new_ti(&run, "a")]).await.unwrap();
-    store.apply(&[change(key(&run, "a", -1), (TaskState::None, 0), (TaskState::Running, 1), at(1))]).await.unwrap();
-    let mut fail = change(key(&run, "a", -1), (TaskState::Running, 1), (TaskState::Failed, 1), at(2));
+    store
+        .set_run_state(
+            &run.dag_id,
+            &run.run_id,
+            RunState::Queued,
+            RunState::Running,
+            at(1),
+        )
+        .await
+        .unwrap();
+    store
+        .insert_task_instances(&[new_ti(&run, "a")])
+        .await
+        .unwrap();
+    store
+        .apply(&[change(
+            key(&run, "a", -1),
+            (TaskState::None, 0),
+            (TaskState::Running, 1),
+            at(1),
+        )])
+        .await
+        .unwrap();
+    let mut fail = change(
+        key(&run, "a", -1),
+        (TaskState::Running, 1),
+        (TaskState::Failed, 1),
+        at(2),
+    );
     fail.error = Some("bad".into());
     store.apply(&[fail]).await.unwrap();
-    store.set_run_state(&run.dag_id, &run.run_id, RunState::Running, RunState::Failed, at(2)).await.unwrap();
-    store.reset_run(&run.dag_id, &run.run_id, Some(json!({"k": "new"}))).await.unwrap();
-    let reset = store.get_run(&run.dag_id, &run.run_id).await.unwrap().unwrap();
-    assert_eq!((reset.state, reset.conf.clone(), reset.ended_at), (RunState::Queued, json!({"k": "new"}), None));
-    assert!(store.task_instances(&run.dag_id, &run.run_id).await.unwrap().is_empty());
-    assert_eq!(store.tries(&run.dag_id, &run.run_id).await.unwrap().len(), 1, "the failed try stays in history");
+    store
+        .set_run_state(
+            &run.dag_id,
+            &run.run_id,
+            RunState::Running,
+            RunState::Failed,
+            at(2),
+        )
+        .await
+        .unwrap();
+    store
+        .reset_run(&run.dag_id, &run.run_id, Some(json!({"k": "new"})))
+        .await
+        .unwrap();
+    let reset = store
+        .get_run(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (reset.state, reset.conf.clone(), reset.ended_at),
+        (RunState::Queued, json!({"k": "new"}), None)
+    );
+    assert!(
+        store
+            .task_instances(&run.dag_id, &run.run_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.tries(&run.dag_id, &run.run_id).await.unwrap().len(),
+        1,
+        "the failed try stays in history"
+    );
 }
 
 pub async fn pools_and_manifests(store: &dyn Store) {
     let pools = store.pools().await.unwrap();
-    assert!(pools.iter().any(|p| p.name == "default_pool" && p.slots == 128));
+    assert!(
+        pools
+            .iter()
+            .any(|p| p.name == "default_pool" && p.slots == 128)
+    );
     store.set_pool("io", 2, "disk").await.unwrap();
     store.set_pool("io", 3, "disk").await.unwrap();
-    let io = store.pools().await.unwrap().into_iter().find(|p| p.name == "io").unwrap();
+    let io = store
+        .pools()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "io")
+        .unwrap();
     assert_eq!(io.slots, 3);
     let manifest = |partition: &str, rows: u64| PartitionManifest {
         dataset: "/data/orders".into(),
@@ -221,10 +443,26 @@ pub async fn pools_and_manifests(store: &dyn Store) {
         try_number: 1,
         committed_at: at(1),
     };
-    store.record_manifest(&manifest("dt=2026-03-01", 5)).await.unwrap();
-    store.record_manifest(&manifest("dt=2026-03-02", 7)).await.unwrap();
-    store.record_manifest(&manifest("dt=2026-03-01", 9)).await.unwrap();
+    store
+        .record_manifest(&manifest("dt=2026-03-01", 5))
+        .await
+        .unwrap();
+    store
+        .record_manifest(&manifest("dt=2026-03-02", 7))
+        .await
+        .unwrap();
+    store
+        .record_manifest(&manifest("dt=2026-03-01", 9))
+        .await
+        .unwrap();
     let latest = store.manifests("/data/orders").await.unwrap();
-    let rows: Vec<(&str, u64)> = latest.iter().map(|m| (m.partition.as_str(), m.rows_out)).collect();
-    assert_eq!(rows, vec![("dt=2026-03-01", 9), ("dt=2026-03-02", 7)], "the latest commit of each partition");
+    let rows: Vec<(&str, u64)> = latest
+        .iter()
+        .map(|m| (m.partition.as_str(), m.rows_out))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("dt=2026-03-01", 9), ("dt=2026-03-02", 7)],
+        "the latest commit of each partition"
+    );
 }

@@ -9,7 +9,9 @@ use weir_store::{SqliteStore, Store};
 
 async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("weir.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("weir.db"))
+        .await
+        .unwrap();
     (dir, Arc::new(store))
 }
 
@@ -43,9 +45,13 @@ async fn data_survives_reopening_the_file() {
     let path = dir.path().join("weir.db");
     {
         let store = SqliteStore::open(&path).await.unwrap();
-        weir_store::RunStore::create_run(&store, conformance::new_run("d", 0)).await.unwrap();
+        weir_store::RunStore::create_run(&store, conformance::new_run("d", 0))
+            .await
+            .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    let runs = weir_store::RunStore::list_runs(&store, &Default::default()).await.unwrap();
+    let runs = weir_store::RunStore::list_runs(&store, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 1);
 }
