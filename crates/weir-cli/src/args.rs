@@ -199,6 +199,24 @@ pub enum DataCmd {
         #[arg(long)]
         json: bool,
     },
+    /// List a dataset's committed partitions with rows, bytes and files.
+    Ls {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run SQL over datasets; filters on partition columns prune partitions.
+    Query {
+        sql: String,
+        /// A table, `NAME=DIR`; repeatable.
+        #[arg(long = "table", value_name = "NAME=DIR", required = true)]
+        tables: Vec<String>,
+        /// Also print the physical plan and what the query read (files, bytes, row groups).
+        #[arg(long)]
+        explain: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

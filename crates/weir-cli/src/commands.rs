@@ -176,6 +176,13 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Data(DataCmd::Ls { dir, json }) => data_ls(&dir, json).await,
+        Command::Data(DataCmd::Query {
+            sql,
+            tables,
+            explain,
+            json,
+        }) => data_query(&sql, &tables, explain, json).await,
         Command::Pools(PoolsCmd::List { json }) => {
             let store = open_store(&home).await?;
             for pool in store.pools().await? {
@@ -689,6 +696,93 @@ fn schedule_preview(args: &PreviewArgs) -> Result<ExitCode> {
         } else {
             println!("{s}  ->  {e}   run after {r}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn data_ls(dir: &Path, json: bool) -> Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!(
+            "{} is not a folder; pass a dataset folder such as .weir/data/110_01_01_daily_batch_processing",
+            dir.display()
+        );
+    }
+    let root = dir.to_path_buf();
+    let partitions =
+        tokio::task::spawn_blocking(move || weir_data::Dataset::open(&root)?.partitions())
+            .await??;
+    let (mut rows, mut bytes, mut files) = (0u64, 0u64, 0u64);
+    for p in &partitions {
+        rows += p.rows;
+        bytes += p.bytes;
+        files += u64::from(p.files);
+        if json {
+            println!(
+                "{}",
+                json!({"partition": p.partition, "rows": p.rows, "bytes": p.bytes, "files": p.files})
+            );
+        } else {
+            println!(
+                "{:<40} {:>12} rows {:>12} bytes {:>4} files",
+                p.partition, p.rows, p.bytes, p.files
+            );
+        }
+    }
+    if !json {
+        println!(
+            "{} partitions, {rows} rows, {bytes} bytes in {files} files",
+            partitions.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn data_query(sql: &str, tables: &[String], explain: bool, json: bool) -> Result<ExitCode> {
+    let engine = weir_query::QueryEngine::new();
+    for table in tables {
+        let (name, dir) = table.split_once('=').ok_or_else(|| {
+            anyhow!(
+                "--table `{table}` is not NAME=DIR; write e.g. --table orders=.weir/data/orders"
+            )
+        })?;
+        engine.register(name, Path::new(dir)).await?;
+    }
+    let (batches, report) = if explain {
+        let (batches, report) = engine.explain(sql).await?;
+        (batches, Some(report))
+    } else {
+        (engine.sql(sql).await?, None)
+    };
+    if json {
+        let mut writer = arrow::json::LineDelimitedWriter::new(std::io::stdout().lock());
+        for batch in &batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+    } else {
+        println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    }
+    if let Some(report) = report {
+        let out = if json {
+            json!({
+            "files_scanned": report.files.len(),
+            "files": report.files.iter().map(|f| json!({"path": f.path, "bytes": f.bytes})).collect::<Vec<_>>(),
+            "bytes_scanned": report.bytes_scanned,
+            "row_groups_pruned": report.row_groups_pruned,
+            "rows": report.rows,
+            "plan": report.plan,
+        }).to_string()
+        } else {
+            format!(
+                "{}\nfiles scanned: {} ({} bytes on disk), bytes read: {}, row groups pruned: {}",
+                report.plan.trim_end(),
+                report.files.len(),
+                report.files.iter().map(|f| f.bytes).sum::<u64>(),
+                report.bytes_scanned,
+                report.row_groups_pruned
+            )
+        };
+        eprintln!("{out}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,10 @@ use assert_cmd::Command;
 /// `weir` with a fresh home.
 pub fn weir(home: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("weir").expect("the weir binary is built");
-    cmd.env_remove("WEIR_HOME").env_remove("WEIR_STORE_URL").arg("--home").arg(home);
+    cmd.env_remove("WEIR_HOME")
+        .env_remove("WEIR_STORE_URL")
+        .arg("--home")
+        .arg(home);
     cmd
 }
 

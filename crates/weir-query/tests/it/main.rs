@@ -1,0 +1,2 @@
+//! Integration tests of weir-query.
+mod pruning;
