@@ -196,6 +196,15 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The name manifests are recorded under for the dataset at `dir`: its canonical path, so that
+/// `out`, `./out` and `/abs/out` are one dataset.
+pub fn dataset_name(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// Records a manifest per committed partition of `dataset`.
 pub async fn record_commits(
     ctx: &TaskContext,
@@ -204,7 +213,7 @@ pub async fn record_commits(
 ) -> Result<(), TaskError> {
     for c in &loaded.commits {
         ctx.record_manifest(PartitionManifest {
-            dataset: dataset.display().to_string(),
+            dataset: dataset_name(dataset),
             partition: c.partition.clone(),
             rows_in: c.rows,
             rows_out: c.rows,

@@ -266,17 +266,23 @@ async fn sliding_window(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, Tas
         ];
         let batch = RecordBatch::try_new(schema.clone(), columns)
             .map_err(|e| DataError::arrow("building the window", e))?;
-        Dataset::open(&out_dir)?.write_partition(
+        let commit = Dataset::open(&out_dir)?.write_partition(
             &key,
             schema,
             [&batch],
             WriteOptions::default(),
         )?;
-        Ok(counts)
+        Ok((counts, commit))
     })
     .await?;
+    let (counts, commit) = counts;
     let total: i64 = counts.values().sum();
-    let _ = record_commits;
+    let loaded = crate::common::Loaded {
+        rows: commit.rows,
+        commits: vec![commit],
+        source_rejects: 0,
+    };
+    record_commits(&ctx, &dir, &loaded).await?;
     Ok(
         json!({"window_start": start.to_string(), "window_end": end.to_string(), "hours": hours, "orders": total, "by_region": counts, "dataset": dir}),
     )

@@ -33,7 +33,7 @@ use weir_core::timetable::{CronDataIntervalTimetable, parse_zone};
 use weir_data::{DataError, Dataset, PartitionKey, WriteOptions};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{Loaded, blocking, output_dir, record_commits};
+use crate::common::{Loaded, blocking, dataset_name, output_dir, record_commits};
 use crate::p110::daily_batch_processing;
 
 pub const DAG_ID: &str = "110_01_03_weekly_batch_aggregation";
@@ -100,7 +100,7 @@ async fn wait_for_daily(ctx: TaskContext, tz: jiff::tz::TimeZone) -> Result<Valu
     let dir = daily_dir(&ctx);
     let committed: HashSet<String> = ctx
         .store()
-        .manifests(&dir.display().to_string())
+        .manifests(&dataset_name(&dir))
         .await
         .map_err(|e| TaskError::retryable(e.to_string()))?
         .into_iter()
