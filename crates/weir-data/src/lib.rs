@@ -10,11 +10,14 @@
 //! - [`source`]: streaming CSV / Parquet readers that set malformed rows aside as [`Reject`]s.
 //! - [`window`]: time-window filters and splitting a batch into partitions by a computed key.
 //! - [`partition`]: [`PartitionKey`], Hive-style `name=value` paths whose values cannot escape.
+//! - [`partitioners`]: date, id-range (equal-count), hash (stable xxh64, jump consistent
+//!   hashing), size (adaptive byte targets) and geographic partitioners.
 //! - [`dataset`]: [`Dataset`], [`PartitionWriter`] and the staging → swap commit protocol.
 
 pub mod dataset;
 mod error;
 pub mod partition;
+pub mod partitioners;
 pub mod sample;
 pub mod source;
 pub mod window;

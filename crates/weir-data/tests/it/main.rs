@@ -3,6 +3,7 @@
 
 mod dataset;
 mod partition;
+mod partitioners;
 mod sample;
 mod source;
 mod window;
