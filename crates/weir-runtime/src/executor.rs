@@ -732,9 +732,13 @@ impl<'e> RunLoop<'e> {
             .iter()
             .filter_map(|u| {
                 let u_pos = self.def.dag.position(u.as_str())?;
-                self.tasks[u_pos]
-                    .expanded
-                    .then(|| (u.clone(), self.tasks[u_pos].insts.len()))
+                // A mapped upstream that never expanded (empty input, failed expansion) has
+                // zero instances: its downstreams read `[]`, not null.
+                let rt = &self.tasks[u_pos];
+                let count = if rt.expanded { rt.insts.len() } else { 0 };
+                self.def.dag.tasks()[u_pos]
+                    .is_mapped()
+                    .then(|| (u.clone(), count))
             })
             .collect();
         let ctx = TaskContext {
