@@ -258,3 +258,84 @@ pub async fn verify_partitions(output: PathBuf, loaded: Value) -> Result<Value, 
     })
     .await
 }
+
+/// Streams the whole `source`, routes every batch with `route` and commits each partition the
+/// router produced. The dataset is then made to hold exactly those partitions: any partition a
+/// previous run left that this run did not write (say, with more buckets) is moved out, so a
+/// re-run replaces the dataset rather than mixing two layouts.
+pub fn load_all(
+    p: &WindowParams,
+    time_column: Option<&str>,
+    mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+) -> Result<Loaded, DataError> {
+    let opts = ReadOptions {
+        time_column: time_column.map(str::to_owned),
+        ..ReadOptions::default()
+    };
+    let mut reader = open_source(&p.source, &opts)?;
+    let dataset = Dataset::open(&p.output)?;
+    let schema = reader.schema();
+    let mut writers = BTreeMap::new();
+    let mut rows = 0u64;
+    for batch in reader.by_ref() {
+        for (key, part) in route(&batch?)? {
+            if part.num_rows() == 0 {
+                continue;
+            }
+            rows += part.num_rows() as u64;
+            let writer = match writers.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let w = dataset.writer(e.key(), part.schema(), WriteOptions::default())?;
+                    e.insert(w)
+                }
+            };
+            writer.write(&part)?;
+        }
+    }
+    let _ = schema;
+    let source_rejects = reader.rejects().len() as u64;
+    let mut commits = Vec::new();
+    for (_, writer) in writers {
+        commits.push(writer.commit()?);
+    }
+    retire_others(&p.output, &commits)?;
+    Ok(Loaded {
+        commits,
+        rows,
+        source_rejects,
+    })
+}
+
+/// Moves every committed partition of the dataset at `root` that is not in `keep` out of the
+/// dataset (into `_trash`, then deletes it): readers see it disappear whole.
+pub fn retire_others(root: &Path, keep: &[CommitReport]) -> Result<Vec<String>, DataError> {
+    let dataset = Dataset::open(root)?;
+    let keep: std::collections::HashSet<&str> = keep.iter().map(|c| c.partition.as_str()).collect();
+    let trash = root.join("_trash");
+    let mut retired = Vec::new();
+    for part in dataset.partitions()? {
+        if keep.contains(part.partition.as_str()) {
+            continue;
+        }
+        std::fs::create_dir_all(&trash).map_err(|e| DataError::Io {
+            action: "create",
+            path: trash.clone(),
+            source: e,
+        })?;
+        let from = root.join(&part.partition);
+        let to = trash.join(format!("retired-{}-{}", std::process::id(), retired.len()));
+        std::fs::rename(&from, &to).map_err(|e| DataError::Io {
+            action: "retire",
+            path: from.clone(),
+            source: e,
+        })?;
+        std::fs::remove_dir_all(&to).map_err(|e| DataError::Io {
+            action: "delete",
+            path: to.clone(),
+            source: e,
+        })?;
+        retired.push(part.partition);
+    }
+    Ok(retired)
+}

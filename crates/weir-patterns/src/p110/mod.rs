@@ -2,8 +2,13 @@
 
 pub mod custom_batch_windows;
 pub mod daily_batch_processing;
+pub mod date_based_partitioning;
+pub mod geographic_partitioning;
+pub mod hash_based_partitioning;
 pub mod hourly_batch_processing;
+pub mod id_range_partitioning;
 pub mod monthly_batch_processing;
+pub mod size_based_partitioning;
 pub mod weekly_batch_aggregation;
 
 use weir_runtime::DagDef;
@@ -16,5 +21,10 @@ pub fn all() -> Vec<DagDef> {
         weekly_batch_aggregation::dag(),
         monthly_batch_processing::dag(),
         custom_batch_windows::dag(),
+        date_based_partitioning::dag(),
+        id_range_partitioning::dag(),
+        hash_based_partitioning::dag(),
+        size_based_partitioning::dag(),
+        geographic_partitioning::dag(),
     ]
 }

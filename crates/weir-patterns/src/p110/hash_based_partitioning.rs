@@ -1,0 +1,164 @@
+//! 110.2.3 Hash-based partitioning — `110_02_03_hash_based_partitioning`.
+//!
+//! What it demonstrates:
+//! - **Distribute data using hash functions**: rows go to `bucket=NN` by a stable 64-bit hash
+//!   (xxh64) of `--conf key` (default `customer_id`): the same key lands in the same bucket in
+//!   every run and on every machine, so joins and lookups by key read one bucket.
+//! - **Ensure even partition distribution**: the run reports each bucket's rows and the balance
+//!   (max / mean).
+//! - **Handle hash key selection**: `assess_keys` scores candidate keys (the chosen one plus
+//!   `order_id`, `customer_id` and `region` where present) by distinct values and bucket balance;
+//!   a low-cardinality key such as `region` cannot fill 8 buckets and is flagged, and the run
+//!   refuses a key whose balance exceeds `--conf max_skew` (default 3.0).
+//! - **Implement consistent hashing**: buckets come from jump consistent hashing, so growing from
+//!   N to N+1 buckets moves only about 1/(N+1) of the keys (see the weir-data property test).
+//!
+//! Run it: `weir dags run 110_02_03_hash_based_partitioning --conf partitions=8`.
+
+use std::collections::HashSet;
+
+use arrow::array::Array;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+use weir_data::partitioners::{BucketScheme, HashPartitioner, balance};
+use weir_data::{DataError, PartitionKey, ReadOptions, open_source};
+use weir_runtime::{DagDef, Task, TaskContext, TaskError};
+
+use crate::common::{blocking, load_all, record_commits, window_params};
+
+pub const DAG_ID: &str = "110_02_03_hash_based_partitioning";
+
+pub fn dag() -> DagDef {
+    DagDef::builder(DAG_ID)
+        .description("Stable, consistent hash buckets of a chosen key, with key selection checks")
+        .tags(["110.2", "partitioning", "intermediate"])
+        .param("key", "customer_id")
+        .param("partitions", 8)
+        .param("max_skew", 3.0)
+        .task(Task::new("assess_keys").run(assess_keys))
+        .task(
+            Task::new("write_buckets")
+                .after(["assess_keys"])
+                .retries(2)
+                .run(write_buckets),
+        )
+        .build()
+        .expect("a valid DAG")
+}
+
+/// `bucket=NN`.
+pub fn bucket_key(bucket: usize, buckets: u32) -> PartitionKey {
+    let width = (buckets.saturating_sub(1)).to_string().len().max(2);
+    PartitionKey::new([("bucket", format!("{bucket:0width$}"))]).expect("a valid key")
+}
+
+fn buckets(ctx: &TaskContext) -> Result<u32, TaskError> {
+    let n: u32 = ctx.param_parse("partitions")?.unwrap_or(8);
+    if n == 0 {
+        return Err(TaskError::fatal("--conf partitions must be at least 1"));
+    }
+    Ok(n)
+}
+
+async fn assess_keys(ctx: TaskContext) -> Result<Value, TaskError> {
+    let p = window_params(&ctx, &TimeZone::UTC).await?;
+    let chosen = ctx
+        .param_str("key")
+        .unwrap_or_else(|| "customer_id".to_owned());
+    let n = buckets(&ctx)?;
+    let max_skew: f64 = ctx.param_parse("max_skew")?.unwrap_or(3.0);
+    let scores = blocking(move || {
+        let mut reader = open_source(&p.source, &ReadOptions::default())?;
+        let schema = reader.schema();
+        let mut candidates = vec![chosen.clone()];
+        for c in ["order_id", "customer_id", "region"] {
+            if c != chosen && schema.field_with_name(c).is_ok() {
+                candidates.push(c.to_owned());
+            }
+        }
+        if schema.field_with_name(&chosen).is_err() {
+            return Err(DataError::MissingColumn {
+                column: chosen.clone(),
+                place: p.source.display().to_string(),
+                available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            });
+        }
+        let partitioners: Vec<HashPartitioner> = candidates
+            .iter()
+            .map(|c| HashPartitioner::new(c.clone(), n, BucketScheme::Jump))
+            .collect::<Result<_, _>>()?;
+        let mut counts = vec![vec![0u64; n as usize]; candidates.len()];
+        let mut distinct: Vec<HashSet<String>> = vec![HashSet::new(); candidates.len()];
+        for batch in reader.by_ref() {
+            let batch = batch?;
+            for (i, hp) in partitioners.iter().enumerate() {
+                for (b, c) in hp.counts(&batch)?.into_iter().enumerate() {
+                    counts[i][b] += c;
+                }
+                if distinct[i].len() <= 100_000 {
+                    let col = batch.column_by_name(&candidates[i]).expect("checked above");
+                    let text = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
+                        .map_err(|e| DataError::arrow("reading a candidate key", e))?;
+                    let text = text
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .expect("Utf8");
+                    for r in 0..text.len() {
+                        if !text.is_null(r) {
+                            distinct[i].insert(text.value(r).to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                json!({
+                    "key": c,
+                    "distinct": distinct[i].len(),
+                    "balance": balance(&counts[i]),
+                    "rows_per_bucket": counts[i],
+                    "enough_distinct": distinct[i].len() >= 10 * n as usize,
+                })
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let chosen_balance = scores[0]["balance"].as_f64().unwrap_or(f64::INFINITY);
+    if chosen_balance > max_skew {
+        return Err(TaskError::fatal(format!(
+            "key `{}` spreads rows badly over {n} buckets (max/mean {chosen_balance:.2} > max_skew {max_skew}); pick a key with more distinct values, see {}",
+            scores[0]["key"].as_str().unwrap_or_default(),
+            Value::Array(scores.clone())
+        )));
+    }
+    Ok(json!({"chosen": scores[0]["key"], "candidates": scores}))
+}
+
+async fn write_buckets(ctx: TaskContext) -> Result<Value, TaskError> {
+    let p = window_params(&ctx, &TimeZone::UTC).await?;
+    let key = ctx
+        .param_str("key")
+        .unwrap_or_else(|| "customer_id".to_owned());
+    let n = buckets(&ctx)?;
+    let params = p.clone();
+    let loaded = blocking(move || {
+        let hp = HashPartitioner::new(key, n, BucketScheme::Jump)?;
+        load_all(&params, None, |batch| {
+            Ok(hp
+                .split(batch)?
+                .into_iter()
+                .map(|(b, rows)| (bucket_key(b, n), rows))
+                .collect())
+        })
+    })
+    .await?;
+    record_commits(&ctx, &p.output, &loaded).await?;
+    let rows: Vec<u64> = loaded.commits.iter().map(|c| c.rows).collect();
+    let mut out = loaded.to_json();
+    out["buckets"] = json!(n);
+    out["balance_max_over_mean"] = json!(balance(&rows));
+    Ok(out)
+}
