@@ -102,6 +102,8 @@ pub struct TiChange {
 /// One finished try.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TryRecord {
+    /// How many times the run had been cleared (re-run) when this try ran: 0 for the first run.
+    pub clear_number: u32,
     pub task_id: TaskId,
     pub map_index: MapIndex,
     pub try_number: u32,

@@ -22,11 +22,18 @@ use crate::records::*;
 use crate::{ManifestStore, PoolStore, Result, RunStore, StoreError, TaskInstanceStore};
 
 /// Ordered schema migrations; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "clear_number",
+        include_str!("../migrations/sqlite/0002_clear_number.sql"),
+    ),
+];
 
 /// The SQLite metadata store.
 #[derive(Debug, Clone)]
@@ -323,7 +330,8 @@ impl RunStore for SqliteStore {
             .await?;
         }
         let changed = sqlx::query(
-            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, conf = COALESCE(?, conf) WHERE dag_id = ? AND run_id = ?",
+            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, conf = COALESCE(?, conf),
+                clear_number = clear_number + 1 WHERE dag_id = ? AND run_id = ?",
         )
         .bind(conf.map(|c| c.to_string()))
         .bind(dag_id.as_str())
@@ -389,8 +397,10 @@ async fn apply_one(tx: &mut Transaction<'static, Sqlite>, c: &TiChange) -> Resul
     }
     if ends_try {
         sqlx::query(
-            "INSERT OR REPLACE INTO task_tries (dag_id, run_id, task_id, map_index, try_number, state, started_at, ended_at, error)
-             SELECT dag_id, run_id, task_id, map_index, ?, ?, started_at, ?, ? FROM task_instances
+            "INSERT OR REPLACE INTO task_tries (dag_id, run_id, clear_number, task_id, map_index, try_number, state, started_at, ended_at, error)
+             SELECT dag_id, run_id,
+                    (SELECT clear_number FROM dag_runs r WHERE r.dag_id = task_instances.dag_id AND r.run_id = task_instances.run_id),
+                    task_id, map_index, ?, ?, started_at, ?, ? FROM task_instances
              WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
         )
         .bind(c.expect_try as i64)
@@ -568,8 +578,8 @@ impl TaskInstanceStore for SqliteStore {
 
     async fn tries(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TryRecord>> {
         let rows = sqlx::query(
-            "SELECT task_id, map_index, try_number, state, started_at, ended_at, error FROM task_tries
-             WHERE dag_id = ? AND run_id = ? ORDER BY ended_at, task_id, map_index, try_number",
+            "SELECT clear_number, task_id, map_index, try_number, state, started_at, ended_at, error FROM task_tries
+             WHERE dag_id = ? AND run_id = ? ORDER BY clear_number, ended_at, task_id, map_index, try_number",
         )
         .bind(dag_id.as_str())
         .bind(run_id.as_str())
@@ -578,6 +588,7 @@ impl TaskInstanceStore for SqliteStore {
         rows.iter()
             .map(|row| {
                 Ok(TryRecord {
+                    clear_number: row.try_get::<i64, _>("clear_number")? as u32,
                     task_id: TaskId::new(row.try_get::<String, _>("task_id")?)?,
                     map_index: MapIndex::from_raw(row.try_get("map_index")?)?,
                     try_number: row.try_get::<i64, _>("try_number")? as u32,

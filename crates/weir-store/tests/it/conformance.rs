@@ -407,6 +407,38 @@ pub async fn reset_run_clears_instances_but_keeps_history(store: &dyn Store) {
         1,
         "the failed try stays in history"
     );
+    // The re-run's try 1 is recorded beside the first run's try 1, not over it.
+    store
+        .insert_task_instances(&[new_ti(&run, "a")])
+        .await
+        .unwrap();
+    store
+        .apply(&[change(
+            key(&run, "a", -1),
+            (TaskState::None, 0),
+            (TaskState::Running, 1),
+            at(5),
+        )])
+        .await
+        .unwrap();
+    store
+        .apply(&[change(
+            key(&run, "a", -1),
+            (TaskState::Running, 1),
+            (TaskState::Success, 1),
+            at(6),
+        )])
+        .await
+        .unwrap();
+    let tries = store.tries(&run.dag_id, &run.run_id).await.unwrap();
+    let seen: Vec<(u32, u32, TaskState)> = tries
+        .iter()
+        .map(|t| (t.clear_number, t.try_number, t.state))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(0, 1, TaskState::Failed), (1, 1, TaskState::Success)]
+    );
 }
 
 pub async fn pools_and_manifests(store: &dyn Store) {
