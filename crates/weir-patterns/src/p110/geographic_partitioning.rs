@@ -18,7 +18,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Decimal128Array, Int64Array, StringArray, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Decimal128Array, Int64Array, StringArray, new_null_array,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use jiff::tz::TimeZone;
@@ -68,12 +70,37 @@ fn redact_note(batch: &RecordBatch) -> Result<RecordBatch, DataError> {
     RecordBatch::try_new(batch.schema(), columns).map_err(|e| DataError::arrow("redacting note", e))
 }
 
+/// Any other partition (say `key=country`): blank the note of the rows whose `region` is EU, so
+/// the rule follows the row's region whatever the partition key.
+fn redact_eu_rows(batch: &RecordBatch) -> Result<RecordBatch, DataError> {
+    let (Some(region), Some((i, _))) = (
+        batch.column_by_name("region"),
+        batch.schema().column_with_name("note"),
+    ) else {
+        return Ok(batch.clone());
+    };
+    let region = arrow::compute::cast(region, &DataType::Utf8)
+        .map_err(|e| DataError::arrow("reading region", e))?;
+    let region = region.as_any().downcast_ref::<StringArray>().expect("Utf8");
+    let eu: BooleanArray = region.iter().map(|r| Some(r == Some("EU"))).collect();
+    if eu.true_count() == 0 {
+        return Ok(batch.clone());
+    }
+    let redacted = redact_note(batch)?;
+    let mut columns = batch.columns().to_vec();
+    columns[i] = arrow::compute::kernels::zip::zip(&eu, redacted.column(i), batch.column(i))
+        .map_err(|e| DataError::arrow("redacting note", e))?;
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| DataError::arrow("redacting note", e))
+}
+
 async fn split_regions(ctx: TaskContext) -> Result<Value, TaskError> {
     let p = window_params(&ctx, &TimeZone::UTC).await?;
     let key = ctx.param_str("key").unwrap_or_else(|| "region".to_owned());
     let params = p.clone();
     let (loaded, counts) = blocking(move || {
-        let geo = GeoPartitioner::new(key.clone())?.with_hook("EU", Box::new(redact_note));
+        let geo = GeoPartitioner::new(key.clone())?
+            .with_hook("EU", Box::new(redact_note))
+            .with_fallback_hook(Box::new(redact_eu_rows));
         let mut counts = RegionCounts::default();
         let loaded = load_all(&params, None, |batch| {
             let parts = geo.split(batch)?;

@@ -6,5 +6,6 @@ mod custom;
 mod daily;
 mod hourly;
 mod monthly;
+mod partitioning;
 mod support;
 mod weekly;
