@@ -136,8 +136,27 @@ pub fn load_window(
     expected: &[PartitionKey],
     route: impl Fn(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
 ) -> Result<Loaded, DataError> {
+    let column = p.time_column.clone();
+    stream_into_partitions(p, Some(&p.time_column), expected, |batch| {
+        let window = weir_data::filter_time_window(batch, &column, from, to)?;
+        if window.num_rows() == 0 {
+            Ok(Vec::new())
+        } else {
+            route(&window)
+        }
+    })
+}
+
+/// The shared loop: stream the source, route each batch, write every routed part to its
+/// partition's writer (opened on first use; `expected` ones up front) and commit them all.
+fn stream_into_partitions(
+    p: &WindowParams,
+    time_column: Option<&str>,
+    expected: &[PartitionKey],
+    mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+) -> Result<Loaded, DataError> {
     let opts = ReadOptions {
-        time_column: Some(p.time_column.clone()),
+        time_column: time_column.map(str::to_owned),
         ..ReadOptions::default()
     };
     let mut reader = open_source(&p.source, &opts)?;
@@ -152,12 +171,7 @@ pub fn load_window(
     }
     let mut rows = 0u64;
     for batch in reader.by_ref() {
-        let batch = batch?;
-        let window = weir_data::filter_time_window(&batch, &p.time_column, from, to)?;
-        if window.num_rows() == 0 {
-            continue;
-        }
-        for (key, part) in route(&window)? {
+        for (key, part) in route(&batch?)? {
             if part.num_rows() == 0 {
                 continue;
             }
@@ -165,7 +179,7 @@ pub fn load_window(
             let writer = match writers.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    let w = dataset.writer(e.key(), schema.clone(), WriteOptions::default())?;
+                    let w = dataset.writer(e.key(), part.schema(), WriteOptions::default())?;
                     e.insert(w)
                 }
             };
@@ -266,45 +280,11 @@ pub async fn verify_partitions(output: PathBuf, loaded: Value) -> Result<Value, 
 pub fn load_all(
     p: &WindowParams,
     time_column: Option<&str>,
-    mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+    route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
 ) -> Result<Loaded, DataError> {
-    let opts = ReadOptions {
-        time_column: time_column.map(str::to_owned),
-        ..ReadOptions::default()
-    };
-    let mut reader = open_source(&p.source, &opts)?;
-    let dataset = Dataset::open(&p.output)?;
-    let schema = reader.schema();
-    let mut writers = BTreeMap::new();
-    let mut rows = 0u64;
-    for batch in reader.by_ref() {
-        for (key, part) in route(&batch?)? {
-            if part.num_rows() == 0 {
-                continue;
-            }
-            rows += part.num_rows() as u64;
-            let writer = match writers.entry(key) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let w = dataset.writer(e.key(), part.schema(), WriteOptions::default())?;
-                    e.insert(w)
-                }
-            };
-            writer.write(&part)?;
-        }
-    }
-    let _ = schema;
-    let source_rejects = reader.rejects().len() as u64;
-    let mut commits = Vec::new();
-    for (_, writer) in writers {
-        commits.push(writer.commit()?);
-    }
-    retire_others(&p.output, &commits)?;
-    Ok(Loaded {
-        commits,
-        rows,
-        source_rejects,
-    })
+    let loaded = stream_into_partitions(p, time_column, &[], route)?;
+    retire_others(&p.output, &loaded.commits)?;
+    Ok(loaded)
 }
 
 /// Moves every committed partition of the dataset at `root` that is not in `keep` out of the
