@@ -4,7 +4,16 @@
 //! and a reducer receives all N outputs in map-index order — through the real executor and the
 //! real SQLite store (WAL, synchronous=FULL) in a temporary home. It reports wall time, time per
 //! task instance and peak resident memory.
+//!
+//! `csv-to-parquet`: streams an orders CSV (generated with `write_orders_csv` unless `--input` is
+//! given; generation is not measured) into a `dt=YYYY-MM-DD` partitioned, zstd Parquet dataset
+//! through weir-data, and reports throughput, bytes, rejects, per-phase time and peak RSS. See
+//! [`csv_to_parquet`]. `gen-orders-csv` writes such an input file once, to reuse across runs and
+//! tools.
 
+mod csv_to_parquet;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,6 +44,33 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Orders CSV -> date-partitioned (UTC event_time) zstd Parquet through weir-data.
+    CsvToParquet {
+        /// Rows to generate (ignored with --input).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Read this orders CSV instead of generating one.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Dataset folder to write (default: a temporary folder, deleted afterwards).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Max rows per Parquet row group; each open partition writer buffers up to this many.
+        #[arg(long, default_value_t = csv_to_parquet::DEFAULT_ROW_GROUP_ROWS)]
+        row_group_rows: usize,
+        /// Rows per record batch read from the CSV.
+        #[arg(long, default_value_t = 65_536)]
+        batch_rows: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write N sample orders as CSV (input for csv-to-parquet --input and other tools).
+    GenOrdersCsv {
+        #[arg(long)]
+        rows: u64,
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 fn fanout_dag(n: usize) -> Result<DagDef> {
@@ -60,7 +96,7 @@ fn fanout_dag(n: usize) -> Result<DagDef> {
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -148,6 +184,41 @@ fn main() -> Result<()> {
                     result["peak_rss_mb"].as_f64().unwrap_or(0.0)
                 );
             }
+        }
+        Bench::CsvToParquet {
+            rows,
+            input,
+            output,
+            row_group_rows,
+            batch_rows,
+            json,
+        } => {
+            let result = csv_to_parquet::run(&csv_to_parquet::Options {
+                rows,
+                input,
+                output,
+                row_group_rows,
+                batch_rows,
+            })?;
+            if json {
+                println!("{result}");
+            } else {
+                println!(
+                    "csv-to-parquet: {} rows ({} written, {} rejected) into {} partitions in {:.2}s = {:.0} rows/s, {:.0} MiB -> {:.0} MiB, peak RSS {:.0} MiB",
+                    result["rows"],
+                    result["rows_written"],
+                    result["rejects"],
+                    result["partitions"],
+                    result["wall_s"].as_f64().unwrap_or(0.0),
+                    result["rows_per_s"].as_f64().unwrap_or(0.0),
+                    result["input_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+                    result["output_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+                    result["peak_rss_mb"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+        Bench::GenOrdersCsv { rows, output } => {
+            println!("{}", csv_to_parquet::generate(rows, &output)?);
         }
     }
     Ok(())
