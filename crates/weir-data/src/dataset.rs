@@ -82,7 +82,10 @@ impl Compression {
 pub struct WriteOptions {
     /// Codec for every column (default zstd).
     pub compression: Compression,
-    /// Maximum rows per Parquet row group (default 1 048 576).
+    /// Maximum rows per Parquet row group (default 65 536). An open writer buffers its current
+    /// row group in memory, so this bounds a writer's memory; with many partitions open at once
+    /// (one writer each) keep it modest — 1M-row groups made a 35-partition load of 10M rows
+    /// peak at 841 MiB against 361 MiB at 64k (weir-bench csv-to-parquet).
     pub row_group_size: usize,
     /// Start a new `part-NNNNN.parquet` once a file reaches about this many bytes (checked every
     /// 8 192 rows); `None` writes one file.
@@ -93,7 +96,7 @@ impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
             compression: Compression::Zstd,
-            row_group_size: 1024 * 1024,
+            row_group_size: 64 * 1024,
             max_file_bytes: None,
         }
     }
