@@ -14,8 +14,9 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
-use datafusion::physical_plan::{ExecutionPlan, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use weir_data::Dataset;
 
@@ -149,12 +150,9 @@ impl QueryEngine {
         };
         walk(plan.as_ref(), &mut report);
         // Rendered after the run, so the plan shows each operator's metrics.
-        report.plan = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
-            plan.as_ref(),
-        )
-        .indent(true)
-        .to_string();
-        let _ = displayable;
+        report.plan = DisplayableExecutionPlan::with_metrics(plan.as_ref())
+            .indent(true)
+            .to_string();
         report.files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((batches, report))
     }

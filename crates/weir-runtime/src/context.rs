@@ -104,13 +104,7 @@ impl TaskContext {
             .iter()
             .find(|(t, _)| t.as_str() == task_id)
         {
-            let mut values = vec![serde_json::Value::Null; *count];
-            for (index, value) in outputs {
-                if let Some(slot) = usize::try_from(index).ok().and_then(|i| values.get_mut(i)) {
-                    *slot = value;
-                }
-            }
-            Ok(serde_json::Value::Array(values))
+            Ok(serde_json::Value::Array(by_map_index(outputs, *count)))
         } else {
             Ok(outputs
                 .into_iter()
@@ -135,4 +129,19 @@ impl TaskContext {
             ))
         })
     }
+}
+
+/// The outputs of a mapped task's `count` instances in map-index order, null where an instance
+/// stored none.
+pub(crate) fn by_map_index(
+    outputs: Vec<(i64, serde_json::Value)>,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    let mut values = vec![serde_json::Value::Null; count];
+    for (index, value) in outputs {
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| values.get_mut(i)) {
+            *slot = value;
+        }
+    }
+    values
 }

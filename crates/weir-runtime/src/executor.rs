@@ -24,7 +24,7 @@ use weir_core::{
 use weir_store::{NewTaskInstance, RunRecord, Store, StoreError, TiChange, TiKey};
 
 use crate::clock::{Clock, until};
-use crate::context::TaskContext;
+use crate::context::{TaskContext, by_map_index};
 use crate::definition::{CallbackContext, DagDef, Registry, TaskError, TaskResult};
 use crate::{Result, RuntimeError};
 
@@ -521,44 +521,11 @@ impl<'e> RunLoop<'e> {
             self.ready.push_back((pos, 0));
             return Ok(());
         };
-        let items = match source {
-            MapSource::Literal(items) => Ok(items.clone()),
-            MapSource::Upstream(src) => {
-                // The source's output may be in the uncommitted batch: commit it first.
-                self.flush().await?;
-                let src_pos = self
-                    .def
-                    .dag
-                    .position(src.as_str())
-                    .expect("validated source");
-                let outputs = self
-                    .ex
-                    .store
-                    .outputs(&self.run.dag_id, &self.run.run_id, src.as_str())
-                    .await?;
-                if self.def.dag.tasks()[src_pos].is_mapped() {
-                    let mut values = vec![serde_json::Value::Null; self.tasks[src_pos].insts.len()];
-                    for (i, v) in outputs {
-                        if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i))
-                        {
-                            *slot = v;
-                        }
-                    }
-                    Ok(values)
-                } else {
-                    match outputs.into_iter().next().map(|(_, v)| v) {
-                        Some(serde_json::Value::Array(items)) => Ok(items),
-                        Some(serde_json::Value::Null) | None => Err(format!(
-                            "it expands over the output of `{src}`, which returned nothing; return a JSON list"
-                        )),
-                        Some(other) => Err(format!(
-                            "it expands over the output of `{src}`, which is {} and not a JSON list",
-                            json_kind(&other)
-                        )),
-                    }
-                }
-            }
-        };
+        if matches!(source, MapSource::Upstream(_)) {
+            // The source's output may be in the uncommitted batch: commit it first.
+            self.flush().await?;
+        }
+        let items = self.source_items(pos).await?;
         let items = match items {
             Ok(items) if items.len() > self.def.dag.max_map_length => Err(format!(
                 "its input has {} elements, more than the DAG's max_map_length of {}",
@@ -604,45 +571,51 @@ impl<'e> RunLoop<'e> {
         Ok(())
     }
 
+    /// The list a mapped task expands over: its literal, the JSON-list output of an unmapped
+    /// source, or the outputs of a mapped source in map-index order. `Err` says why the source's
+    /// output is not a list.
+    async fn source_items(
+        &self,
+        pos: usize,
+    ) -> Result<std::result::Result<Vec<serde_json::Value>, String>> {
+        let src = match &self.def.dag.tasks()[pos].expand {
+            Some(MapSource::Literal(items)) => return Ok(Ok(items.clone())),
+            Some(MapSource::Upstream(src)) => src,
+            None => return Ok(Ok(Vec::new())),
+        };
+        let src_pos = self
+            .def
+            .dag
+            .position(src.as_str())
+            .expect("validated source");
+        let outputs = self
+            .ex
+            .store
+            .outputs(&self.run.dag_id, &self.run.run_id, src.as_str())
+            .await?;
+        if self.def.dag.tasks()[src_pos].is_mapped() {
+            return Ok(Ok(by_map_index(outputs, self.tasks[src_pos].insts.len())));
+        }
+        Ok(match outputs.into_iter().next().map(|(_, v)| v) {
+            Some(serde_json::Value::Array(items)) => Ok(items),
+            Some(serde_json::Value::Null) | None => Err(format!(
+                "it expands over the output of `{src}`, which returned nothing; return a JSON list"
+            )),
+            Some(other) => Err(format!(
+                "it expands over the output of `{src}`, which is {} and not a JSON list",
+                json_kind(&other)
+            )),
+        })
+    }
+
     /// Items of an expanded task, loading them again after a restart.
     async fn items(&mut self, pos: usize) -> Result<Option<Arc<Vec<serde_json::Value>>>> {
         if !self.tasks[pos].expanded {
             return Ok(None);
         }
         if self.tasks[pos].items.is_none() {
-            let spec = &self.def.dag.tasks()[pos];
-            let items = match &spec.expand {
-                Some(MapSource::Literal(items)) => items.clone(),
-                Some(MapSource::Upstream(src)) => {
-                    let outputs = self
-                        .ex
-                        .store
-                        .outputs(&self.run.dag_id, &self.run.run_id, src.as_str())
-                        .await?;
-                    let src_mapped = self
-                        .def
-                        .dag
-                        .task(src.as_str())
-                        .is_some_and(|t| t.is_mapped());
-                    if src_mapped {
-                        let mut values = vec![serde_json::Value::Null; self.tasks[pos].insts.len()];
-                        for (i, v) in outputs {
-                            if let Some(slot) =
-                                usize::try_from(i).ok().and_then(|i| values.get_mut(i))
-                            {
-                                *slot = v;
-                            }
-                        }
-                        values
-                    } else {
-                        match outputs.into_iter().next() {
-                            Some((_, serde_json::Value::Array(items))) => items,
-                            _ => Vec::new(),
-                        }
-                    }
-                }
-                None => Vec::new(),
-            };
+            // The expansion succeeded before the restart, so the source is a list.
+            let items = self.source_items(pos).await?.unwrap_or_default();
             self.tasks[pos].items = Some(Arc::new(items));
         }
         Ok(self.tasks[pos].items.clone())
