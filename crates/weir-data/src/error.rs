@@ -21,7 +21,9 @@ pub enum DataError {
     },
 
     /// The file extension does not name a format this crate reads.
-    #[error("cannot read {path}: unknown file format; use a file ending in .csv or .parquet")]
+    #[error(
+        "cannot read {path}: unknown file format; use a file ending in .csv, .parquet, .jsonl, .ndjson or .json (JSON lines)"
+    )]
     UnsupportedFormat { path: PathBuf },
 
     /// A CSV file is unusable as a whole (no header, bad header, unreadable bytes).
@@ -33,6 +35,10 @@ pub enum DataError {
         line: u64,
         reason: String,
     },
+
+    /// A JSON lines file is unusable as a whole (no columns to read).
+    #[error("cannot read JSON lines {path}: {reason}; fix the file or pass an explicit schema")]
+    Json { path: PathBuf, reason: String },
 
     /// Reading or writing a Parquet file failed.
     #[error("Parquet error in {path}: {source}; check that the file is a complete Parquet file")]

@@ -1,5 +1,5 @@
-//! Streaming readers over CSV and Parquet files that yield Arrow record batches and set malformed
-//! rows aside as [`Reject`]s (file, 1-based line, raw text, reason) instead of failing.
+//! Streaming readers over CSV, JSON lines and Parquet files that yield Arrow record batches and set
+//! malformed rows aside as [`Reject`]s (file, 1-based line, raw text, reason) instead of failing.
 //!
 //! Memory is bounded by the batch size: rows are parsed one at a time into column builders and a
 //! batch is emitted every `batch_size` good rows. Rejected rows are kept on the reader until taken
@@ -10,6 +10,16 @@
 //! else `Float64` if every non-empty value is a decimal number, else `Utf8`; all inferred columns
 //! are nullable (an empty field is a null). One stray value in the sample makes a column `Utf8`, so
 //! pass an explicit schema for messy files (e.g. [`crate::orders_schema`]).
+//!
+//! JSON lines (`.jsonl`, `.ndjson`, `.json`) hold one object per line; blank lines are skipped.
+//! Both text formats share one typed path: each row becomes one optional text per column, parsed
+//! by the column's type, so CSV and JSON accept the same spellings (a JSON string `"42"` fits an
+//! `Int64` column). A JSON `null` or missing key is a null; an empty string stays an empty string.
+//! Inference over the first `infer_rows` objects takes the union of their keys in first-seen
+//! order; a column is `Int64` if every non-null value is an integer that fits an `i64`, else
+//! `Float64` if every one is a number, else `Boolean` if every one is a bool, else `Utf8`, where
+//! nested arrays and objects are kept as compact JSON text. JSON numbers pass through `f64`
+//! unless they are integers, so write exact decimals as strings for a `Decimal128` column.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -28,6 +38,8 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use crate::DataError;
 use crate::window::timestamp_from_unit;
 
+mod json;
+
 /// How to read a source file.
 #[derive(Clone, Debug)]
 pub struct ReadOptions {
@@ -37,11 +49,13 @@ pub struct ReadOptions {
     /// (RFC 3339), or any Arrow/Parquet timestamp. A row whose value is missing or unparseable is
     /// a reject.
     pub time_column: Option<String>,
-    /// CSV only: the columns, in header order, instead of inferring them. Supported types: Int64,
-    /// Int32, Float64, Decimal128, Boolean, Utf8, Date32, Timestamp. A non-nullable column rejects
-    /// empty fields. Ignored for Parquet, whose files carry their schema.
+    /// CSV and JSON lines: the columns instead of inferring them (for CSV, in header order; for
+    /// JSON lines, keys not in the schema are ignored). Supported types: Int64, Int32, Float64,
+    /// Decimal128, Boolean, Utf8, Date32, Timestamp. A non-nullable column rejects empty CSV
+    /// fields and missing or null JSON values. Ignored for Parquet, whose files carry their
+    /// schema.
     pub schema: Option<SchemaRef>,
-    /// CSV only: rows sampled to infer a schema (default 1 000).
+    /// CSV and JSON lines: good rows sampled to infer a schema (default 1 000).
     pub infer_rows: usize,
 }
 
@@ -61,10 +75,11 @@ impl Default for ReadOptions {
 pub struct Reject {
     /// The source file.
     pub file: PathBuf,
-    /// CSV: the 1-based line where the record starts (the header is line 1). Parquet: the 1-based
-    /// row number in the file.
+    /// CSV: the 1-based line where the record starts (the header is line 1). JSON lines: the
+    /// 1-based line (blank lines count). Parquet: the 1-based row number in the file.
     pub line: u64,
-    /// The record as one CSV line (fields re-quoted where needed; invalid UTF-8 replaced).
+    /// CSV and Parquet: the record as one CSV line (fields re-quoted where needed). JSON lines:
+    /// the line as read, without its line terminator. Invalid UTF-8 is replaced.
     pub raw: String,
     /// Why it was rejected, naming the column.
     pub reason: String,
@@ -82,11 +97,13 @@ pub struct SourceReader {
 }
 
 enum Inner {
-    Csv(Box<CsvState>),
+    Csv(Box<TextState<CsvRows>>),
+    Json(Box<TextState<json::JsonRows>>),
     Parquet(ParquetState),
 }
 
-/// Opens `path` for streaming; the format comes from the extension (`.csv` or `.parquet`).
+/// Opens `path` for streaming; the format comes from the extension: `.csv`, `.parquet` (or
+/// `.parq`), or JSON lines (`.jsonl`, `.ndjson`, and `.json`, which is read as JSON lines too).
 pub fn open_source(path: &Path, opts: &ReadOptions) -> Result<SourceReader, DataError> {
     if opts.batch_size == 0 {
         return Err(DataError::InvalidOptions {
@@ -100,8 +117,12 @@ pub fn open_source(path: &Path, opts: &ReadOptions) -> Result<SourceReader, Data
         .map(str::to_ascii_lowercase);
     let (schema, inner) = match ext.as_deref() {
         Some("csv") => {
-            let (schema, state) = CsvState::open(path, opts)?;
+            let (schema, state) = CsvRows::open(path, opts)?;
             (schema, Inner::Csv(Box::new(state)))
+        }
+        Some("jsonl") | Some("ndjson") | Some("json") => {
+            let (schema, state) = json::JsonRows::open(path, opts)?;
+            (schema, Inner::Json(Box::new(state)))
         }
         Some("parquet") | Some("parq") => {
             let (schema, state) = ParquetState::open(path, opts)?;
@@ -167,6 +188,9 @@ impl Iterator for SourceReader {
             Inner::Csv(state) => {
                 state.next_batch(&self.path, &self.schema, self.batch_size, &mut self.rejects)
             }
+            Inner::Json(state) => {
+                state.next_batch(&self.path, &self.schema, self.batch_size, &mut self.rejects)
+            }
             Inner::Parquet(state) => state.next_batch(&self.path, &self.schema, &mut self.rejects),
         };
         match result {
@@ -187,9 +211,9 @@ impl Iterator for SourceReader {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CSV
+// Text formats (CSV and JSON lines): typed columns built from one text per field
 
-/// How one CSV column is parsed and built.
+/// How one column of a text format is parsed and built.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Int64,
@@ -262,9 +286,19 @@ enum Cell {
     Str,
 }
 
-struct CsvState {
-    reader: csv::Reader<File>,
-    record: csv::ByteRecord,
+/// One row of a text format as seen by [`Columns`]: one optional text per column.
+trait TextRow {
+    /// What a null looks like in this format, for the "required" reject reason.
+    const NULL: &'static str;
+
+    /// Column `i`'s text, `Ok(None)` for a null, or why the field cannot be read as text.
+    fn field(&self, i: usize) -> Result<Option<&str>, &'static str>;
+}
+
+/// The typed side of a text format: the columns' kinds and builders, and the cells of the row
+/// being parsed. A row is parsed completely before any of it is appended, so a rejected row
+/// leaves the builders untouched.
+struct Columns {
     kinds: Vec<Kind>,
     nullable: Vec<bool>,
     names: Vec<String>,
@@ -272,74 +306,15 @@ struct CsvState {
     cells: Vec<Cell>,
 }
 
-fn csv_reader(path: &Path) -> Result<csv::Reader<File>, DataError> {
-    let file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
-    Ok(csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .buffer_capacity(256 * 1024)
-        .from_reader(file))
-}
-
-fn csv_error(path: &Path, e: csv::Error) -> DataError {
-    let line = e.position().map(|p| p.line()).unwrap_or(0);
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => DataError::io("read", path, io),
-        other => DataError::Csv {
-            path: path.to_owned(),
-            line,
-            reason: format!("{other:?}"),
-        },
-    }
-}
-
-impl CsvState {
-    fn open(path: &Path, opts: &ReadOptions) -> Result<(SchemaRef, CsvState), DataError> {
-        let mut reader = csv_reader(path)?;
-        let header = reader
-            .byte_headers()
-            .map_err(|e| csv_error(path, e))?
-            .clone();
-        let bad_header = |reason: String| DataError::Csv {
-            path: path.to_owned(),
-            line: 1,
-            reason,
-        };
-        if header.is_empty() {
-            return Err(bad_header(
-                "the file is empty but a header row is required".into(),
-            ));
-        }
-        let mut names = Vec::with_capacity(header.len());
-        for field in &header {
-            let name = std::str::from_utf8(field)
-                .map_err(|_| bad_header("the header is not valid UTF-8".into()))?;
-            if name.is_empty() {
-                return Err(bad_header(format!(
-                    "column {} has an empty name",
-                    names.len() + 1
-                )));
-            }
-            if names.iter().any(|n| n == name) {
-                return Err(bad_header(format!("column name {name:?} appears twice")));
-            }
-            names.push(name.to_owned());
-        }
-
-        let base: Schema = match &opts.schema {
-            Some(schema) => {
-                let expected: Vec<&str> =
-                    schema.fields().iter().map(|f| f.name().as_str()).collect();
-                if expected != names {
-                    return Err(bad_header(format!(
-                        "the header {names:?} does not match the schema's columns {expected:?}"
-                    )));
-                }
-                schema.as_ref().clone()
-            }
-            None => infer_schema(path, &names, opts)?,
-        };
-
+impl Columns {
+    /// Columns typed by `base` (an explicit or inferred schema), with the time column, if any,
+    /// turned into a required `Timestamp(µs, "UTC")`. Also returns the schema of the batches.
+    fn new(
+        path: &Path,
+        base: &Schema,
+        opts: &ReadOptions,
+    ) -> Result<(SchemaRef, Columns), DataError> {
+        let names: Vec<String> = base.fields().iter().map(|f| f.name().clone()).collect();
         let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
         if let Some(time) = &opts.time_column {
             let i =
@@ -373,9 +348,7 @@ impl CsvState {
         let cells = vec![Cell::Null; kinds.len()];
         Ok((
             schema,
-            CsvState {
-                reader,
-                record: csv::ByteRecord::new(),
+            Columns {
                 kinds,
                 nullable,
                 names,
@@ -385,76 +358,40 @@ impl CsvState {
         ))
     }
 
-    fn next_batch(
-        &mut self,
-        path: &Path,
-        schema: &SchemaRef,
-        batch_size: usize,
-        rejects: &mut Vec<Reject>,
-    ) -> Result<Option<RecordBatch>, DataError> {
-        let mut rows = 0usize;
-        while rows < batch_size {
-            let more = self
-                .reader
-                .read_byte_record(&mut self.record)
-                .map_err(|e| csv_error(path, e))?;
-            if !more {
-                break;
-            }
-            match self.parse_row() {
-                Ok(()) => {
-                    self.append_row();
-                    rows += 1;
-                }
-                Err(reason) => rejects.push(Reject {
-                    file: path.to_owned(),
-                    line: self.record.position().map(|p| p.line()).unwrap_or(0),
-                    raw: raw_csv_line(self.record.iter()),
-                    reason,
-                }),
-            }
-        }
-        if rows == 0 {
-            return Ok(None);
-        }
-        let columns = self
-            .builders
-            .iter_mut()
-            .zip(schema.fields())
-            .map(|(b, f)| relabel(b.finish(), f.data_type()))
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(schema.clone(), columns)
-            .map(Some)
-            .map_err(|e| DataError::arrow(format!("building a batch from {}", path.display()), e))
+    fn len(&self) -> usize {
+        self.kinds.len()
     }
 
-    /// Parses the current record into `self.cells`, or says why it is rejected.
-    fn parse_row(&mut self) -> Result<(), String> {
-        if self.record.len() != self.kinds.len() {
-            return Err(format!(
-                "expected {} fields, found {}",
-                self.kinds.len(),
-                self.record.len()
-            ));
-        }
-        for (i, raw) in self.record.iter().enumerate() {
+    /// Parses `row` and appends it to the builders, or says why it is rejected.
+    fn push_row(&mut self, row: &impl TextRow) -> Result<(), String> {
+        self.parse_row(row)?;
+        self.append_row(row);
+        Ok(())
+    }
+
+    /// Parses `row` into `self.cells`, or says why it is rejected.
+    fn parse_row<R: TextRow>(&mut self, row: &R) -> Result<(), String> {
+        for i in 0..self.kinds.len() {
             let name = &self.names[i];
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| format!("column {name:?}: the value is not valid UTF-8"))?;
-            self.cells[i] = if text.is_empty() {
-                if !self.nullable[i] {
-                    return Err(format!("column {name:?}: the value is empty but required"));
+            let text = row
+                .field(i)
+                .map_err(|why| format!("column {name:?}: {why}"))?;
+            self.cells[i] = match text {
+                None if !self.nullable[i] => {
+                    return Err(format!(
+                        "column {name:?}: the value is {} but required",
+                        R::NULL
+                    ));
                 }
-                Cell::Null
-            } else {
-                parse_cell(self.kinds[i], text)
-                    .map_err(|why| format!("column {name:?}: {text:?} {why}"))?
+                None => Cell::Null,
+                Some(text) => parse_cell(self.kinds[i], text)
+                    .map_err(|why| format!("column {name:?}: {text:?} {why}"))?,
             };
         }
         Ok(())
     }
 
-    fn append_row(&mut self) {
+    fn append_row(&mut self, row: &impl TextRow) {
         for (i, b) in self.builders.iter_mut().enumerate() {
             match (b, self.cells[i]) {
                 (Builder::I64(b), Cell::I64(v)) => b.append_value(v),
@@ -468,12 +405,68 @@ impl CsvState {
                 (Builder::Bool(b), Cell::Bool(v)) => b.append_value(v),
                 (Builder::Bool(b), _) => b.append_null(),
                 (Builder::Str(b), Cell::Str) => {
-                    // Validated as UTF-8 in parse_row.
-                    b.append_value(std::str::from_utf8(&self.record[i]).unwrap_or_default())
+                    // Read successfully in parse_row.
+                    b.append_value(row.field(i).ok().flatten().unwrap_or_default())
                 }
                 (Builder::Str(b), _) => b.append_null(),
             }
         }
+    }
+
+    /// Emits the rows appended since the last batch.
+    fn finish(&mut self, path: &Path, schema: &SchemaRef) -> Result<RecordBatch, DataError> {
+        let columns = self
+            .builders
+            .iter_mut()
+            .zip(schema.fields())
+            .map(|(b, f)| relabel(b.finish(), f.data_type()))
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| DataError::arrow(format!("building a batch from {}", path.display()), e))
+    }
+}
+
+/// What reading one row of a text format did.
+enum Next {
+    /// The row was parsed and appended to the columns.
+    Pushed,
+    /// The row was set aside.
+    Rejected(Reject),
+    /// The file is exhausted.
+    End,
+}
+
+/// The rows of one text format, each read, parsed into [`Columns`] and appended, or rejected.
+trait TextRows {
+    fn next_row(&mut self, path: &Path, columns: &mut Columns) -> Result<Next, DataError>;
+}
+
+/// A text format's rows and the columns they are built into.
+struct TextState<R> {
+    rows: R,
+    columns: Columns,
+}
+
+impl<R: TextRows> TextState<R> {
+    fn next_batch(
+        &mut self,
+        path: &Path,
+        schema: &SchemaRef,
+        batch_size: usize,
+        rejects: &mut Vec<Reject>,
+    ) -> Result<Option<RecordBatch>, DataError> {
+        let mut rows = 0usize;
+        while rows < batch_size {
+            match self.rows.next_row(path, &mut self.columns)? {
+                Next::Pushed => rows += 1,
+                Next::Rejected(reject) => rejects.push(reject),
+                Next::End => break,
+            }
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        self.columns.finish(path, schema).map(Some)
     }
 }
 
@@ -547,7 +540,137 @@ fn relabel(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef, DataError>
     Ok(make_array(data))
 }
 
-fn infer_schema(path: &Path, names: &[String], opts: &ReadOptions) -> Result<Schema, DataError> {
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+struct CsvRows {
+    reader: csv::Reader<File>,
+    record: csv::ByteRecord,
+}
+
+/// A CSV record as a [`TextRow`]: an empty field is a null.
+struct CsvRow<'a>(&'a csv::ByteRecord);
+
+impl TextRow for CsvRow<'_> {
+    const NULL: &'static str = "empty";
+
+    fn field(&self, i: usize) -> Result<Option<&str>, &'static str> {
+        let text = std::str::from_utf8(&self.0[i]).map_err(|_| "the value is not valid UTF-8")?;
+        Ok((!text.is_empty()).then_some(text))
+    }
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<File>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(file))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let line = e.position().map(|p| p.line()).unwrap_or(0);
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => DataError::io("read", path, io),
+        other => DataError::Csv {
+            path: path.to_owned(),
+            line,
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+impl CsvRows {
+    fn open(path: &Path, opts: &ReadOptions) -> Result<(SchemaRef, TextState<CsvRows>), DataError> {
+        let mut reader = csv_reader(path)?;
+        let header = reader
+            .byte_headers()
+            .map_err(|e| csv_error(path, e))?
+            .clone();
+        let bad_header = |reason: String| DataError::Csv {
+            path: path.to_owned(),
+            line: 1,
+            reason,
+        };
+        if header.is_empty() {
+            return Err(bad_header(
+                "the file is empty but a header row is required".into(),
+            ));
+        }
+        let mut names = Vec::with_capacity(header.len());
+        for field in &header {
+            let name = std::str::from_utf8(field)
+                .map_err(|_| bad_header("the header is not valid UTF-8".into()))?;
+            if name.is_empty() {
+                return Err(bad_header(format!(
+                    "column {} has an empty name",
+                    names.len() + 1
+                )));
+            }
+            if names.iter().any(|n| n == name) {
+                return Err(bad_header(format!("column name {name:?} appears twice")));
+            }
+            names.push(name.to_owned());
+        }
+
+        let base: Schema = match &opts.schema {
+            Some(schema) => {
+                let expected: Vec<&str> =
+                    schema.fields().iter().map(|f| f.name().as_str()).collect();
+                if expected != names {
+                    return Err(bad_header(format!(
+                        "the header {names:?} does not match the schema's columns {expected:?}"
+                    )));
+                }
+                schema.as_ref().clone()
+            }
+            None => infer_csv_schema(path, &names, opts)?,
+        };
+        let (schema, columns) = Columns::new(path, &base, opts)?;
+        let rows = CsvRows {
+            reader,
+            record: csv::ByteRecord::new(),
+        };
+        Ok((schema, TextState { rows, columns }))
+    }
+}
+
+impl TextRows for CsvRows {
+    fn next_row(&mut self, path: &Path, columns: &mut Columns) -> Result<Next, DataError> {
+        let more = self
+            .reader
+            .read_byte_record(&mut self.record)
+            .map_err(|e| csv_error(path, e))?;
+        if !more {
+            return Ok(Next::End);
+        }
+        let pushed = if self.record.len() == columns.len() {
+            columns.push_row(&CsvRow(&self.record))
+        } else {
+            Err(format!(
+                "expected {} fields, found {}",
+                columns.len(),
+                self.record.len()
+            ))
+        };
+        Ok(match pushed {
+            Ok(()) => Next::Pushed,
+            Err(reason) => Next::Rejected(Reject {
+                file: path.to_owned(),
+                line: self.record.position().map(|p| p.line()).unwrap_or(0),
+                raw: raw_csv_line(self.record.iter()),
+                reason,
+            }),
+        })
+    }
+}
+
+fn infer_csv_schema(
+    path: &Path,
+    names: &[String],
+    opts: &ReadOptions,
+) -> Result<Schema, DataError> {
     #[derive(Clone, Copy)]
     struct Seen {
         any: bool,
