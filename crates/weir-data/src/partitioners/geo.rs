@@ -7,6 +7,9 @@
 //! currency conversion, retention rule or privacy filter — is a [`RegionHook`] registered for that
 //! region, with an optional fallback for all others; a hook may drop or rewrite rows. The
 //! [`RegionCounts`] helper is the cross-region aggregate: rows per region and their total.
+//!
+//! The column may be `Utf8`, `LargeUtf8`, `Utf8View` or a dictionary of any of them (how Parquet
+//! readers often hand back low-cardinality columns such as regions); each gives the same parts.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -193,8 +196,48 @@ impl RegionCounts {
     }
 }
 
-/// Calls `f` with every value of a string column in row order; null is `""`.
+/// The column types [`GeoPartitioner`] reads.
+const REGION_TYPES: &str =
+    "a string type (Utf8, LargeUtf8, Utf8View) or a Dictionary with string values";
+
+/// Calls `f` with every value of a string or string-dictionary column in row order; null is `""`.
 fn for_each_str<'a>(
+    name: &str,
+    array: &'a ArrayRef,
+    f: &mut impl FnMut(&'a str),
+) -> Result<(), DataError> {
+    let DataType::Dictionary(_, value_type) = array.data_type() else {
+        return for_each_plain_str(name, array, f);
+    };
+    if !matches!(
+        value_type.as_ref(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Err(wrong_type(name, array, REGION_TYPES));
+    }
+    let dict = array.as_any_dictionary();
+    let values = dict.values();
+    if values.is_empty() {
+        // No values: every row is null.
+        (0..array.len()).for_each(|_| f(""));
+        return Ok(());
+    }
+    // Each distinct value is read once; rows look theirs up by key.
+    let mut strs: Vec<&'a str> = Vec::with_capacity(values.len());
+    for_each_plain_str(name, values, &mut |s| strs.push(s))?;
+    let key_nulls = array.nulls().filter(|n| n.null_count() > 0);
+    for (row, key) in dict.normalized_keys().into_iter().enumerate() {
+        f(if key_nulls.is_some_and(|n| n.is_null(row)) {
+            ""
+        } else {
+            strs[key]
+        });
+    }
+    Ok(())
+}
+
+/// [`for_each_str`] of a column that is not a dictionary.
+fn for_each_plain_str<'a>(
     name: &str,
     array: &'a ArrayRef,
     f: &mut impl FnMut(&'a str),
@@ -216,7 +259,7 @@ fn for_each_str<'a>(
         DataType::Utf8 => each!(array.as_string::<i32>()),
         DataType::LargeUtf8 => each!(array.as_string::<i64>()),
         DataType::Utf8View => each!(array.as_string_view()),
-        _ => return Err(wrong_type(name, array, "a string type (Utf8)")),
+        _ => return Err(wrong_type(name, array, REGION_TYPES)),
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! by jump consistent hashing, and a balance report.
 //!
 //! Integer keys (any width, signed or not) are hashed as the 8 little-endian bytes of the value
-//! widened to 64 bits, so `5i32` and `5i64` share a bucket; string keys as their UTF-8 bytes.
+//! widened to 64 bits, so `5i32` and `5i64` share a bucket; string keys as their UTF-8 bytes, so
+//! `Utf8`, `LargeUtf8` and `Utf8View` agree. A dictionary-encoded column hashes each distinct value
+//! once and maps its keys: the same bucket as the plain column, at a fraction of the cost.
 //! `std`'s `DefaultHasher` is deliberately not used: its algorithm may change between releases.
 //!
 //! [`BucketScheme::Modulo`] is the classic `hash % N`: growing N to N + 1 moves about N/(N + 1) of
@@ -12,10 +14,11 @@
 //! only into the new bucket, with no ring to store. Its float arithmetic is plain IEEE-754
 //! multiplication and division, exact the same everywhere.
 //!
-//! Null keys are an error ([`DataError::NullValue`]): fill or route them before hashing.
+//! Null keys are an error ([`DataError::NullValue`]): fill or route them before hashing. So is
+//! any other key type ([`DataError::ColumnType`], naming the types that work).
 
 use arrow::array::{
-    Array, ArrayRef, GenericStringArray, Int8Array, Int16Array, Int32Array, Int64Array,
+    Array, ArrayRef, AsArray, GenericStringArray, Int8Array, Int16Array, Int32Array, Int64Array,
     OffsetSizeTrait, RecordBatch, StringViewArray, UInt8Array, UInt16Array, UInt32Array,
     UInt64Array,
 };
@@ -210,8 +213,12 @@ impl HashPartitioner {
     /// The bucket of every row, in row order.
     pub fn assign(&self, batch: &RecordBatch) -> Result<Vec<u32>, DataError> {
         let array = column(batch, &self.column)?;
-        if array.null_count() > 0 {
-            let row = (0..array.len()).find(|&r| array.is_null(r)).unwrap_or(0);
+        if !is_hashable(array.data_type()) {
+            return Err(wrong_type(&self.column, array, HASH_KEY_TYPES));
+        }
+        // Logical nulls: a dictionary key that points at a null value is a null too.
+        if let Some(nulls) = array.logical_nulls().filter(|n| n.null_count() > 0) {
+            let row = (0..nulls.len()).find(|&r| nulls.is_null(r)).unwrap_or(0);
             return Err(DataError::NullValue {
                 column: self.column.clone(),
                 row,
@@ -239,8 +246,63 @@ impl HashPartitioner {
     }
 }
 
-/// Calls `f` with the stable hash of every value of an int or string column, in row order.
+/// The key types [`HashPartitioner`] hashes.
+const HASH_KEY_TYPES: &str = "an integer (Int8-Int64, UInt8-UInt64), a string (Utf8, LargeUtf8, Utf8View) or a Dictionary with such values";
+
+fn is_plain_hashable(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+    )
+}
+
+fn is_hashable(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, values) => is_plain_hashable(values),
+        other => is_plain_hashable(other),
+    }
+}
+
+/// Calls `f` with the stable hash of every value of a hashable column, in row order. A dictionary
+/// hashes each of its values once, then looks every row's value up by its key.
 fn for_each_hash(name: &str, array: &ArrayRef, f: &mut impl FnMut(u64)) -> Result<(), DataError> {
+    let Some(dict) = array.as_any_dictionary_opt() else {
+        return for_each_plain_hash(name, array, f);
+    };
+    if dict.values().is_empty() {
+        // Only all-null rows can point into no values, and nulls were rejected before.
+        return match array.len() {
+            0 => Ok(()),
+            n => Err(DataError::Internal(format!(
+                "column {name:?} has {n} rows of a dictionary without values after the null check"
+            ))),
+        };
+    }
+    let mut hashes = Vec::with_capacity(dict.values().len());
+    for_each_plain_hash(name, dict.values(), &mut |h| hashes.push(h))?;
+    // Keys are in bounds of the values, null ones too (they were rejected before, anyway).
+    for key in dict.normalized_keys() {
+        f(hashes[key]);
+    }
+    Ok(())
+}
+
+/// [`for_each_hash`] of a column that is not a dictionary (null slots get an arbitrary hash).
+fn for_each_plain_hash(
+    name: &str,
+    array: &ArrayRef,
+    f: &mut impl FnMut(u64),
+) -> Result<(), DataError> {
     macro_rules! ints {
         ($ty:ty) => {{
             let a = array.as_any().downcast_ref::<$ty>().ok_or_else(|| {
@@ -266,12 +328,12 @@ fn for_each_hash(name: &str, array: &ArrayRef, f: &mut impl FnMut(u64)) -> Resul
             let a = array
                 .as_any()
                 .downcast_ref::<StringViewArray>()
-                .ok_or_else(|| wrong_type(name, array, "an integer or string type"))?;
+                .ok_or_else(|| wrong_type(name, array, HASH_KEY_TYPES))?;
             for i in 0..a.len() {
                 f(hash_bytes(a.value(i).as_bytes()));
             }
         }
-        _ => return Err(wrong_type(name, array, "an integer or string type")),
+        _ => return Err(wrong_type(name, array, HASH_KEY_TYPES)),
     }
     Ok(())
 }
@@ -284,7 +346,7 @@ fn strings<O: OffsetSizeTrait>(
     let a = array
         .as_any()
         .downcast_ref::<GenericStringArray<O>>()
-        .ok_or_else(|| wrong_type(name, array, "an integer or string type"))?;
+        .ok_or_else(|| wrong_type(name, array, HASH_KEY_TYPES))?;
     // Hash straight from the values buffer: no per-row `&str` checks or allocation.
     let offsets = a.value_offsets();
     let bytes = a.value_data();

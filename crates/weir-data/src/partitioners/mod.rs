@@ -6,7 +6,8 @@
 //! work allocates nothing, and a partition's rows keep their relative order.
 //!
 //! - [`date`]: [`DatePartitioner`], `dt=YYYY-MM-DD[/hr=HH]` in a real time zone, by config.
-//! - [`range`]: [`RangePlan`], equal-count `[lo, hi]` id ranges from the keys' actual distribution.
+//! - [`range`]: [`RangePlan`], equal-count `[lo, hi]` id ranges from the keys' actual distribution;
+//!   [`RangePlanBuilder`] plans them in bounded memory from a sample, [`RangeCounter`] recounts.
 //! - [`hash`]: a stable xxHash64, `hash % N` and jump consistent hashing, and a balance report.
 //! - [`size`]: [`SizePartitioner`], chunks of about `target_bytes` that correct their estimate.
 //! - [`geo`]: [`GeoPartitioner`], `region=VALUE` partitions with per-region hooks and totals.
@@ -27,7 +28,7 @@ pub use geo::{GeoPartitioner, RegionCounts, RegionHook};
 pub use hash::{
     BucketScheme, HashPartitioner, balance, hash_bytes, hash_i64, jump_consistent_hash, xxh64,
 };
-pub use range::{KeyRange, RangePlan};
+pub use range::{DEFAULT_SAMPLE_CAPACITY, KeyRange, RangeCounter, RangePlan, RangePlanBuilder};
 pub use size::{PartSize, SizePartitioner, SizeReport, row_sizes};
 
 /// The column called `name`, or [`DataError::MissingColumn`].

@@ -11,19 +11,35 @@
 //! Edge cases, by choice:
 //! - fewer distinct keys than partitions asked for: one range per distinct key (fewer ranges);
 //! - empty input: an empty plan, in which [`RangePlan::range_of`] finds nothing;
-//! - nulls: an error ([`DataError::NullValue`]) when planning and when splitting — a null id has
-//!   no place in an ordered range; filter them out first (`arrow::compute::is_not_null`), and
+//! - nulls: an error ([`DataError::NullValue`]) when planning, counting and splitting — a null id
+//!   has no place in an ordered range; filter them out first (`arrow::compute::is_not_null`), and
 //!   handle them as a partition of their own if they matter;
+//! - key types: Int64, or any narrower integer (Int8–Int32, UInt8–UInt32) or a dictionary of
+//!   those, read as Int64; anything else is a [`DataError::ColumnType`] listing these;
 //! - a key outside `[min, max]` when splitting: an error, because the plan would not describe the
 //!   partition it lands in; plan from the data you split.
+//!
+//! # Bounded memory
+//!
+//! [`RangePlan::from_keys`] and friends sort every key, so their memory grows with the input.
+//! [`RangePlanBuilder`] streams instead: it keeps the exact row count, the exact min and max, and a
+//! uniform reservoir sample of at most `sample_capacity` keys (Vitter's Algorithm R, driven by a
+//! seeded SplitMix64, so the same input always gives the same plan — no clock, no OS randomness).
+//! While every key fits in the reservoir the plan is exactly the one `from_keys` would make. Past
+//! that, boundaries are the sample's equal-count quantiles (snapped to key changes as above, first
+//! range still starting at the true min and the last ending at the true max) and the row counts
+//! are estimates; a second pass with [`RangeCounter`] (or [`RangePlan::recount`]) makes them
+//! exact. Memory is `8 * sample_capacity` bytes for the reservoir plus about twice that while
+//! planning, whatever the input size.
 //!
 //! A plan serializes to JSON (`{"ranges":[{"lo":1,"hi":40,"rows":1000},…]}`), so a driver task can
 //! plan once and fan out one mapped task per range, each reading with [`RangePlan::filter`].
 
-use arrow::array::{Array, Int64Array, RecordBatch};
+use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use arrow::compute::and;
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::cmp::{gt_eq, lt_eq};
+use arrow::datatypes::{DataType, Int64Type};
 use serde::{Deserialize, Serialize};
 
 use super::{column, split_by_assignment, wrong_type};
@@ -97,42 +113,42 @@ impl RangePlan {
     }
 
     /// Plans over a stream of key arrays (for example one column of every batch); a null is an
-    /// error naming its position in the stream.
+    /// error naming its position in the stream. Holds every key: see [`RangePlanBuilder`] for a
+    /// bounded-memory plan.
     pub fn from_arrays<'a>(
         arrays: impl IntoIterator<Item = &'a Int64Array>,
         partitions: usize,
     ) -> Result<RangePlan, DataError> {
-        let mut keys = Vec::new();
+        let mut builder = RangePlanBuilder::new(partitions, usize::MAX)?;
         for array in arrays {
-            push_non_null(&mut keys, array, "key")?;
+            builder.add_array(array)?;
         }
-        keys.sort_unstable();
-        RangePlan::from_sorted(&keys, partitions)
+        Ok(builder.finish())
     }
 
-    /// Plans over the Int64 column `column` of a stream of batches.
+    /// Plans over the integer column `column` of a stream of batches. Holds every key: see
+    /// [`RangePlanBuilder`] for a bounded-memory plan.
     pub fn from_batches<'a>(
         batches: impl IntoIterator<Item = &'a RecordBatch>,
         column: &str,
         partitions: usize,
     ) -> Result<RangePlan, DataError> {
-        let mut keys = Vec::new();
+        let mut builder = RangePlanBuilder::new(partitions, usize::MAX)?;
         for batch in batches {
-            push_non_null(&mut keys, int64_column(batch, column)?, column)?;
+            builder.add_batch(batch, column)?;
         }
-        keys.sort_unstable();
-        RangePlan::from_sorted(&keys, partitions)
+        Ok(builder.finish())
     }
 
     fn from_sorted(sorted: &[i64], partitions: usize) -> Result<RangePlan, DataError> {
-        if partitions == 0 {
-            return Err(DataError::InvalidOptions {
-                what: "range partitions",
-                reason: "0 partitions were asked for; ask for at least 1".into(),
-            });
-        }
+        check_partitions(partitions)?;
+        Ok(RangePlan::plan_sorted(sorted, partitions))
+    }
+
+    /// The exact plan of `sorted` keys; `partitions` is at least 1.
+    fn plan_sorted(sorted: &[i64], partitions: usize) -> RangePlan {
         if sorted.is_empty() {
-            return Ok(RangePlan::default());
+            return RangePlan::default();
         }
         // Runs of equal keys: `first[r]` is the first key of run r, `cum[r]` the rows before it.
         let mut first = Vec::new();
@@ -181,7 +197,34 @@ impl RangePlan {
             });
             start = cut;
         }
-        Ok(RangePlan { ranges })
+        RangePlan { ranges }
+    }
+
+    /// The same ranges with exact row counts of `arrays`, the keys the plan is for (a second pass
+    /// over the data after a sampled [`RangePlanBuilder`] plan). A null, or a key outside the
+    /// plan, is an error naming its position in the stream.
+    pub fn recount<'a>(
+        &self,
+        arrays: impl IntoIterator<Item = &'a Int64Array>,
+    ) -> Result<RangePlan, DataError> {
+        let mut counter = RangeCounter::new(self);
+        for array in arrays {
+            counter.add_array(array)?;
+        }
+        Ok(counter.finish())
+    }
+
+    /// [`RangePlan::recount`] over the integer column `column` of a stream of batches.
+    pub fn recount_batches<'a>(
+        &self,
+        batches: impl IntoIterator<Item = &'a RecordBatch>,
+        column: &str,
+    ) -> Result<RangePlan, DataError> {
+        let mut counter = RangeCounter::new(self);
+        for batch in batches {
+            counter.add_batch(batch, column)?;
+        }
+        Ok(counter.finish())
     }
 
     /// The ranges, ascending.
@@ -232,10 +275,10 @@ impl RangePlan {
                     self.len()
                 ),
             })?;
-        let keys = int64_column(batch, column)?;
-        let ge = gt_eq(keys, &Int64Array::new_scalar(lo))
+        let keys = int64_keys(batch, column)?;
+        let ge = gt_eq(&keys, &Int64Array::new_scalar(lo))
             .map_err(|e| DataError::arrow("comparing with a range's lower bound", e))?;
-        let le = lt_eq(keys, &Int64Array::new_scalar(hi))
+        let le = lt_eq(&keys, &Int64Array::new_scalar(hi))
             .map_err(|e| DataError::arrow("comparing with a range's upper bound", e))?;
         let mask = and(&ge, &le).map_err(|e| DataError::arrow("combining range bounds", e))?;
         filter_record_batch(batch, &mask)
@@ -249,31 +292,30 @@ impl RangePlan {
         batch: &RecordBatch,
         column: &str,
     ) -> Result<Vec<(usize, RecordBatch)>, DataError> {
-        let keys = int64_column(batch, column)?;
-        if keys.null_count() > 0 {
-            let row = (0..keys.len()).find(|&r| keys.is_null(r)).unwrap_or(0);
-            return Err(DataError::NullValue {
-                column: column.to_owned(),
-                row,
-            });
-        }
+        let keys = int64_keys(batch, column)?;
+        check_no_nulls(&keys, column, 0)?;
         let mut assignment = Vec::with_capacity(keys.len());
         for (row, &key) in keys.values().iter().enumerate() {
             let Some(i) = self.range_of(key) else {
-                let (min, max) = match (self.ranges.first(), self.ranges.last()) {
-                    (Some(f), Some(l)) => (f.lo.to_string(), l.hi.to_string()),
-                    _ => ("none".into(), "none".into()),
-                };
-                return Err(DataError::InvalidOptions {
-                    what: "range split",
-                    reason: format!(
-                        "key {key} at row {row} of column {column:?} is outside the planned keys [{min}, {max}]; plan from data that includes it"
-                    ),
-                });
+                return Err(self.outside(key, row, column, "range split"));
             };
             assignment.push(i as u32);
         }
         split_by_assignment(batch, &assignment, self.len())
+    }
+
+    /// The error for a key the plan has no range for.
+    fn outside(&self, key: i64, row: usize, column: &str, what: &'static str) -> DataError {
+        let (min, max) = match (self.ranges.first(), self.ranges.last()) {
+            (Some(f), Some(l)) => (f.lo.to_string(), l.hi.to_string()),
+            _ => ("none".into(), "none".into()),
+        };
+        DataError::InvalidOptions {
+            what,
+            reason: format!(
+                "key {key} at row {row} of column {column:?} is outside the planned keys [{min}, {max}]; plan from data that includes it"
+            ),
+        }
     }
 
     /// The plan as pretty JSON: every range's inclusive bounds and row count.
@@ -290,24 +332,312 @@ impl RangePlan {
     }
 }
 
-fn int64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Int64Array, DataError> {
-    let array = column(batch, name)?;
-    array
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| wrong_type(name, array, "Int64"))
+/// The reservoir size [`RangePlanBuilder`] users should reach for first: 1,000,000 keys, 8 MB.
+/// Its quantiles are within about 0.1% of the rows of the true ones.
+pub const DEFAULT_SAMPLE_CAPACITY: usize = 1_000_000;
+
+/// The seed of the reservoir's generator unless [`RangePlanBuilder::with_seed`] picks another.
+const DEFAULT_SEED: u64 = 0x5745_4952_5241_4E47; // "WEIRRANG"
+
+/// Plans equal-count ranges over a stream of keys in bounded memory.
+///
+/// Keeps the exact row count, min and max, and a uniform reservoir sample of at most
+/// `sample_capacity` keys (Algorithm R with a seeded SplitMix64: the same keys in the same order
+/// always give the same plan). [`RangePlanBuilder::finish`] plans from the sample: exactly the
+/// plan of [`RangePlan::from_keys`] when every key fit ([`RangePlanBuilder::is_exact`]), otherwise
+/// sampled quantile boundaries with estimated row counts, to be made exact with a
+/// [`RangeCounter`] pass over the same keys.
+///
+/// ```
+/// # use arrow::array::Int64Array;
+/// # use weir_data::partitioners::{RangeCounter, RangePlanBuilder};
+/// let keys = Int64Array::from_iter_values((0..10_000).map(|i| (i * 7919) % 5_000));
+/// let mut builder = RangePlanBuilder::new(4, 1_000)?;
+/// builder.add_array(&keys)?;
+/// assert!(!builder.is_exact());
+/// let sampled = builder.finish();
+/// let mut counter = RangeCounter::new(&sampled);
+/// counter.add_array(&keys)?;
+/// let plan = counter.finish();
+/// assert_eq!(plan.rows(), 10_000);
+/// # Ok::<(), weir_data::DataError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RangePlanBuilder {
+    partitions: usize,
+    capacity: usize,
+    /// `min(rows, capacity)` keys: all of them, then a uniform sample.
+    sample: Vec<i64>,
+    rows: u64,
+    min: i64,
+    max: i64,
+    rng: SplitMix64,
 }
 
-fn push_non_null(keys: &mut Vec<i64>, array: &Int64Array, column: &str) -> Result<(), DataError> {
-    if array.null_count() > 0 {
-        let row = (0..array.len()).find(|&r| array.is_null(r)).unwrap_or(0);
-        return Err(DataError::NullValue {
-            column: column.to_owned(),
-            row: keys.len() + row,
+impl RangePlanBuilder {
+    /// A builder of at most `partitions` (at least 1) ranges that samples at most
+    /// `sample_capacity` (at least 1) keys; [`DEFAULT_SAMPLE_CAPACITY`] is a good default.
+    pub fn new(partitions: usize, sample_capacity: usize) -> Result<Self, DataError> {
+        check_partitions(partitions)?;
+        if sample_capacity == 0 {
+            return Err(DataError::InvalidOptions {
+                what: "range sample",
+                reason: "a sample of 0 keys was asked for; ask for at least 1 (1000000 is 8 MB)"
+                    .into(),
+            });
+        }
+        Ok(RangePlanBuilder {
+            partitions,
+            capacity: sample_capacity,
+            sample: Vec::new(),
+            rows: 0,
+            min: i64::MAX,
+            max: i64::MIN,
+            rng: SplitMix64(DEFAULT_SEED),
+        })
+    }
+
+    /// Samples with another seed (the default one is fixed, so plans are reproducible anyway).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = SplitMix64(seed);
+        self
+    }
+
+    /// Adds keys (no nulls possible).
+    pub fn add_keys(&mut self, keys: &[i64]) {
+        for &k in keys {
+            self.min = self.min.min(k);
+            self.max = self.max.max(k);
+        }
+        // Fill: while there is room, every key is kept (`sample.len() == rows` until full).
+        let room = self.capacity - self.sample.len();
+        let (fill, rest) = keys.split_at(room.min(keys.len()));
+        if !fill.is_empty() {
+            self.reserve(fill.len());
+            self.sample.extend_from_slice(fill);
+            self.rows += fill.len() as u64;
+        }
+        // Algorithm R: key number `rows + 1` takes a uniform slot of `0..=rows` if it is one of
+        // the reservoir's, i.e. with probability capacity / (rows + 1).
+        let capacity = self.capacity as u64;
+        for &k in rest {
+            let slot = self.rng.below(self.rows + 1);
+            if slot < capacity {
+                self.sample[slot as usize] = k;
+            }
+            self.rows += 1;
+        }
+    }
+
+    /// Adds an array of keys; a null is an error naming its position in the whole stream.
+    pub fn add_array(&mut self, array: &Int64Array) -> Result<(), DataError> {
+        check_no_nulls(array, "key", self.rows)?;
+        self.add_keys(array.values());
+        Ok(())
+    }
+
+    /// Adds the integer column `column` of `batch`; a null is an error naming its position in the
+    /// whole stream.
+    pub fn add_batch(&mut self, batch: &RecordBatch, column: &str) -> Result<(), DataError> {
+        let keys = int64_keys(batch, column)?;
+        check_no_nulls(&keys, column, self.rows)?;
+        self.add_keys(keys.values());
+        Ok(())
+    }
+
+    /// Keys added so far (exact).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Keys held in the sample: all of them, up to the capacity.
+    pub fn sample_len(&self) -> usize {
+        self.sample.len()
+    }
+
+    /// Whether every key fit in the sample, so [`RangePlanBuilder::finish`] gives the exact plan
+    /// with exact counts and no [`RangeCounter`] pass is needed.
+    pub fn is_exact(&self) -> bool {
+        self.rows <= self.capacity as u64
+    }
+
+    /// The plan. Exact when [`RangePlanBuilder::is_exact`]; otherwise boundaries from the sample's
+    /// quantiles, covering the true `[min, max]`, with row counts estimated from the sample (they
+    /// add up to [`RangePlanBuilder::rows`]) — recount them with a [`RangeCounter`].
+    pub fn finish(mut self) -> RangePlan {
+        self.sample.sort_unstable();
+        let mut plan = RangePlan::plan_sorted(&self.sample, self.partitions);
+        if self.is_exact() {
+            return plan;
+        }
+        if let Some(first) = plan.ranges.first_mut() {
+            first.lo = self.min;
+        }
+        if let Some(last) = plan.ranges.last_mut() {
+            last.hi = self.max;
+        }
+        // Scale the cumulative sample counts to the stream, so the estimates add up exactly.
+        let (sampled, total) = (self.sample.len() as u128, u128::from(self.rows));
+        let (mut seen, mut before) = (0u128, 0u64);
+        for r in &mut plan.ranges {
+            seen += u128::from(r.rows);
+            let upto = ((seen * total + sampled / 2) / sampled) as u64;
+            r.rows = upto - before;
+            before = upto;
+        }
+        plan
+    }
+
+    /// Grows the sample for `extra` more keys, never past the capacity.
+    fn reserve(&mut self, extra: usize) {
+        let need = self.sample.len() + extra;
+        if need > self.sample.capacity() {
+            let target = need
+                .max(self.sample.capacity().saturating_mul(2))
+                .min(self.capacity);
+            self.sample.reserve_exact(target - self.sample.len());
+        }
+    }
+}
+
+/// Counts the rows of each range of a plan over a stream of keys: the second pass that makes a
+/// sampled [`RangePlanBuilder`] plan's counts exact. Memory is the plan's, whatever the stream.
+#[derive(Clone, Debug)]
+pub struct RangeCounter {
+    plan: RangePlan,
+    rows: u64,
+}
+
+impl RangeCounter {
+    /// A counter over the ranges of `plan`, every count starting at 0.
+    pub fn new(plan: &RangePlan) -> Self {
+        let mut plan = plan.clone();
+        for r in &mut plan.ranges {
+            r.rows = 0;
+        }
+        RangeCounter { plan, rows: 0 }
+    }
+
+    /// Counts keys; a key outside the plan is an error naming its position in the stream.
+    pub fn add_keys(&mut self, keys: &[i64]) -> Result<(), DataError> {
+        self.count(keys, "key")
+    }
+
+    /// Counts an array of keys; a null or a key outside the plan is an error naming its position
+    /// in the stream.
+    pub fn add_array(&mut self, array: &Int64Array) -> Result<(), DataError> {
+        check_no_nulls(array, "key", self.rows)?;
+        self.count(array.values(), "key")
+    }
+
+    /// Counts the integer column `column` of `batch`.
+    pub fn add_batch(&mut self, batch: &RecordBatch, column: &str) -> Result<(), DataError> {
+        let keys = int64_keys(batch, column)?;
+        check_no_nulls(&keys, column, self.rows)?;
+        self.count(keys.values(), column)
+    }
+
+    /// Keys counted so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The plan with the counted rows.
+    pub fn finish(self) -> RangePlan {
+        self.plan
+    }
+
+    fn count(&mut self, keys: &[i64], column: &str) -> Result<(), DataError> {
+        // Sorted input is common (ids), so try the last range hit before searching.
+        let mut last = 0usize;
+        for &key in keys {
+            let i = match self.plan.ranges.get(last) {
+                Some(r) if r.contains(key) => last,
+                _ => match self.plan.range_of(key) {
+                    Some(i) => i,
+                    None => {
+                        let at = usize::try_from(self.rows).unwrap_or(usize::MAX);
+                        return Err(self.plan.outside(key, at, column, "range count"));
+                    }
+                },
+            };
+            self.plan.ranges[i].rows += 1;
+            self.rows += 1;
+            last = i;
+        }
+        Ok(())
+    }
+}
+
+/// SplitMix64 (Steele, Lea & Flood, 2014): a tiny, fast, well-mixed generator; all the reservoir
+/// needs, and the same sequence everywhere.
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n >= 1`) by Lemire's multiply-shift: biased by at most `n / 2^64`.
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+fn check_partitions(partitions: usize) -> Result<(), DataError> {
+    if partitions == 0 {
+        return Err(DataError::InvalidOptions {
+            what: "range partitions",
+            reason: "0 partitions were asked for; ask for at least 1".into(),
         });
     }
-    keys.extend_from_slice(array.values());
     Ok(())
+}
+
+/// The key types a range plan reads (as Int64).
+const RANGE_KEY_TYPES: &str = "an integer key (Int8, Int16, Int32, Int64, UInt8, UInt16 or UInt32) or a Dictionary with such values";
+
+/// The integer column `name` of `batch` as Int64 (a cheap clone when it is Int64 already; narrower
+/// integers and dictionaries are cast, nulls kept).
+fn int64_keys(batch: &RecordBatch, name: &str) -> Result<Int64Array, DataError> {
+    let array = column(batch, name)?;
+    if let Some(keys) = array.as_any().downcast_ref::<Int64Array>() {
+        return Ok(keys.clone());
+    }
+    let values = match array.data_type() {
+        DataType::Dictionary(_, values) => values.as_ref(),
+        other => other,
+    };
+    match values {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => {}
+        _ => return Err(wrong_type(name, array, RANGE_KEY_TYPES)),
+    }
+    let cast = arrow::compute::cast(array, &DataType::Int64)
+        .map_err(|e| DataError::arrow("reading a range key as Int64", e))?;
+    Ok(cast.as_primitive::<Int64Type>().clone())
+}
+
+/// [`DataError::NullValue`] at the first null of `keys`, `offset` rows into the stream.
+fn check_no_nulls(keys: &Int64Array, column: &str, offset: u64) -> Result<(), DataError> {
+    if keys.null_count() == 0 {
+        return Ok(());
+    }
+    let row = (0..keys.len()).find(|&r| keys.is_null(r)).unwrap_or(0);
+    Err(DataError::NullValue {
+        column: column.to_owned(),
+        row: usize::try_from(offset).unwrap_or(usize::MAX) + row,
+    })
 }
 
 #[cfg(test)]

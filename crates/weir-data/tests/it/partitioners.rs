@@ -5,15 +5,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, DictionaryArray, Int8Array, Int16Array, Int32Array, Int64Array,
+    LargeStringArray, RecordBatch, StringArray, StringViewArray, TimestampMicrosecondArray,
+    UInt16Array,
 };
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{
+    ArrowDictionaryKeyType, DataType, Field, Int8Type, Int16Type, Int32Type, Schema, TimeUnit,
+    UInt16Type,
+};
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
 use weir_data::partitioners::{
-    BucketScheme, DatePartitioner, GeoPartitioner, Granularity, HashPartitioner, RangePlan,
-    RegionCounts, SizePartitioner, balance, hash_bytes, hash_i64, jump_consistent_hash, row_sizes,
+    BucketScheme, DatePartitioner, GeoPartitioner, Granularity, HashPartitioner, RangeCounter,
+    RangePlan, RangePlanBuilder, RegionCounts, SizePartitioner, balance, hash_bytes, hash_i64,
+    jump_consistent_hash, row_sizes,
 };
 use weir_data::{partition_by_local_date, partition_by_local_hour};
 
@@ -58,6 +64,40 @@ fn string_batch(name: &str, values: Vec<Option<String>>) -> RecordBatch {
         ],
     )
     .unwrap()
+}
+
+/// `(name: array, row Int64)`, `name` nullable.
+fn column_batch(name: &str, array: ArrayRef) -> RecordBatch {
+    let n = array.len() as i64;
+    let schema = Schema::new(vec![
+        Field::new(name, array.data_type().clone(), true),
+        Field::new("row", DataType::Int64, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![array, Arc::new(Int64Array::from_iter_values(0..n))],
+    )
+    .unwrap()
+}
+
+/// A dictionary array of `keys` into `values`.
+fn dictionary<K: ArrowDictionaryKeyType>(
+    keys: arrow::array::PrimitiveArray<K>,
+    values: ArrayRef,
+) -> ArrayRef {
+    Arc::new(DictionaryArray::<K>::try_new(keys, values).unwrap())
+}
+
+/// A tiny deterministic generator for large test inputs (SplitMix64).
+fn uniforms(seed: u64) -> impl Iterator<Item = f64> {
+    let mut state = seed;
+    std::iter::repeat_with(move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +277,213 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// id ranges in bounded memory
+
+/// Streams `keys` into a builder in chunks of `chunk` (at least 1).
+fn build(keys: &[i64], chunk: usize, partitions: usize, capacity: usize) -> RangePlanBuilder {
+    let mut builder = RangePlanBuilder::new(partitions, capacity).unwrap();
+    for part in keys.chunks(chunk.max(1)) {
+        builder.add_array(&Int64Array::from(part.to_vec())).unwrap();
+    }
+    builder
+}
+
+/// Rows per range of `plan`, counted one key at a time.
+fn brute_counts(plan: &RangePlan, keys: &[i64]) -> Vec<u64> {
+    let mut rows = vec![0u64; plan.len()];
+    for &k in keys {
+        let holders: Vec<usize> = (0..plan.len())
+            .filter(|&i| plan.ranges()[i].contains(k))
+            .collect();
+        assert_eq!(
+            holders.len(),
+            1,
+            "key {k} in ranges {holders:?} of {plan:?}"
+        );
+        rows[holders[0]] += 1;
+    }
+    rows
+}
+
+#[test]
+fn range_builder_rejects_zero_partitions_or_sample_and_nulls_name_their_stream_row() {
+    assert!(RangePlanBuilder::new(0, 10).is_err());
+    let err = RangePlanBuilder::new(4, 0).unwrap_err().to_string();
+    assert!(err.contains("at least 1"), "{err}");
+
+    let mut builder = RangePlanBuilder::new(2, 2).unwrap();
+    builder.add_array(&Int64Array::from(vec![1, 2, 3])).unwrap();
+    let nulls = Int64Array::from(vec![Some(4), None]);
+    assert!(matches!(
+        builder.add_array(&nulls),
+        Err(weir_data::DataError::NullValue { row: 4, .. })
+    ));
+    let mut counter = RangeCounter::new(&RangePlan::from_keys(&[1, 2, 3], 2).unwrap());
+    counter.add_keys(&[1, 3]).unwrap();
+    let err = counter.add_keys(&[2, 9]).unwrap_err().to_string();
+    assert!(err.contains("key 9 at row 3"), "{err}");
+}
+
+#[test]
+fn range_builder_plans_are_reproducible_and_the_sample_stays_bounded() {
+    let keys: Vec<i64> = (0..50_000).map(|i| (i * 7919) % 20_011).collect();
+    let a = build(&keys, 1000, 8, 500);
+    assert_eq!(
+        (a.rows(), a.sample_len(), a.is_exact()),
+        (50_000, 500, false)
+    );
+    let b = build(&keys, 333, 8, 500);
+    // Same keys in the same order: the same plan, however they were chunked.
+    assert_eq!(a.finish(), b.finish());
+}
+
+/// 200,000 skewed keys (`floor(10^6 u^4)`, key 0 alone 3% of rows) through a sample of 10,000:
+/// the recounted sampled plan is about as balanced as the exact one.
+#[test]
+fn sampled_ranges_stay_balanced_on_skewed_keys() {
+    for seed in [1u64, 2, 3] {
+        let keys: Vec<i64> = uniforms(seed)
+            .take(200_000)
+            .map(|u| (u.powi(4) * 1e6) as i64)
+            .collect();
+        for partitions in [8usize, 16] {
+            let builder = build(&keys, 8192, partitions, 10_000);
+            assert!(!builder.is_exact());
+            let estimated = builder.finish();
+            assert_eq!(estimated.rows(), keys.len() as u64);
+            let plan = estimated
+                .recount([&Int64Array::from(keys.clone())])
+                .unwrap();
+            assert_eq!(plan.len(), partitions);
+            let rows: Vec<u64> = plan.ranges().iter().map(|r| r.rows).collect();
+            assert_eq!(rows, brute_counts(&plan, &keys));
+            let exact = RangePlan::from_keys(&keys, partitions).unwrap();
+            let exact_rows: Vec<u64> = exact.ranges().iter().map(|r| r.rows).collect();
+            let (sampled, best) = (balance(&rows), balance(&exact_rows));
+            assert!(
+                sampled < 1.5 && sampled < best + 0.25,
+                "seed {seed}, {partitions} ranges: sampled {rows:?} ({sampled:.3}) vs exact {exact_rows:?} ({best:.3})"
+            );
+        }
+    }
+}
+
+#[test]
+fn integer_and_dictionary_range_keys_plan_and_split_like_int64() {
+    let keys: Vec<i64> = (0..400).map(|i| (i * 37) % 101 - 50).collect();
+    let plain = key_batch(&keys);
+    let plan = RangePlan::from_batches([&plain], "id", 5).unwrap();
+    let values = Int64Array::from_iter_values(-50..=50);
+    let index: Vec<i16> = keys.iter().map(|&k| (k + 50) as i16).collect();
+    let dict = column_batch(
+        "id",
+        dictionary::<Int16Type>(Int16Array::from(index), Arc::new(values)),
+    );
+    let narrow = column_batch(
+        "id",
+        Arc::new(Int32Array::from_iter_values(keys.iter().map(|&k| k as i32))),
+    );
+    for batch in [&dict, &narrow] {
+        assert_eq!(RangePlan::from_batches([batch], "id", 5).unwrap(), plan);
+        let mut builder = RangePlanBuilder::new(5, 64).unwrap();
+        builder.add_batch(batch, "id").unwrap();
+        let mut counter = RangeCounter::new(&builder.finish());
+        counter.add_batch(batch, "id").unwrap();
+        assert_eq!(counter.rows(), 400);
+        let split: Vec<(usize, Vec<i64>)> = plan
+            .split(batch, "id")
+            .unwrap()
+            .into_iter()
+            .map(|(i, b)| (i, ids(&b, 1)))
+            .collect();
+        let want: Vec<(usize, Vec<i64>)> = plan
+            .split(&plain, "id")
+            .unwrap()
+            .into_iter()
+            .map(|(i, b)| (i, ids(&b, 1)))
+            .collect();
+        assert_eq!(split, want);
+        assert_eq!(
+            plan.filter(batch, "id", 2).unwrap().num_rows() as u64,
+            plan.ranges()[2].rows
+        );
+    }
+    let text = string_batch("id", vec![Some("1".to_owned())]);
+    let err = RangePlan::from_batches([&text], "id", 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"id\"") && err.contains("Utf8") && err.contains("Int32"),
+        "{err}"
+    );
+}
+
+proptest! {
+    /// While every key fits in the sample, the builder's plan is today's exact plan.
+    #[test]
+    fn range_builder_is_exact_while_keys_fit(
+        keys in prop::collection::vec(-1000i64..1000, 0..400),
+        chunk in 1usize..64,
+        spare in 0usize..3,
+        partitions in 1usize..12,
+    ) {
+        let builder = build(&keys, chunk, partitions, keys.len().max(1) + spare);
+        prop_assert!(builder.is_exact());
+        prop_assert_eq!(builder.rows(), keys.len() as u64);
+        prop_assert_eq!(builder.finish(), RangePlan::from_keys(&keys, partitions).unwrap());
+    }
+
+    /// Past the sample: ranges still cover `[min, max]` contiguously, every key has exactly one
+    /// range, estimates add up, and a recount gives the exact rows.
+    #[test]
+    fn sampled_ranges_cover_every_key_and_recount_exactly(
+        keys in prop::collection::vec(
+            prop_oneof![8 => -5000i64..5000, 1 => any::<i64>()],
+            1..2000,
+        ),
+        chunk in 1usize..300,
+        capacity in 1usize..64,
+        partitions in 1usize..12,
+        seed in any::<u64>(),
+    ) {
+        let mut builder = RangePlanBuilder::new(partitions, capacity).unwrap().with_seed(seed);
+        for part in keys.chunks(chunk) {
+            builder.add_keys(part);
+        }
+        prop_assert!(builder.sample_len() <= capacity);
+        prop_assert_eq!(builder.is_exact(), keys.len() <= capacity);
+        let estimated = builder.finish();
+        prop_assert!(!estimated.is_empty() && estimated.len() <= partitions);
+        prop_assert_eq!(estimated.rows(), keys.len() as u64);
+        let (min, max) = (*keys.iter().min().unwrap(), *keys.iter().max().unwrap());
+        prop_assert_eq!(estimated.ranges()[0].lo, min);
+        prop_assert_eq!(estimated.ranges()[estimated.len() - 1].hi, max);
+        for w in estimated.ranges().windows(2) {
+            prop_assert!(w[0].lo <= w[0].hi);
+            prop_assert_eq!(w[0].hi + 1, w[1].lo);
+        }
+        let arrays: Vec<Int64Array> =
+            keys.chunks(chunk).map(|c| Int64Array::from(c.to_vec())).collect();
+        let plan = estimated.recount(arrays.iter()).unwrap();
+        let rows: Vec<u64> = plan.ranges().iter().map(|r| r.rows).collect();
+        prop_assert_eq!(&rows, &brute_counts(&plan, &keys));
+        prop_assert_eq!(plan.rows(), keys.len() as u64);
+        // The recount only changed counts, and splitting agrees with it.
+        prop_assert_eq!(
+            plan.ranges().iter().map(|r| (r.lo, r.hi)).collect::<Vec<_>>(),
+            estimated.ranges().iter().map(|r| (r.lo, r.hi)).collect::<Vec<_>>()
+        );
+        let mut split = vec![0u64; plan.len()];
+        for (i, part) in plan.split(&key_batch(&keys), "id").unwrap() {
+            split[i] += part.num_rows() as u64;
+        }
+        prop_assert_eq!(split, rows);
+        let batch = key_batch(&keys);
+        prop_assert_eq!(plan.recount_batches([&batch], "id").unwrap(), plan);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // hash
 
 /// Pinned values: if one changes, every existing hash-partitioned dataset would be reshuffled.
@@ -363,6 +610,136 @@ proptest! {
         }
         let share = moved as f64 / keys as f64;
         prop_assert!(share < 2.0 / f64::from(n + 1), "moved {share} for {n} -> {}", n + 1);
+    }
+}
+
+/// The same key values as plain Utf8, LargeUtf8, Utf8View and as dictionaries of each (keys of
+/// several widths, values in another order, one value unused) all get identical buckets.
+#[test]
+fn dictionary_and_string_flavours_hash_like_the_plain_column() {
+    let distinct: Vec<String> = (0..40).map(|i| format!("customer-{i}")).collect();
+    let picks: Vec<usize> = (0..300).map(|i| (i * 7 + i / 13) % 40).collect();
+    let rows: Vec<&str> = picks.iter().map(|&i| distinct[i].as_str()).collect();
+    // Dictionary values reversed plus one unused value, so keys are not the row values' order.
+    let mut values: Vec<&str> = distinct.iter().rev().map(String::as_str).collect();
+    values.push("never-used");
+    let key_of = |i: usize| 39 - i;
+    let plain = column_batch("id", Arc::new(StringArray::from(rows.clone())));
+    let flavours: Vec<ArrayRef> = vec![
+        Arc::new(LargeStringArray::from(rows.clone())),
+        Arc::new(StringViewArray::from(rows.clone())),
+        dictionary::<Int32Type>(
+            Int32Array::from_iter_values(picks.iter().map(|&i| key_of(i) as i32)),
+            Arc::new(StringArray::from(values.clone())),
+        ),
+        dictionary::<Int8Type>(
+            Int8Array::from_iter_values(picks.iter().map(|&i| key_of(i) as i8)),
+            Arc::new(LargeStringArray::from(values.clone())),
+        ),
+        dictionary::<UInt16Type>(
+            UInt16Array::from_iter_values(picks.iter().map(|&i| key_of(i) as u16)),
+            Arc::new(StringViewArray::from(values.clone())),
+        ),
+    ];
+    for scheme in [BucketScheme::Modulo, BucketScheme::Jump] {
+        let p = HashPartitioner::new("id", 7, scheme).unwrap();
+        let want = p.assign(&plain).unwrap();
+        assert_eq!(
+            want,
+            rows.iter().map(|r| p.bucket_of_str(r)).collect::<Vec<_>>()
+        );
+        for array in &flavours {
+            let batch = column_batch("id", array.clone());
+            assert_eq!(p.assign(&batch).unwrap(), want, "{}", array.data_type());
+            let split: Vec<(usize, Vec<i64>)> = p
+                .split(&batch)
+                .unwrap()
+                .into_iter()
+                .map(|(b, part)| (b, ids(&part, 1)))
+                .collect();
+            let plain_split: Vec<(usize, Vec<i64>)> = p
+                .split(&plain)
+                .unwrap()
+                .into_iter()
+                .map(|(b, part)| (b, ids(&part, 1)))
+                .collect();
+            assert_eq!(split, plain_split);
+        }
+    }
+}
+
+/// Integer dictionaries and Int32 hash like Int64 — so the pinned Int64 buckets hold for them too.
+#[test]
+fn integer_dictionaries_hash_like_int64() {
+    let p = HashPartitioner::new("id", 16, BucketScheme::Jump).unwrap();
+    let keys: Vec<i64> = (0..8).chain([-3, 1 << 40, 0, 7, 7]).collect();
+    let plain = key_batch(&keys);
+    let want = p.assign(&plain).unwrap();
+    assert_eq!(want[..8], PINNED_JUMP16_0_TO_7);
+    let values: Vec<i64> = vec![1 << 40, -3, 0, 1, 2, 3, 4, 5, 6, 7];
+    let index = |k: i64| values.iter().position(|&v| v == k).unwrap();
+    let flavours: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(keys.iter().map(|&k| k as i32))),
+        dictionary::<Int16Type>(
+            Int16Array::from_iter_values(keys.iter().map(|&k| index(k) as i16)),
+            Arc::new(Int64Array::from(values.clone())),
+        ),
+        dictionary::<Int32Type>(
+            Int32Array::from_iter_values(keys.iter().map(|&k| index(k) as i32)),
+            Arc::new(Int64Array::from(values.clone())),
+        ),
+    ];
+    for array in flavours.iter().skip(1) {
+        assert_eq!(
+            p.assign(&column_batch("id", array.clone())).unwrap(),
+            want,
+            "{}",
+            array.data_type()
+        );
+    }
+    // Int32 cannot hold 2^40: compare the rows it can.
+    let narrow = p.assign(&column_batch("id", flavours[0].clone())).unwrap();
+    for (row, &k) in keys.iter().enumerate() {
+        if i32::try_from(k).is_ok() {
+            assert_eq!(narrow[row], want[row], "key {k}");
+        }
+    }
+}
+
+/// A dictionary row whose key or value is null is a null key; unsupported types (floats, a
+/// dictionary of floats) name the column, its type and the types that work.
+#[test]
+fn dictionary_nulls_and_unsupported_key_types_are_clear_errors() {
+    let p = HashPartitioner::new("id", 4, BucketScheme::Jump).unwrap();
+    let null_value = dictionary::<Int32Type>(
+        Int32Array::from(vec![0, 0, 1]),
+        Arc::new(StringArray::from(vec![Some("a"), None])),
+    );
+    let null_key = dictionary::<Int32Type>(
+        Int32Array::from(vec![Some(0), None, Some(0)]),
+        Arc::new(StringArray::from(vec!["a"])),
+    );
+    for (array, row) in [(null_value, 2), (null_key, 1)] {
+        match p.assign(&column_batch("id", array)) {
+            Err(weir_data::DataError::NullValue { row: r, .. }) => assert_eq!(r, row),
+            other => panic!("expected a null at row {row}, got {other:?}"),
+        }
+    }
+    let floats = dictionary::<Int32Type>(
+        Int32Array::from(vec![0]),
+        Arc::new(arrow::array::Float64Array::from(vec![1.5])),
+    );
+    for array in [
+        floats,
+        Arc::new(arrow::array::Float64Array::from(vec![1.5])) as ArrayRef,
+    ] {
+        let err = p
+            .assign(&column_batch("id", array))
+            .unwrap_err()
+            .to_string();
+        for needle in ["\"id\"", "Float64", "Utf8View", "UInt64", "Dictionary"] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
     }
 }
 
@@ -521,5 +898,89 @@ proptest! {
             prop_assert!(col.iter().all(|v| v.unwrap_or("") == value));
             prop_assert_eq!(weir_data::PartitionKey::parse(&key.to_path_string()).unwrap(), key.clone());
         }
+    }
+}
+
+/// A dictionary region column (null keys, a null value, an unused value) and the plain strings
+/// it stands for split into the same regions with the same rows; a non-string column is a clear
+/// error.
+#[test]
+fn geo_dictionary_regions_split_like_plain_strings() {
+    let plain: Vec<Option<&str>> = vec![
+        Some("US"),
+        None,
+        Some("EU/West"),
+        Some("US"),
+        Some(""),
+        None,
+        Some("APAC"),
+        Some("EU/West"),
+    ];
+    let values: Vec<Option<&str>> = vec![
+        Some("APAC"),
+        None,
+        Some("EU/West"),
+        Some("unused"),
+        Some("US"),
+        Some(""),
+    ];
+    // Row 5 is null through a null value, row 1 through a null key.
+    let keys = Int16Array::from(vec![
+        Some(4),
+        None,
+        Some(2),
+        Some(4),
+        Some(5),
+        Some(1),
+        Some(0),
+        Some(2),
+    ]);
+    let geo = GeoPartitioner::new("region").unwrap();
+    let parts = |array: ArrayRef| -> Vec<(String, Vec<i64>)> {
+        geo.split_raw(&column_batch("region", array))
+            .unwrap()
+            .into_iter()
+            .map(|(region, b)| (region, ids(&b, 1)))
+            .collect()
+    };
+    let want = parts(Arc::new(StringArray::from(plain.clone())));
+    assert_eq!(
+        want,
+        [
+            (String::new(), vec![1, 4, 5]),
+            ("APAC".to_owned(), vec![6]),
+            ("EU/West".to_owned(), vec![2, 7]),
+            ("US".to_owned(), vec![0, 3]),
+        ]
+    );
+    let flavours: Vec<ArrayRef> = vec![
+        Arc::new(LargeStringArray::from(plain.clone())),
+        Arc::new(StringViewArray::from(plain.clone())),
+        dictionary::<Int16Type>(keys.clone(), Arc::new(StringArray::from(values.clone()))),
+        dictionary::<Int16Type>(
+            keys.clone(),
+            Arc::new(LargeStringArray::from(values.clone())),
+        ),
+        dictionary::<Int16Type>(keys, Arc::new(StringViewArray::from(values.clone()))),
+    ];
+    for array in flavours {
+        let batch = column_batch("region", array.clone());
+        assert_eq!(parts(array.clone()), want, "{}", array.data_type());
+        let counts = geo.count_regions([&batch]).unwrap();
+        assert_eq!(
+            (counts.rows(""), counts.rows("US"), counts.total()),
+            (3, 2, 8)
+        );
+    }
+    let ints = dictionary::<Int32Type>(
+        Int32Array::from(vec![0]),
+        Arc::new(Int64Array::from(vec![7])),
+    );
+    let err = geo
+        .split_raw(&column_batch("region", ints))
+        .unwrap_err()
+        .to_string();
+    for needle in ["\"region\"", "Int64", "Utf8View", "Dictionary"] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
     }
 }

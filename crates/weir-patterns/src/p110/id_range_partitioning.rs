@@ -3,9 +3,14 @@
 //! What it demonstrates:
 //! - **Partition data by ID ranges**: rows go to `range=NN` (zero-padded) by `--conf key`
 //!   (default `customer_id`), each range an inclusive `[lo, hi]`.
-//! - **Calculate range boundaries**: `plan_ranges` reads the key column and cuts equal-count
-//!   quantiles (weir-data's `RangePlan`), written next to the partitions as `_range_plan.json` with
-//!   each range's bounds and row count.
+//! - **Calculate range boundaries**: `plan_ranges` streams the key column and cuts equal-count
+//!   quantiles (weir-data's `RangePlanBuilder`), written next to the partitions as
+//!   `_range_plan.json` with each range's inclusive bounds and exact row count.
+//! - **Plan in bounded memory**: the first pass keeps only a row count, the min and max, and a
+//!   seeded reservoir sample of at most `--conf sample` keys (default 1,000,000, 8 MB), so memory
+//!   does not grow with the source. When every key fits in the sample the plan is exact; when not,
+//!   the boundaries come from the sample's quantiles and a second streaming pass (`RangeCounter`)
+//!   counts each range's rows exactly, so the plan file's counts are always true counts.
 //! - **Handle uneven distributions**: customer ids are heavily skewed (a few customers place most
 //!   orders), so equal-width ranges would leave one range with most rows; quantile ranges stay
 //!   balanced, and one key is never split across two ranges.
@@ -13,11 +18,12 @@
 //!   per range, in parallel) and each reads only its range with the plan's predicate
 //!   `lo <= key <= hi`; `check_ranges` verifies every row landed in exactly one range.
 //!
-//! Run it: `weir dags run 110_02_02_id_range_partitioning --conf partitions=8`.
+//! Run it: `weir dags run 110_02_02_id_range_partitioning --conf partitions=8` (add
+//! `--conf sample=100000` to cap the planning sample at 100,000 keys, 800 KB).
 
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
-use weir_data::partitioners::RangePlan;
+use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlan, RangePlanBuilder};
 use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, WriteOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
@@ -35,6 +41,7 @@ pub fn dag() -> DagDef {
         .max_active_tasks(4)
         .param("key", "customer_id")
         .param("partitions", 8)
+        .param("sample", DEFAULT_SAMPLE_CAPACITY)
         .task(Task::new("plan_ranges").run(plan_ranges))
         .task(
             Task::new("write_range")
@@ -66,10 +73,32 @@ async fn plan_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
     if partitions == 0 {
         return Err(TaskError::fatal("--conf partitions must be at least 1"));
     }
-    let plan = blocking(move || {
+    let sample: usize = ctx
+        .param_parse("sample")?
+        .unwrap_or(DEFAULT_SAMPLE_CAPACITY);
+    if sample == 0 {
+        return Err(TaskError::fatal(
+            "--conf sample must be at least 1 (keys kept to plan from; 1000000 is 8 MB)",
+        ));
+    }
+    let (plan, sampled) = blocking(move || {
+        // Pass 1: row count, min, max and a bounded sample of the keys, batch by batch.
+        let mut builder = RangePlanBuilder::new(partitions, sample)?;
         let mut reader = open_source(&p.source, &ReadOptions::default())?;
-        let batches = reader.collect_batches()?;
-        let plan = RangePlan::from_batches(batches.iter(), &key, partitions)?;
+        for batch in reader.by_ref() {
+            builder.add_batch(&batch?, &key)?;
+        }
+        let sampled = !builder.is_exact();
+        let mut plan = builder.finish();
+        if sampled {
+            // Pass 2: the sampled plan's counts are estimates; count every range's rows exactly.
+            let mut counter = RangeCounter::new(&plan);
+            let mut reader = open_source(&p.source, &ReadOptions::default())?;
+            for batch in reader.by_ref() {
+                counter.add_batch(&batch?, &key)?;
+            }
+            plan = counter.finish();
+        }
         std::fs::create_dir_all(&p.output).map_err(|e| DataError::Io {
             action: "create",
             path: p.output.clone(),
@@ -87,16 +116,25 @@ async fn plan_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
             path: path.clone(),
             source: e,
         })?;
-        Ok(plan)
+        Ok((plan, sampled))
     })
     .await?;
     let count = plan.len();
-    // One mapped instance per range: its index, bounds and expected rows.
+    // One mapped instance per range: its index, bounds and expected rows (exact either way).
     Ok(Value::Array(
         plan.ranges()
             .iter()
             .enumerate()
-            .map(|(i, r)| json!({"index": i, "count": count, "lo": r.lo, "hi": r.hi, "rows": r.rows}))
+            .map(|(i, r)| {
+                json!({
+                    "index": i,
+                    "count": count,
+                    "lo": r.lo,
+                    "hi": r.hi,
+                    "rows": r.rows,
+                    "sampled": sampled,
+                })
+            })
             .collect(),
     ))
 }

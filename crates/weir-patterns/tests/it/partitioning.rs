@@ -11,7 +11,7 @@ use arrow::datatypes::DataType;
 use jiff::civil::date;
 use serde_json::Value;
 use weir_core::{RunState, TaskState};
-use weir_data::partitioners::{BucketScheme, HashPartitioner};
+use weir_data::partitioners::{BucketScheme, HashPartitioner, RangePlan};
 use weir_patterns::p110::{
     date_based_partitioning, geographic_partitioning, hash_based_partitioning,
     id_range_partitioning, size_based_partitioning,
@@ -287,6 +287,73 @@ async fn id_ranges_are_planned_balanced_and_replace_on_rerun() {
         ["range=00", "range=01", "range=02", "range=03"]
     );
     assert_eq!(landed.values().sum::<u64>(), orders.len() as u64);
+}
+
+/// `--conf sample=500` over 20,000 rows: the plan comes from a 500-key reservoir sample, so its
+/// boundaries are sampled, but the second pass makes every count exact — each range holds exactly
+/// the rows the plan file says, every row lands once, and the ranges stay balanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_ranges_planned_from_a_small_sample_have_exact_counts() {
+    let w = World::new().await;
+    let source = w.sample("orders.csv", utc(2026, 3, 1), 10, 20_000, 29);
+    let output = w.path("out/by-range");
+    let orders = read_orders(&source);
+    let outcome = w
+        .run(
+            id_range_partitioning::DAG_ID,
+            utc(2026, 3, 5),
+            conf([
+                ("source", s(&source)),
+                ("output", s(&output)),
+                ("partitions", "6".to_owned()),
+                ("sample", "500".to_owned()),
+            ]),
+        )
+        .await;
+    assert_states(
+        &w,
+        &outcome,
+        RunState::Success,
+        &[
+            ("plan_ranges", TaskState::Success),
+            ("check_ranges", TaskState::Success),
+        ],
+    )
+    .await;
+    let planned = w.output(&outcome.run, "plan_ranges").await;
+    assert!(
+        planned.as_array().expect("mapped items")[0]["sampled"] == true,
+        "20,000 rows cannot fit a sample of 500: {planned}"
+    );
+    let plan = RangePlan::from_json(
+        &std::fs::read_to_string(output.join(id_range_partitioning::PLAN_FILE))
+            .expect("the range plan"),
+    )
+    .expect("a valid, contiguous plan");
+    assert_eq!(plan.len(), 6, "{plan:?}");
+    let min = orders.iter().map(|o| o.customer_id).min().unwrap();
+    let max = orders.iter().map(|o| o.customer_id).max().unwrap();
+    assert_eq!((plan.ranges()[0].lo, plan.ranges()[5].hi), (min, max));
+    // Counted independently from the source, range by range.
+    let expected: Vec<u64> = plan
+        .ranges()
+        .iter()
+        .map(|r| orders.iter().filter(|o| r.contains(o.customer_id)).count() as u64)
+        .collect();
+    let counts: Vec<u64> = plan.ranges().iter().map(|r| r.rows).collect();
+    assert_eq!(counts, expected, "the plan file's counts are exact");
+    assert_eq!(counts.iter().sum::<u64>(), orders.len() as u64);
+    let mut all_ids = Vec::new();
+    for (i, r) in plan.ranges().iter().enumerate() {
+        let batches = read_partition(&output, &format!("range={i:02}"));
+        let keys = i64_column(&batches, "customer_id");
+        assert_eq!(keys.len() as u64, r.rows, "range {i}");
+        assert!(keys.iter().all(|k| r.contains(*k)), "range {i}");
+        all_ids.extend(i64_column(&batches, "order_id"));
+    }
+    assert_eq!(all_ids.len(), orders.len());
+    assert_eq!(duplicates(&all_ids), 0);
+    assert!(max_over_mean(&counts) < 1.5, "{counts:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
