@@ -208,7 +208,8 @@ pub enum DataCmd {
     /// Run SQL over datasets; filters on partition columns prune partitions.
     Query {
         sql: String,
-        /// A table, `NAME=DIR`; repeatable.
+        /// A table, `NAME=DIR` (or `NAME=file:///DIR`); repeatable. The dataset may hold
+        /// Parquet, CSV or JSON-lines partitions.
         #[arg(long = "table", value_name = "NAME=DIR", required = true)]
         tables: Vec<String>,
         /// Also print the physical plan and what the query read (files, bytes, row groups).

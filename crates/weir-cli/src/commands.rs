@@ -719,12 +719,12 @@ async fn data_ls(dir: &Path, json: bool) -> Result<ExitCode> {
         if json {
             println!(
                 "{}",
-                json!({"partition": p.partition, "rows": p.rows, "bytes": p.bytes, "files": p.files})
+                json!({"partition": p.partition, "rows": p.rows, "bytes": p.bytes, "files": p.files, "format": p.format.extension()})
             );
         } else {
             println!(
-                "{:<40} {:>12} rows {:>12} bytes {:>4} files",
-                p.partition, p.rows, p.bytes, p.files
+                "{:<40} {:>12} rows {:>12} bytes {:>4} {} files",
+                p.partition, p.rows, p.bytes, p.files, p.format
             );
         }
     }
@@ -745,7 +745,7 @@ async fn data_query(sql: &str, tables: &[String], explain: bool, json: bool) -> 
                 "--table `{table}` is not NAME=DIR; write e.g. --table orders=.weir/data/orders"
             )
         })?;
-        engine.register(name, Path::new(dir)).await?;
+        engine.register_location(name, dir).await?;
     }
     let (batches, report) = if explain {
         let (batches, report) = engine.explain(sql).await?;

@@ -25,7 +25,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
@@ -45,6 +45,8 @@ const TRASH: &str = "_trash";
 const JOURNAL_EXT: &str = "journal";
 /// Stores the full key beside the data when a value had to be truncated in the path.
 const KEY_SIDECAR: &str = "_key.json";
+/// Stores the Arrow schema beside the files of a CSV or JSON-lines partition.
+const SCHEMA_SIDECAR: &str = "_schema.json";
 /// Leftovers of other processes are removed after this long where liveness cannot be checked.
 const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -77,24 +79,111 @@ impl Compression {
     }
 }
 
+impl std::str::FromStr for Compression {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "zstd" => Compression::Zstd,
+            "snappy" => Compression::Snappy,
+            "lz4" => Compression::Lz4,
+            "gzip" => Compression::Gzip,
+            "none" | "uncompressed" => Compression::None,
+            _ => {
+                return Err(DataError::InvalidOptions {
+                    what: "compression",
+                    reason: format!("{s:?} is not a codec; use zstd, snappy, lz4, gzip or none"),
+                });
+            }
+        })
+    }
+}
+
+/// The file format of a partition's part files.
+///
+/// Parquet is the default and the only format that carries its own schema, statistics and
+/// compression; CSV and JSON lines are for hand-offs to tools that want text. A text partition
+/// keeps its Arrow schema beside the data in `_schema.json`, so it reads back with its types
+/// (CSV cannot tell an empty string from a null: both read back as null).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileFormat {
+    /// Apache Parquet (`part-NNNNN.parquet`).
+    #[default]
+    Parquet,
+    /// CSV with a header row (`part-NNNNN.csv`); timestamps in RFC 3339.
+    Csv,
+    /// One JSON object per line (`part-NNNNN.jsonl`); nulls are left out of the object.
+    JsonLines,
+}
+
+impl FileFormat {
+    /// Every format.
+    pub const ALL: [FileFormat; 3] = [FileFormat::Parquet, FileFormat::Csv, FileFormat::JsonLines];
+
+    /// The extension of part files in this format, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Csv => "csv",
+            FileFormat::JsonLines => "jsonl",
+        }
+    }
+
+    /// The format a file name's extension names, if any (`.parquet`/`.parq`, `.csv`,
+    /// `.jsonl`/`.ndjson`/`.json`).
+    pub fn of_path(path: &Path) -> Option<FileFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Self::from_name(&ext)
+    }
+
+    fn from_name(name: &str) -> Option<FileFormat> {
+        match name {
+            "parquet" | "parq" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv),
+            "jsonl" | "ndjson" | "json" => Some(FileFormat::JsonLines),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FileFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+impl std::str::FromStr for FileFormat {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_name(&s.to_ascii_lowercase()).ok_or_else(|| DataError::InvalidOptions {
+            what: "file format",
+            reason: format!("{s:?} is not a file format; use parquet, csv or jsonl"),
+        })
+    }
+}
+
 /// How a [`PartitionWriter`] writes its files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// Codec for every column (default zstd).
+    /// The format of the part files (default Parquet).
+    pub format: FileFormat,
+    /// Parquet only: codec for every column (default zstd).
     pub compression: Compression,
-    /// Maximum rows per Parquet row group (default 65 536). An open writer buffers its current
+    /// Parquet only: maximum rows per row group (default 65 536). An open writer buffers its current
     /// row group in memory, so this bounds a writer's memory; with many partitions open at once
     /// (one writer each) keep it modest — 1M-row groups made a 35-partition load of 10M rows
     /// peak at 841 MiB against 361 MiB at 64k (weir-bench csv-to-parquet).
     pub row_group_size: usize,
-    /// Start a new `part-NNNNN.parquet` once a file reaches about this many bytes (checked every
-    /// 8 192 rows); `None` writes one file.
+    /// Start a new part file once a file reaches about this many bytes (checked every 8 192
+    /// rows); `None` writes one file.
     pub max_file_bytes: Option<u64>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
+            format: FileFormat::Parquet,
             compression: Compression::Zstd,
             row_group_size: 64 * 1024,
             max_file_bytes: None,
@@ -109,9 +198,9 @@ pub struct CommitReport {
     pub partition: String,
     /// Rows written.
     pub rows: u64,
-    /// Bytes of the Parquet files.
+    /// Bytes of the part files.
     pub bytes: u64,
-    /// Number of Parquet files.
+    /// Number of part files.
     pub files: u32,
     /// SHA-1 (hex) over the files' bytes, in file order.
     pub checksum: String,
@@ -126,12 +215,14 @@ pub struct PartitionInfo {
     pub partition: String,
     /// The parsed key (full values, even where the path had to truncate them).
     pub key: PartitionKey,
-    /// Rows, from the Parquet footers.
+    /// Rows, from the Parquet footers (text formats: counted).
     pub rows: u64,
-    /// Bytes of the Parquet files.
+    /// Bytes of the part files.
     pub bytes: u64,
-    /// Number of Parquet files.
+    /// Number of part files.
     pub files: u32,
+    /// The format of the part files.
+    pub format: FileFormat,
 }
 
 /// Points in the commit protocol where a test can simulate a crash; see
@@ -219,6 +310,9 @@ impl Dataset {
                 reason: "row_group_size and max_file_bytes must be at least 1".into(),
             });
         }
+        if opts.format != FileFormat::Parquet {
+            check_text_types(&schema, opts.format)?;
+        }
         let id = unique_id();
         let staging = self.staging_root().join(&id);
         live().insert(id.clone());
@@ -282,12 +376,31 @@ impl Dataset {
         }
     }
 
+    /// The Arrow schema of partition `key`'s files: from the first Parquet footer, or from the
+    /// schema kept beside a CSV or JSON-lines partition.
+    pub fn partition_schema(&self, key: &PartitionKey) -> Result<SchemaRef, DataError> {
+        let dir = self.existing_partition(key)?;
+        match part_files(&dir)?.first() {
+            Some((path, FileFormat::Parquet)) => {
+                let file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| DataError::parquet(path, e))?;
+                Ok(builder.schema().clone())
+            }
+            Some(_) => read_schema_sidecar(&dir),
+            None => Err(DataError::PartitionNotFound {
+                partition: key.to_path_string(),
+                root: self.root.clone(),
+            }),
+        }
+    }
+
     /// Rows of partition `key`, from the Parquet footers (no data is read).
     pub fn count_rows(&self, key: &PartitionKey) -> Result<u64, DataError> {
         let dir = self.existing_partition(key)?;
         let mut rows = 0;
-        for file in part_files(&dir)? {
-            rows += footer_rows(&file)?;
+        for (file, format) in part_files(&dir)? {
+            rows += file_rows(&file, format)?;
         }
         Ok(rows)
     }
@@ -295,7 +408,11 @@ impl Dataset {
     fn read_partition_once(&self, key: &PartitionKey) -> Result<Vec<RecordBatch>, DataError> {
         let dir = self.existing_partition(key)?;
         let mut batches = Vec::new();
-        for path in part_files(&dir)? {
+        for (path, format) in part_files(&dir)? {
+            if format != FileFormat::Parquet {
+                batches.extend(read_text_file(&dir, &path)?);
+                continue;
+            }
             let file = File::open(&path).map_err(|e| DataError::io("open", &path, e))?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
                 .and_then(|b| b.build())
@@ -363,7 +480,8 @@ impl Dataset {
                 }
                 Err(e) => return Err(e),
             };
-            if !files.is_empty() {
+            if let Some((_, format)) = files.first() {
+                let format = *format;
                 let partition = segments.join("/");
                 let key = match PartitionKey::parse(&partition) {
                     Ok(key) => key,
@@ -375,9 +493,10 @@ impl Dataset {
                     rows: 0,
                     bytes: 0,
                     files: files.len() as u32,
+                    format,
                 };
-                for file in &files {
-                    info.rows += footer_rows(file)?;
+                for (file, format) in &files {
+                    info.rows += file_rows(file, *format)?;
                     info.bytes += fs::metadata(file)
                         .map_err(|e| DataError::io("inspect", file, e))?
                         .len();
@@ -484,7 +603,7 @@ pub struct PartitionWriter {
     props: WriterProperties,
     id: String,
     staging: PathBuf,
-    current: Option<ArrowWriter<HashingFile>>,
+    current: Option<FileWriter>,
     sha: Option<sha1_smol::Sha1>,
     files: Vec<PathBuf>,
     rows: u64,
@@ -523,23 +642,20 @@ impl PartitionWriter {
             let len = CHUNK.min(batch.num_rows() - offset);
             let chunk = batch.slice(offset, len);
             offset += len;
-            let path = self.staging.join(part_name(self.files.len()));
             if self.current.is_none() {
                 self.start_file()?;
             }
+            let path = self.files.last().cloned().unwrap_or_default();
             let writer = self
                 .current
                 .as_mut()
                 .ok_or_else(|| DataError::Internal("no open part file".into()))?;
-            writer
-                .write(&chunk)
-                .map_err(|e| DataError::parquet(&path, e))?;
+            writer.write(&chunk, &path)?;
             self.rows += len as u64;
-            if let Some(max) = self.opts.max_file_bytes {
-                let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
-                if size >= max {
-                    self.finish_file()?;
-                }
+            if let Some(max) = self.opts.max_file_bytes
+                && writer.size() >= max
+            {
+                self.finish_file()?;
             }
         }
         Ok(())
@@ -581,15 +697,36 @@ impl PartitionWriter {
     }
 
     fn start_file(&mut self) -> Result<(), DataError> {
-        let path = self.staging.join(part_name(self.files.len()));
+        let path = self
+            .staging
+            .join(part_name(self.files.len(), self.opts.format));
         let file = File::create(&path).map_err(|e| DataError::io("create", &path, e))?;
         let sink = HashingFile {
             inner: BufWriter::with_capacity(1 << 20, file),
             sha: self.sha.take().unwrap_or_default(),
-            bytes: 0,
+            bytes: Arc::new(AtomicU64::new(0)),
         };
-        let writer = ArrowWriter::try_new(sink, self.schema.clone(), Some(self.props.clone()))
-            .map_err(|e| DataError::parquet(&path, e))?;
+        let writer = match self.opts.format {
+            FileFormat::Parquet => FileWriter::Parquet(Box::new(
+                ArrowWriter::try_new(sink, self.schema.clone(), Some(self.props.clone()))
+                    .map_err(|e| DataError::parquet(&path, e))?,
+            )),
+            FileFormat::Csv => {
+                let bytes = sink.bytes.clone();
+                let writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .with_timestamp_tz_format(RFC3339_MICROS.into())
+                    .build(sink);
+                FileWriter::Csv(Box::new(writer), bytes)
+            }
+            FileFormat::JsonLines => {
+                let bytes = sink.bytes.clone();
+                let writer = arrow::json::WriterBuilder::new()
+                    .with_timestamp_tz_format(RFC3339_MICROS.into())
+                    .build::<_, arrow::json::writer::LineDelimited>(sink);
+                FileWriter::Json(Box::new(writer), bytes)
+            }
+        };
         self.current = Some(writer);
         self.files.push(path);
         Ok(())
@@ -604,10 +741,8 @@ impl PartitionWriter {
             .last()
             .cloned()
             .ok_or_else(|| DataError::Internal("an open writer without a file".into()))?;
-        let sink = writer
-            .into_inner()
-            .map_err(|e| DataError::parquet(&path, e))?;
-        self.bytes += sink.bytes;
+        let sink = writer.finish(&path)?;
+        self.bytes += sink.bytes.load(Ordering::Relaxed);
         self.sha = Some(sink.sha);
         let file = sink
             .inner
@@ -625,6 +760,13 @@ impl PartitionWriter {
             self.start_file()?;
         }
         self.finish_file()?;
+        if self.opts.format != FileFormat::Parquet {
+            // Text files do not carry their types: keep the Arrow schema beside them.
+            write_durably(
+                &self.staging.join(SCHEMA_SIDECAR),
+                schema_json(&self.schema).as_bytes(),
+            )?;
+        }
         if self.key.is_truncated() {
             let sidecar = self.staging.join(KEY_SIDECAR);
             let json = serde_json::to_vec(&SidecarKey {
@@ -710,18 +852,66 @@ impl Drop for PartitionWriter {
     }
 }
 
+/// Timestamps with a zone in text part files: RFC 3339 with microseconds and the offset, which
+/// the readers of [`crate::source`] and DataFusion both parse.
+const RFC3339_MICROS: &str = "%Y-%m-%dT%H:%M:%S%.6f%:z";
+
+/// One open part file, in the writer's format.
+enum FileWriter {
+    Parquet(Box<ArrowWriter<HashingFile>>),
+    Csv(Box<arrow::csv::Writer<HashingFile>>, Arc<AtomicU64>),
+    Json(
+        Box<arrow::json::LineDelimitedWriter<HashingFile>>,
+        Arc<AtomicU64>,
+    ),
+}
+
+impl FileWriter {
+    fn write(&mut self, batch: &RecordBatch, path: &Path) -> Result<(), DataError> {
+        let context = || format!("writing {}", path.display());
+        match self {
+            FileWriter::Parquet(w) => w.write(batch).map_err(|e| DataError::parquet(path, e)),
+            FileWriter::Csv(w, _) => w.write(batch).map_err(|e| DataError::arrow(context(), e)),
+            FileWriter::Json(w, _) => w.write(batch).map_err(|e| DataError::arrow(context(), e)),
+        }
+    }
+
+    /// Bytes of the file so far, including what is buffered for it in memory.
+    fn size(&self) -> u64 {
+        match self {
+            FileWriter::Parquet(w) => (w.bytes_written() + w.in_progress_size()) as u64,
+            FileWriter::Csv(_, bytes) | FileWriter::Json(_, bytes) => bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes what is buffered (and the Parquet footer) and hands back the sink.
+    fn finish(self, path: &Path) -> Result<HashingFile, DataError> {
+        let mut sink = match self {
+            FileWriter::Parquet(w) => w.into_inner().map_err(|e| DataError::parquet(path, e))?,
+            FileWriter::Csv(w, _) => w.into_inner(),
+            FileWriter::Json(mut w, _) => {
+                w.finish()
+                    .map_err(|e| DataError::arrow(format!("writing {}", path.display()), e))?;
+                w.into_inner()
+            }
+        };
+        sink.flush().map_err(|e| DataError::io("write", path, e))?;
+        Ok(sink)
+    }
+}
+
 /// A `Write` that hashes and counts what it writes.
 struct HashingFile {
     inner: BufWriter<File>,
     sha: sha1_smol::Sha1,
-    bytes: u64,
+    bytes: Arc<AtomicU64>,
 }
 
 impl Write for HashingFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.sha.update(&buf[..n]);
-        self.bytes += n as u64;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 
@@ -751,33 +941,148 @@ fn read_key_sidecar(dir: &Path) -> Result<PartitionKey, DataError> {
     PartitionKey::new(sidecar.key)
 }
 
-fn part_name(index: usize) -> String {
-    format!("part-{index:05}.parquet")
+fn part_name(index: usize, format: FileFormat) -> String {
+    format!("part-{index:05}.{}", format.extension())
 }
 
-/// The part files of a partition folder, in numeric order.
-fn part_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+/// The part files of a partition folder, in numeric order, with their formats.
+fn part_files(dir: &Path) -> Result<Vec<(PathBuf, FileFormat)>, DataError> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| DataError::io("list", dir, e))? {
         let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let number = name
-            .strip_prefix("part-")
-            .and_then(|n| n.strip_suffix(".parquet"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(number) = number {
-            files.push((number, entry.path()));
+        let Some((number, ext)) = name.strip_prefix("part-").and_then(|n| n.split_once('.')) else {
+            continue;
+        };
+        let format = FileFormat::ALL.into_iter().find(|f| f.extension() == ext);
+        if let (Ok(number), Some(format)) = (number.parse::<u64>(), format) {
+            files.push((number, entry.path(), format));
         }
     }
     files.sort();
-    Ok(files.into_iter().map(|(_, p)| p).collect())
+    Ok(files.into_iter().map(|(_, p, f)| (p, f)).collect())
 }
 
-fn footer_rows(path: &Path) -> Result<u64, DataError> {
+/// Rows of one part file: from the footer for Parquet, counted for text formats.
+fn file_rows(path: &Path, format: FileFormat) -> Result<u64, DataError> {
     let file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| DataError::parquet(path, e))?;
-    Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+    match format {
+        FileFormat::Parquet => {
+            let reader =
+                SerializedFileReader::new(file).map_err(|e| DataError::parquet(path, e))?;
+            Ok(reader.metadata().file_metadata().num_rows().max(0) as u64)
+        }
+        FileFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(true)
+                .from_reader(std::io::BufReader::new(file));
+            let mut record = csv::ByteRecord::new();
+            let mut rows = 0;
+            while reader
+                .read_byte_record(&mut record)
+                .map_err(|e| DataError::Corrupt {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?
+            {
+                rows += 1;
+            }
+            Ok(rows)
+        }
+        FileFormat::JsonLines => {
+            let mut rows = 0;
+            for line in std::io::BufRead::split(std::io::BufReader::new(file), b'\n') {
+                let line = line.map_err(|e| DataError::io("read", path, e))?;
+                if !line.trim_ascii().is_empty() {
+                    rows += 1;
+                }
+            }
+            Ok(rows)
+        }
+    }
+}
+
+/// Reads a CSV or JSON-lines part file with the schema kept beside it; a row that does not
+/// read back means the file was changed behind weir's back.
+fn read_text_file(dir: &Path, path: &Path) -> Result<Vec<RecordBatch>, DataError> {
+    let schema = read_schema_sidecar(dir)?;
+    let opts = crate::ReadOptions {
+        schema: Some(schema),
+        ..crate::ReadOptions::default()
+    };
+    let mut reader = crate::open_source(path, &opts)?;
+    let batches = reader.collect_batches()?;
+    if let Some(reject) = reader.rejects().first() {
+        return Err(DataError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("line {} does not read back: {}", reject.line, reject.reason),
+        });
+    }
+    Ok(batches)
+}
+
+/// Refuses columns a CSV or JSON-lines partition could not read back with their type.
+fn check_text_types(schema: &SchemaRef, format: FileFormat) -> Result<(), DataError> {
+    use arrow::datatypes::DataType as T;
+    for field in schema.fields() {
+        let ok = matches!(
+            field.data_type(),
+            T::Int64
+                | T::Int32
+                | T::Float64
+                | T::Decimal128(..)
+                | T::Boolean
+                | T::Utf8
+                | T::Date32
+                | T::Timestamp(..)
+        );
+        if !ok {
+            return Err(DataError::ColumnType {
+                column: field.name().clone(),
+                place: format!("a {format} partition"),
+                found: field.data_type().to_string(),
+                expected: "one of Int64, Int32, Float64, Decimal128, Boolean, Utf8, Date32, \
+                           Timestamp (or write Parquet)"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The Arrow schema kept beside a text partition's files.
+fn read_schema_sidecar(dir: &Path) -> Result<SchemaRef, DataError> {
+    let path = dir.join(SCHEMA_SIDECAR);
+    let bytes = fs::read(&path).map_err(|e| DataError::io("read", &path, e))?;
+    parse_schema_json(&bytes).map_err(|reason| DataError::Corrupt { path, reason })
+}
+
+/// Parses the schema JSON of [`CommitReport::schema`] (and of the `_schema.json` kept beside
+/// CSV and JSON-lines partitions) back into an Arrow schema.
+pub fn parse_schema_json(bytes: &[u8]) -> Result<SchemaRef, String> {
+    let fields: Vec<SchemaField> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let fields = fields
+        .into_iter()
+        .map(|f| {
+            let data_type = f
+                .data_type
+                .parse::<arrow::datatypes::DataType>()
+                .map_err(|e| format!("column {:?}: {e}", f.name))?;
+            Ok(arrow::datatypes::Field::new(f.name, data_type, f.nullable))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Arc::new(arrow::datatypes::Schema::new(fields)))
+}
+
+/// One column of [`schema_json`]'s output.
+#[derive(Deserialize)]
+struct SchemaField {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    nullable: bool,
 }
 
 fn describe_fields(schema: &SchemaRef) -> String {

@@ -7,7 +7,8 @@
 //!
 //! Code map:
 //! - [`sample`]: the deterministic, seeded generator of realistic (and partly malformed) orders.
-//! - [`source`]: streaming CSV / Parquet readers that set malformed rows aside as [`Reject`]s.
+//! - [`source`]: streaming CSV / JSON lines / Parquet readers that set malformed rows aside as
+//!   [`Reject`]s.
 //! - [`window`]: time-window filters and splitting a batch into partitions by a computed key.
 //! - [`partition`]: [`PartitionKey`], Hive-style `name=value` paths whose values cannot escape.
 //! - [`partitioners`]: date, id-range (equal-count), hash (stable xxh64, jump consistent
@@ -23,7 +24,8 @@ pub mod source;
 pub mod window;
 
 pub use dataset::{
-    CommitReport, Compression, Dataset, Failpoint, PartitionInfo, PartitionWriter, WriteOptions,
+    CommitReport, Compression, Dataset, Failpoint, FileFormat, PartitionInfo, PartitionWriter,
+    WriteOptions,
 };
 pub use error::DataError;
 pub use partition::PartitionKey;

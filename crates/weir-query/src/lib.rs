@@ -1,4 +1,5 @@
-//! SQL over weir datasets with DataFusion: register Hive-partitioned Parquet datasets as tables,
+//! SQL over weir datasets with DataFusion: register Hive-partitioned datasets (Parquet, CSV or
+//! JSON lines) as tables,
 //! run queries that prune partitions and push predicates into Parquet row groups, and report what
 //! a query actually read.
 //!
@@ -8,17 +9,24 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::FileFormat as DfFileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::object_store::path::Path as ObjectPath;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use weir_data::Dataset;
+use futures::StreamExt;
+pub use url::Url;
+use weir_data::{Dataset, FileFormat};
 
 /// The error type of weir-query.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +89,88 @@ impl QueryEngine {
         }
     }
 
+    /// Makes the object store `store` readable under `url`'s scheme and authority (say
+    /// `s3://bucket` or `memory://test`), for [`QueryEngine::register_location`].
+    pub fn register_object_store(&self, url: &Url, store: Arc<dyn ObjectStore>) {
+        self.ctx.register_object_store(url, store);
+    }
+
+    /// Registers the dataset at `location` as table `name`: a local folder (a path or a
+    /// `file://` URL, read through [`QueryEngine::register`]) or a prefix in an object store
+    /// registered with [`QueryEngine::register_object_store`] (`memory://…`, `s3://…`). The
+    /// partition layout and file format are discovered by listing the prefix; folders whose
+    /// names start with `_` or `.` (staging, trash) are never read.
+    pub async fn register_location(
+        &self,
+        name: &str,
+        location: &str,
+    ) -> Result<Vec<String>, QueryError> {
+        let Some((scheme, _)) = location.split_once("://") else {
+            return self.register(name, Path::new(location)).await;
+        };
+        let table_err = |reason: String| QueryError::Table {
+            name: name.to_owned(),
+            path: PathBuf::from(location),
+            reason,
+        };
+        if scheme == "file" {
+            let url = Url::parse(location).map_err(|e| table_err(e.to_string()))?;
+            let dir = url
+                .to_file_path()
+                .map_err(|()| table_err("not a local file URL".into()))?;
+            return self.register(name, &dir).await;
+        }
+        let mut url = Url::parse(location).map_err(|e| {
+            table_err(format!(
+                "{e}; write a URL like s3://bucket/prefix or a folder path"
+            ))
+        })?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let store = self
+            .ctx
+            .runtime_env()
+            .object_store_registry
+            .get_store(&url)
+            .map_err(|_| {
+                table_err(format!(
+                    "no object store is registered for {scheme}://{}; this build reads local \
+                 folders, file:// URLs and stores registered with register_object_store",
+                    url.host_str().unwrap_or_default()
+                ))
+            })?;
+        let prefix = ObjectPath::from_url_path(url.path()).map_err(|e| table_err(e.to_string()))?;
+        let layout = discover(store.as_ref(), &prefix)
+            .await
+            .map_err(|e| table_err(e.to_string()))?;
+        let Some(format) = layout.format else {
+            return Err(table_err(
+                "no part files found under the prefix; check the location".into(),
+            ));
+        };
+        let schema = match (format, &layout.sample_partition) {
+            (FileFormat::Parquet, _) | (_, None) => None,
+            (_, Some(dir)) => {
+                let sidecar = dir.clone().join("_schema.json");
+                let bytes = store
+                    .get(&sidecar)
+                    .await
+                    .map_err(|e| table_err(e.to_string()))?
+                    .bytes()
+                    .await
+                    .map_err(|e| table_err(e.to_string()))?;
+                Some(
+                    weir_data::dataset::parse_schema_json(&bytes)
+                        .map_err(|e| table_err(e.to_string()))?,
+                )
+            }
+        };
+        self.register_listing(name, url.as_str(), format, schema, &layout.columns)
+            .await?;
+        Ok(layout.columns)
+    }
+
     /// Registers the dataset under `dir` as table `name`. Its partition columns (`dt`, `hr`, …)
     /// come from the committed partitions' paths and are queryable like other columns; a filter
     /// on them prunes whole partitions.
@@ -111,10 +201,40 @@ impl QueryEngine {
                 columns.join("/")
             )));
         }
+        let format = partitions.first().map_or(FileFormat::Parquet, |p| p.format);
+        if let Some(odd) = partitions.iter().find(|p| p.format != format) {
+            return Err(table_err(format!(
+                "partition {} holds {} files but {} holds {format}; rewrite it in one format",
+                odd.partition, odd.format, partitions[0].partition
+            )));
+        }
+        // Text files do not carry their types: give DataFusion the schema kept beside them.
+        let schema = match (format, partitions.first()) {
+            (FileFormat::Parquet, _) | (_, None) => None,
+            (_, Some(p)) => Some(dataset.partition_schema(&p.key)?),
+        };
         let root = std::fs::canonicalize(dir).map_err(|e| table_err(e.to_string()))?;
         let url = format!("file://{}/", root.display());
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
+        self.register_listing(name, &url, format, schema, &columns)
+            .await?;
+        Ok(columns)
+    }
+
+    async fn register_listing(
+        &self,
+        name: &str,
+        url: &str,
+        format: FileFormat,
+        schema: Option<SchemaRef>,
+        columns: &[String],
+    ) -> Result<(), QueryError> {
+        let file_format: Arc<dyn DfFileFormat> = match format {
+            FileFormat::Parquet => Arc::new(ParquetFormat::default()),
+            FileFormat::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
+            FileFormat::JsonLines => Arc::new(JsonFormat::default()),
+        };
+        let options = ListingOptions::new(file_format)
+            .with_file_extension(format!(".{}", format.extension()))
             .with_table_partition_cols(
                 columns
                     .iter()
@@ -122,9 +242,9 @@ impl QueryEngine {
                     .collect(),
             );
         self.ctx
-            .register_listing_table(name, url, options, None, None)
+            .register_listing_table(name, url, options, schema, None)
             .await?;
-        Ok(columns)
+        Ok(())
     }
 
     /// Runs a query and returns its rows.
@@ -156,6 +276,79 @@ impl QueryEngine {
         report.files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((batches, report))
     }
+}
+
+/// What listing an object-store prefix found.
+#[derive(Debug, Default)]
+struct Layout {
+    /// Partition column names, outermost first.
+    columns: Vec<String>,
+    format: Option<FileFormat>,
+    /// A partition folder holding part files (for a text dataset's `_schema.json`).
+    sample_partition: Option<ObjectPath>,
+}
+
+/// Lists every object under `prefix` and works out the partition columns and file format,
+/// refusing mixed layouts or formats the way [`QueryEngine::register`] does for folders.
+async fn discover(store: &dyn ObjectStore, prefix: &ObjectPath) -> Result<Layout, String> {
+    let mut layout = Layout::default();
+    let mut seen_columns: Option<Vec<String>> = None;
+    let mut objects = store.list(Some(prefix));
+    while let Some(meta) = objects.next().await {
+        let meta = meta.map_err(|e| e.to_string())?;
+        let Some(parts) = meta.location.prefix_match(prefix) else {
+            continue;
+        };
+        let segments: Vec<String> = parts.map(|p| p.as_ref().to_owned()).collect();
+        let Some((file, dirs)) = segments.split_last() else {
+            continue;
+        };
+        if segments
+            .iter()
+            .any(|s| s.starts_with('_') || s.starts_with('.'))
+            || !file.starts_with("part-")
+        {
+            continue;
+        }
+        let Some(format) = FileFormat::of_path(Path::new(file)) else {
+            continue;
+        };
+        let columns: Vec<String> = dirs
+            .iter()
+            .map(|d| d.split_once('=').map(|(n, _)| n.to_owned()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("{} is not under name=value folders", meta.location))?;
+        match &seen_columns {
+            None => seen_columns = Some(columns),
+            Some(cols) if *cols != columns => {
+                return Err(format!(
+                    "{} does not have the layout {} of the others",
+                    meta.location,
+                    cols.join("/")
+                ));
+            }
+            Some(_) => {}
+        }
+        match layout.format {
+            None => layout.format = Some(format),
+            Some(f) if f != format => {
+                return Err(format!(
+                    "{} is a {format} file but others are {f}; rewrite it in one format",
+                    meta.location
+                ));
+            }
+            Some(_) => {}
+        }
+        if layout.sample_partition.is_none() {
+            let mut dir = prefix.clone();
+            for d in dirs {
+                dir = dir.join(d.as_str());
+            }
+            layout.sample_partition = Some(dir);
+        }
+    }
+    layout.columns = seen_columns.unwrap_or_default();
+    Ok(layout)
 }
 
 fn walk(plan: &dyn ExecutionPlan, report: &mut ExplainReport) {

@@ -5,7 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, Int64Array};
-use weir_data::{Compression, DataError, Dataset, Failpoint, PartitionKey, WriteOptions};
+use weir_data::{
+    Compression, DataError, Dataset, Failpoint, FileFormat, PartitionKey, ReadOptions, SampleSpec,
+    WriteOptions, open_source, orders_schema, write_orders_csv,
+};
 
 use crate::{id_value_batch, id_value_schema};
 
@@ -214,6 +217,7 @@ fn files_roll_past_max_file_bytes() {
         compression: Compression::None,
         row_group_size: 4096,
         max_file_bytes: Some(64 * 1024),
+        ..WriteOptions::default()
     };
     let mut w = ds.writer(&k, id_value_schema(), opts).unwrap();
     for i in 0..10 {
@@ -377,4 +381,162 @@ fn hostile_partition_values_stay_inside_the_root_and_round_trip() {
         assert_eq!(info.rows, i as u64 + 1, "{value:?}");
         assert_eq!(values(&ds, &k), vec![i as i64; i + 1], "{value:?}");
     }
+}
+
+/// The well-formed rows of a small generated orders feed, read with the explicit schema.
+fn sample_orders(dir: &Path, rows: u64) -> Vec<arrow::array::RecordBatch> {
+    let csv = dir.join("orders.csv");
+    let spec = SampleSpec {
+        rows,
+        seed: 11,
+        ..SampleSpec::default()
+    };
+    write_orders_csv(&spec, &csv).unwrap();
+    let opts = ReadOptions {
+        schema: Some(orders_schema()),
+        batch_size: 700,
+        ..ReadOptions::default()
+    };
+    open_source(&csv, &opts).unwrap().collect_batches().unwrap()
+}
+
+fn text_opts(format: FileFormat) -> WriteOptions {
+    WriteOptions {
+        format,
+        ..WriteOptions::default()
+    }
+}
+
+#[test]
+fn text_partitions_read_back_with_their_types() {
+    let src = tempfile::tempdir().unwrap();
+    let batches = sample_orders(src.path(), 3_000);
+    let expected = arrow::compute::concat_batches(&orders_schema(), &batches).unwrap();
+    assert!(expected.num_rows() > 2_900, "{}", expected.num_rows());
+    for format in [FileFormat::Csv, FileFormat::JsonLines, FileFormat::Parquet] {
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = Dataset::open(tmp.path()).unwrap();
+        let k = key("2026-03-08");
+        let report = ds
+            .write_partition(&k, orders_schema(), &batches, text_opts(format))
+            .unwrap();
+        assert_eq!(report.rows, expected.num_rows() as u64, "{format}");
+        let file = tmp
+            .path()
+            .join(format!("dt=2026-03-08/part-00000.{}", format.extension()));
+        assert_eq!(fs::metadata(&file).unwrap().len(), report.bytes, "{format}");
+        // Types and values come back exactly: decimals, UTC timestamps, nulls in `note`.
+        let back = ds.read_partition(&k).unwrap();
+        let back = arrow::compute::concat_batches(&orders_schema(), &back).unwrap();
+        assert_eq!(back, expected, "{format}");
+        let listed = ds.partitions().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].format, format);
+        assert_eq!(listed[0].rows, expected.num_rows() as u64, "{format}");
+        assert_eq!(listed[0].bytes, report.bytes, "{format}");
+        assert_eq!(ds.count_rows(&k).unwrap(), report.rows);
+        assert_no_leftovers(tmp.path());
+    }
+}
+
+#[test]
+fn a_rerun_in_another_format_replaces_the_partition_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    ds.write_partition(
+        &k,
+        id_value_schema(),
+        [&id_value_batch(0..100, 1)],
+        WriteOptions::default(),
+    )
+    .unwrap();
+    ds.write_partition(
+        &k,
+        id_value_schema(),
+        [&id_value_batch(0..40, 2)],
+        text_opts(FileFormat::Csv),
+    )
+    .unwrap();
+    let mut names: Vec<String> = fs::read_dir(tmp.path().join("dt=2026-03-08"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_schema.json", "part-00000.csv"]);
+    assert_eq!(values(&ds, &k), vec![2; 40]);
+    let text = fs::read_to_string(tmp.path().join("dt=2026-03-08/part-00000.csv")).unwrap();
+    assert!(text.starts_with("id,value\n0,2\n1,2\n"), "{text:.40}");
+}
+
+#[test]
+fn text_files_roll_past_max_file_bytes_and_an_injected_crash_keeps_the_old_partition() {
+    for format in [FileFormat::Csv, FileFormat::JsonLines] {
+        let tmp = tempfile::tempdir().unwrap();
+        let ds = Dataset::open(tmp.path()).unwrap();
+        let k = key("2026-03-08");
+        let opts = WriteOptions {
+            max_file_bytes: Some(100_000),
+            ..text_opts(format)
+        };
+        let report = ds
+            .write_partition(&k, id_value_schema(), [&id_value_batch(0..50_000, 7)], opts)
+            .unwrap();
+        assert!(report.files > 3, "{format}: {report:?}");
+        for i in 0..report.files {
+            let part = tmp
+                .path()
+                .join(format!("dt=2026-03-08/part-{i:05}.{}", format.extension()));
+            // Checked every 8 192 rows of at most ~25 bytes each.
+            assert!(fs::metadata(&part).unwrap().len() < 100_000 + 8192 * 25);
+        }
+        assert_eq!(ds.count_rows(&k).unwrap(), 50_000, "{format}");
+        let ids: Vec<i64> = ds
+            .read_partition(&k)
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                col.values().to_vec()
+            })
+            .collect();
+        assert_eq!(ids, (0..50_000).collect::<Vec<_>>(), "{format}");
+
+        let mut w = ds.writer(&k, id_value_schema(), text_opts(format)).unwrap();
+        w.write(&id_value_batch(0..5, 8)).unwrap();
+        let err = w
+            .commit_with_failpoint(Failpoint::AfterStagingRename)
+            .unwrap_err();
+        assert!(matches!(err, DataError::InjectedFailure { .. }), "{err}");
+        let ds = Dataset::open(tmp.path()).unwrap();
+        assert_eq!(ds.count_rows(&k).unwrap(), 50_000, "{format}");
+        assert_no_leftovers(tmp.path());
+    }
+}
+
+#[test]
+fn a_column_a_text_file_cannot_hold_is_refused_up_front() {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+        "tags",
+        DataType::new_list(DataType::Utf8, true),
+        true,
+    )]));
+    let err = ds
+        .writer(&key("2026-03-08"), schema, text_opts(FileFormat::Csv))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"tags\"") && msg.contains("write Parquet"),
+        "{msg}"
+    );
+    assert_no_leftovers(tmp.path());
+    let err = "xlsx".parse::<FileFormat>().unwrap_err().to_string();
+    assert!(err.contains("parquet, csv or jsonl"), "{err}");
+    assert_eq!(
+        "JSONL".parse::<FileFormat>().unwrap(),
+        FileFormat::JsonLines
+    );
 }

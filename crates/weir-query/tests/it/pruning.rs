@@ -127,3 +127,154 @@ async fn registering_a_missing_folder_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The same orders, date-partitioned, in each file format.
+fn orders_in(dir: &std::path::Path, format: weir_data::FileFormat) {
+    let csv = dir.join("orders.csv");
+    let spec = weir_data::SampleSpec {
+        rows: 4_000,
+        days: 5,
+        ..weir_data::SampleSpec::default()
+    };
+    weir_data::write_orders_csv(&spec, &csv).unwrap();
+    let opts = weir_data::ReadOptions {
+        schema: Some(weir_data::orders_schema()),
+        ..weir_data::ReadOptions::default()
+    };
+    let batches = weir_data::open_source(&csv, &opts)
+        .unwrap()
+        .collect_batches()
+        .unwrap();
+    let dataset = Dataset::open(&dir.join("data")).unwrap();
+    let zone = jiff::tz::TimeZone::UTC;
+    let mut parts: std::collections::BTreeMap<PartitionKey, Vec<RecordBatch>> = Default::default();
+    for batch in &batches {
+        for (key, part) in weir_data::partition_by_local_date(batch, "event_time", &zone).unwrap() {
+            parts.entry(key).or_default().push(part);
+        }
+    }
+    for (key, batches) in parts {
+        let opts = WriteOptions {
+            format,
+            ..WriteOptions::default()
+        };
+        dataset
+            .write_partition(&key, weir_data::orders_schema(), &batches, opts)
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn csv_and_json_lines_datasets_answer_like_parquet_and_prune_by_dt() {
+    use weir_data::FileFormat;
+    let sql = "SELECT count(*) AS n, CAST(sum(amount) AS VARCHAR) AS total, \
+               CAST(max(event_time) AS VARCHAR) AS last \
+               FROM orders WHERE dt = '2026-03-03'";
+    let mut answers = Vec::new();
+    for format in FileFormat::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        orders_in(dir.path(), format);
+        let engine = QueryEngine::new();
+        engine
+            .register("orders", &dir.path().join("data"))
+            .await
+            .unwrap();
+        let (batches, report) = engine.explain(sql).await.unwrap();
+        assert_eq!(report.files.len(), 1, "{format}: {:?}", report.files);
+        assert!(
+            report.files[0].path.contains("dt=2026-03-03")
+                && report.files[0].path.ends_with(format.extension()),
+            "{format}: {:?}",
+            report.files
+        );
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        answers.push((format, text));
+    }
+    let (_, parquet) = &answers[0];
+    assert!(parquet.contains("2026-03-03T"), "{parquet}");
+    for (format, text) in &answers[1..] {
+        assert_eq!(text, parquet, "{format} answers differently from Parquet");
+    }
+}
+
+/// Copies every file under `dir` into `store` under `prefix`, keeping relative paths.
+async fn upload(
+    store: &dyn datafusion::object_store::ObjectStore,
+    dir: &std::path::Path,
+    prefix: &str,
+) {
+    use datafusion::object_store::ObjectStoreExt;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if path.is_dir() {
+            Box::pin(upload(store, &path, &format!("{prefix}/{name}"))).await;
+        } else {
+            let location = datafusion::object_store::path::Path::from(format!("{prefix}/{name}"));
+            let bytes = std::fs::read(&path).unwrap();
+            store.put(&location, bytes.into()).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dataset_in_an_object_store_prunes_and_answers_like_the_local_folder() {
+    use datafusion::object_store::memory::InMemory;
+    use weir_data::FileFormat;
+    let sql = "SELECT count(*) AS n, CAST(sum(amount) AS VARCHAR) AS total \
+               FROM orders WHERE dt = '2026-03-04'";
+    for format in [FileFormat::Parquet, FileFormat::Csv] {
+        let dir = tempfile::tempdir().unwrap();
+        orders_in(dir.path(), format);
+        let local = QueryEngine::new();
+        local
+            .register("orders", &dir.path().join("data"))
+            .await
+            .unwrap();
+        let expected = local.sql(sql).await.unwrap();
+
+        let store = Arc::new(InMemory::new());
+        upload(store.as_ref(), &dir.path().join("data"), "warehouse/orders").await;
+        // A writer's leftovers in the store are never read.
+        std::fs::write(dir.path().join("junk"), b"not parquet").unwrap();
+        upload(
+            store.as_ref(),
+            dir.path(),
+            "warehouse/orders/_staging/123-0",
+        )
+        .await;
+
+        let engine = QueryEngine::new();
+        let url = weir_query::Url::parse("memory://lake").unwrap();
+        engine.register_object_store(&url, store);
+        let columns = engine
+            .register_location("orders", "memory://lake/warehouse/orders")
+            .await
+            .unwrap();
+        assert_eq!(columns, ["dt"]);
+        let (batches, report) = engine.explain(sql).await.unwrap();
+        assert_eq!(batches, expected, "{format}");
+        assert_eq!(report.files.len(), 1, "{format}: {:?}", report.files);
+        assert!(
+            report.files[0].path.contains("dt=2026-03-04"),
+            "{:?}",
+            report.files
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_object_store_location_without_a_registered_store_is_a_clear_error() {
+    let engine = QueryEngine::new();
+    let err = engine
+        .register_location("orders", "s3://bucket/orders")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no object store is registered for s3://bucket"),
+        "{err}"
+    );
+}
