@@ -20,7 +20,8 @@ use weir_store::PartitionManifest;
 /// What a window-loading pattern reads and where it writes, from the run's params.
 #[derive(Debug, Clone)]
 pub struct WindowParams {
-    /// `--conf source=PATH`: a CSV or Parquet file (default: the generated sample orders).
+    /// `--conf source=PATH`: a CSV, JSON-lines or Parquet file (default: the generated sample
+    /// orders).
     pub source: PathBuf,
     /// `--conf time_column=NAME`: timestamps with an offset or `Z` (default `event_time`).
     pub time_column: String,
@@ -28,6 +29,32 @@ pub struct WindowParams {
     pub tz: TimeZone,
     /// `--conf output=DIR`: the dataset root partitions are written under.
     pub output: PathBuf,
+    /// How partitions are written: `--conf format=parquet|csv|jsonl` (default parquet),
+    /// `--conf compression=zstd|snappy|lz4|gzip|none` and `--conf row_group_size=N` (Parquet).
+    pub write: WriteOptions,
+}
+
+/// The write options of `--conf format=…`, `compression=…` and `row_group_size=…`.
+pub fn write_options(ctx: &TaskContext) -> Result<WriteOptions, TaskError> {
+    let mut opts = WriteOptions::default();
+    if let Some(format) = ctx.param_str("format") {
+        opts.format = format
+            .parse()
+            .map_err(|e: DataError| TaskError::fatal(format!("--conf format: {e}")))?;
+    }
+    if let Some(codec) = ctx.param_str("compression") {
+        opts.compression = codec
+            .parse()
+            .map_err(|e: DataError| TaskError::fatal(format!("--conf compression: {e}")))?;
+    }
+    if let Some(rows) = ctx.param_str("row_group_size") {
+        opts.row_group_size = rows.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            TaskError::fatal(format!(
+                "--conf row_group_size: {rows:?} is not a positive number of rows"
+            ))
+        })?;
+    }
+    Ok(opts)
 }
 
 /// Reads the window params, generating the default sample data when no source is given.
@@ -41,7 +68,7 @@ pub async fn window_params(
     };
     if !source.exists() {
         return Err(TaskError::fatal(format!(
-            "source {} does not exist; pass an existing CSV or Parquet file with --conf source=PATH",
+            "source {} does not exist; pass an existing CSV, JSON-lines or Parquet file with --conf source=PATH",
             source.display()
         )));
     }
@@ -56,6 +83,7 @@ pub async fn window_params(
             .unwrap_or_else(|| "event_time".to_owned()),
         tz,
         output: output_dir(ctx, "output", ctx.dag_id.as_str()),
+        write: write_options(ctx)?,
     })
 }
 
@@ -166,7 +194,7 @@ fn stream_into_partitions(
     for key in expected {
         writers.insert(
             key.clone(),
-            dataset.writer(key, schema.clone(), WriteOptions::default())?,
+            dataset.writer(key, schema.clone(), p.write.clone())?,
         );
     }
     let mut rows = 0u64;
@@ -179,7 +207,7 @@ fn stream_into_partitions(
             let writer = match writers.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    let w = dataset.writer(e.key(), part.schema(), WriteOptions::default())?;
+                    let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
                     e.insert(w)
                 }
             };

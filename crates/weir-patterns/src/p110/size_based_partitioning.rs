@@ -18,7 +18,7 @@
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 use weir_data::partitioners::SizePartitioner;
-use weir_data::{CommitReport, Dataset, PartitionKey, ReadOptions, WriteOptions, open_source};
+use weir_data::{CommitReport, Dataset, FileFormat, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use crate::common::{Loaded, blocking, record_commits, retire_others, window_params};
@@ -52,8 +52,13 @@ async fn write_chunks(ctx: TaskContext) -> Result<Value, TaskError> {
     }
     let params = p.clone();
     let (loaded, report) = blocking(move || {
-        // Zstd Parquet is typically a third of Arrow's in-memory size: start there, then learn.
-        let mut sizer = SizePartitioner::with_initial_ratio(target, 0.35)?;
+        // Zstd Parquet is typically a third of Arrow's in-memory size (text about its size):
+        // start there, then learn from each committed chunk.
+        let ratio = match params.write.format {
+            FileFormat::Parquet => 0.35,
+            FileFormat::Csv | FileFormat::JsonLines => 1.0,
+        };
+        let mut sizer = SizePartitioner::with_initial_ratio(target, ratio)?;
         let mut reader = open_source(&params.source, &ReadOptions::default())?;
         let dataset = Dataset::open(&params.output)?;
         let schema = reader.schema();
@@ -87,11 +92,7 @@ async fn write_chunks(ctx: TaskContext) -> Result<Value, TaskError> {
                     finish(current.take(), &mut sizer, &mut commits)?;
                     current = Some((
                         index,
-                        dataset.writer(
-                            &chunk_key(index),
-                            schema.clone(),
-                            WriteOptions::default(),
-                        )?,
+                        dataset.writer(&chunk_key(index), schema.clone(), params.write.clone())?,
                     ));
                 }
                 current.as_mut().expect("set above").1.write(&chunk)?;
