@@ -232,3 +232,52 @@ fn ls_and_query_a_daily_dataset_prune_to_one_partition() {
             .contains("dt=2026-03-03")
     );
 }
+
+#[test]
+fn a_csv_dataset_lists_its_format_and_answers_queries_like_parquet() {
+    let home = tempfile::tempdir().unwrap();
+    let source = generate(home.path(), "4000");
+    let mut totals = Vec::new();
+    for format in ["parquet", "csv"] {
+        let output = home.path().join(format!("daily-{format}"));
+        weir(home.path())
+            .args([
+                "dags",
+                "run",
+                "110_01_01_daily_batch_processing",
+                "--logical-date",
+                "2026-03-03",
+            ])
+            .arg("--conf")
+            .arg(format!("source={}", source.display()))
+            .arg("--conf")
+            .arg(format!("output={}", output.display()))
+            .arg("--conf")
+            .arg(format!("format={format}"))
+            .assert()
+            .success();
+        let ls = weir(home.path())
+            .args(["data", "ls", "--json"])
+            .arg(&output)
+            .assert()
+            .success();
+        let parts = json_lines(&ls.get_output().stdout);
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        assert_eq!(parts[0]["format"], format);
+        let query = weir(home.path())
+            .args([
+                "data",
+                "query",
+                "SELECT count(*) AS n, CAST(sum(amount) AS VARCHAR) AS total FROM orders",
+                "--json",
+            ])
+            .arg("--table")
+            .arg(format!("orders=file://{}", output.display()))
+            .assert()
+            .success();
+        let rows = json_lines(&query.get_output().stdout);
+        assert_eq!(rows[0]["n"], parts[0]["rows"], "{format}: {rows:?}");
+        totals.push(rows[0]["total"].clone());
+    }
+    assert_eq!(totals[0], totals[1]);
+}

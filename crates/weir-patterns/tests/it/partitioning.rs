@@ -429,6 +429,94 @@ async fn hash_buckets_hold_each_customer_in_its_jump_bucket() {
     assert_eq!(landed, want);
 }
 
+/// A JSON-lines source written out as CSV buckets (`--conf format=csv`): every row lands once,
+/// in its customer's bucket, and the files are CSV; an unknown format fails naming the conf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_buckets_from_json_lines_written_as_csv() {
+    let w = World::new().await;
+    let csv_source = w.sample("orders.csv", utc(2026, 3, 1), 10, 6_000, 31);
+    let orders = read_orders(&csv_source);
+    // The well-formed rows, as a JSON-lines landing file.
+    let source = w.path("orders.jsonl");
+    let opts = weir_data::ReadOptions {
+        schema: Some(weir_data::orders_schema()),
+        ..weir_data::ReadOptions::default()
+    };
+    let mut reader = weir_data::open_source(&csv_source, &opts).unwrap();
+    let mut json = arrow::json::LineDelimitedWriter::new(std::fs::File::create(&source).unwrap());
+    for batch in reader.by_ref() {
+        json.write(&batch.unwrap()).unwrap();
+    }
+    json.finish().unwrap();
+
+    let output = w.path("out/by-hash-csv");
+    let outcome = w
+        .run(
+            hash_based_partitioning::DAG_ID,
+            utc(2026, 3, 5),
+            conf([
+                ("source", s(&source)),
+                ("output", s(&output)),
+                ("key", "customer_id".to_owned()),
+                ("partitions", "4".to_owned()),
+                ("format", "csv".to_owned()),
+            ]),
+        )
+        .await;
+    assert_states(
+        &w,
+        &outcome,
+        RunState::Success,
+        &[
+            ("assess_keys", TaskState::Success),
+            ("write_buckets", TaskState::Success),
+        ],
+    )
+    .await;
+    let hp = HashPartitioner::new("customer_id", 4, BucketScheme::Jump).unwrap();
+    let mut want = BTreeMap::new();
+    for o in &orders {
+        *want
+            .entry(format!("bucket={:02}", hp.bucket_of_i64(o.customer_id)))
+            .or_insert(0u64) += 1;
+    }
+    assert_eq!(partition_rows(&output), want);
+    let mut all_ids = Vec::new();
+    for name in want.keys() {
+        let (files, _) = partition_files(&output, name);
+        assert!(files.is_empty(), "no Parquet expected in {name}: {files:?}");
+        let csv_file = output.join(name).join("part-00000.csv");
+        assert!(csv_file.exists(), "{}", csv_file.display());
+        let batches = read_partition(&output, name);
+        for k in i64_column(&batches, "customer_id") {
+            assert_eq!(hp.bucket_of_i64(k), name[7..].parse::<u32>().unwrap());
+        }
+        all_ids.extend(i64_column(&batches, "order_id"));
+    }
+    assert_eq!(all_ids.len(), orders.len());
+    assert_eq!(duplicates(&all_ids), 0);
+
+    let bad = w
+        .run(
+            hash_based_partitioning::DAG_ID,
+            utc(2026, 3, 6),
+            conf([
+                ("source", s(&source)),
+                ("output", s(&w.path("out/bad-format"))),
+                ("key", "customer_id".to_owned()),
+                ("format", "xlsx".to_owned()),
+            ]),
+        )
+        .await;
+    let tasks = w.tasks(&bad.run).await;
+    let error = tasks["assess_keys"].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("--conf format") && error.contains("parquet, csv or jsonl"),
+        "{error}"
+    );
+    assert!(!w.path("out/bad-format").join("bucket=00").exists());
+}
+
 /// `key=region` cannot fill 8 buckets: `assess_keys` refuses it naming max_skew, and nothing
 /// is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
