@@ -367,29 +367,7 @@ async fn hash_buckets_hold_each_customer_in_its_jump_bucket() {
     let source = w.sample("orders.csv", utc(2026, 3, 1), 10, 20_000, 24);
     let output = w.path("out/by-hash");
     let orders = read_orders(&source);
-    let outcome = w
-        .run(
-            hash_based_partitioning::DAG_ID,
-            utc(2026, 3, 5),
-            conf([
-                ("source", s(&source)),
-                ("output", s(&output)),
-                ("key", "customer_id".to_owned()),
-                ("partitions", "8".to_owned()),
-            ]),
-        )
-        .await;
-    assert_states(
-        &w,
-        &outcome,
-        RunState::Success,
-        &[
-            ("assess_keys", TaskState::Success),
-            ("write_buckets", TaskState::Success),
-        ],
-    )
-    .await;
-
+    run_hash_buckets(&w, &source, &output, 8, &[]).await;
     let hp = HashPartitioner::new("customer_id", 8, BucketScheme::Jump).unwrap();
     let landed = partition_rows(&output);
     assert!(
@@ -420,13 +398,52 @@ async fn hash_buckets_hold_each_customer_in_its_jump_bucket() {
     assert_eq!(all_ids.len(), orders.len());
     assert_eq!(duplicates(&all_ids), 0);
     // Per-bucket counts equal the independent count of the bucket's customers' orders.
+    assert_eq!(landed, expected_buckets(&orders, &hp));
+}
+
+/// Runs 110.2.3 with `key=customer_id`, `partitions` and `extra` conf, and expects success.
+async fn run_hash_buckets(
+    w: &World,
+    source: &Path,
+    output: &Path,
+    partitions: u32,
+    extra: &[(&str, &str)],
+) {
+    let mut pairs = vec![
+        ("source".to_owned(), s(source)),
+        ("output".to_owned(), s(output)),
+        ("key".to_owned(), "customer_id".to_owned()),
+        ("partitions".to_owned(), partitions.to_string()),
+    ];
+    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let outcome = w
+        .run(
+            hash_based_partitioning::DAG_ID,
+            utc(2026, 3, 5),
+            conf(pairs),
+        )
+        .await;
+    assert_states(
+        w,
+        &outcome,
+        RunState::Success,
+        &[
+            ("assess_keys", TaskState::Success),
+            ("write_buckets", TaskState::Success),
+        ],
+    )
+    .await;
+}
+
+/// Rows per `bucket=NN` by the bucket of each order's customer: the independent count.
+fn expected_buckets(orders: &[Order], hp: &HashPartitioner) -> BTreeMap<String, u64> {
     let mut want = BTreeMap::new();
-    for o in &orders {
+    for o in orders {
         *want
             .entry(format!("bucket={:02}", hp.bucket_of_i64(o.customer_id)))
             .or_insert(0u64) += 1;
     }
-    assert_eq!(landed, want);
+    want
 }
 
 /// A JSON-lines source written out as CSV buckets (`--conf format=csv`): every row lands once,
@@ -450,36 +467,9 @@ async fn hash_buckets_from_json_lines_written_as_csv() {
     json.finish().unwrap();
 
     let output = w.path("out/by-hash-csv");
-    let outcome = w
-        .run(
-            hash_based_partitioning::DAG_ID,
-            utc(2026, 3, 5),
-            conf([
-                ("source", s(&source)),
-                ("output", s(&output)),
-                ("key", "customer_id".to_owned()),
-                ("partitions", "4".to_owned()),
-                ("format", "csv".to_owned()),
-            ]),
-        )
-        .await;
-    assert_states(
-        &w,
-        &outcome,
-        RunState::Success,
-        &[
-            ("assess_keys", TaskState::Success),
-            ("write_buckets", TaskState::Success),
-        ],
-    )
-    .await;
+    run_hash_buckets(&w, &source, &output, 4, &[("format", "csv")]).await;
     let hp = HashPartitioner::new("customer_id", 4, BucketScheme::Jump).unwrap();
-    let mut want = BTreeMap::new();
-    for o in &orders {
-        *want
-            .entry(format!("bucket={:02}", hp.bucket_of_i64(o.customer_id)))
-            .or_insert(0u64) += 1;
-    }
+    let want = expected_buckets(&orders, &hp);
     assert_eq!(partition_rows(&output), want);
     let mut all_ids = Vec::new();
     for name in want.keys() {
