@@ -645,12 +645,10 @@ impl PartitionWriter {
             if self.current.is_none() {
                 self.start_file()?;
             }
-            let path = self.files.last().cloned().unwrap_or_default();
-            let writer = self
-                .current
-                .as_mut()
-                .ok_or_else(|| DataError::Internal("no open part file".into()))?;
-            writer.write(&chunk, &path)?;
+            let (Some(writer), Some(path)) = (self.current.as_mut(), self.files.last()) else {
+                return Err(DataError::Internal("no open part file".into()));
+            };
+            writer.write(&chunk, path)?;
             self.rows += len as u64;
             if let Some(max) = self.opts.max_file_bytes
                 && writer.size() >= max

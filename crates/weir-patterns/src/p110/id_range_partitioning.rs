@@ -24,7 +24,7 @@
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlan, RangePlanBuilder};
-use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, WriteOptions, open_source};
+use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use crate::common::{Loaded, blocking, record_commits, retire_others, window_params};
@@ -162,7 +162,7 @@ async fn write_range(ctx: TaskContext) -> Result<Value, TaskError> {
         let partition = range_key(index, count);
         let mut reader = open_source(&p.source, &ReadOptions::default())?;
         let dataset = Dataset::open(&output)?;
-        let mut writer = dataset.writer(&partition, reader.schema(), WriteOptions::default())?;
+        let mut writer = dataset.writer(&partition, reader.schema(), p.write.clone())?;
         for batch in reader.by_ref() {
             let rows = plan.filter(&batch?, &key, index)?;
             writer.write(&rows)?;

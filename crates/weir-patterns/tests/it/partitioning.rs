@@ -307,6 +307,7 @@ async fn id_ranges_planned_from_a_small_sample_have_exact_counts() {
                 ("output", s(&output)),
                 ("partitions", "6".to_owned()),
                 ("sample", "500".to_owned()),
+                ("format", "jsonl".to_owned()),
             ]),
         )
         .await;
@@ -345,7 +346,12 @@ async fn id_ranges_planned_from_a_small_sample_have_exact_counts() {
     assert_eq!(counts.iter().sum::<u64>(), orders.len() as u64);
     let mut all_ids = Vec::new();
     for (i, r) in plan.ranges().iter().enumerate() {
-        let batches = read_partition(&output, &format!("range={i:02}"));
+        let name = format!("range={i:02}");
+        assert!(
+            output.join(&name).join("part-00000.jsonl").exists(),
+            "{name}"
+        );
+        let batches = read_partition(&output, &name);
         let keys = i64_column(&batches, "customer_id");
         assert_eq!(keys.len() as u64, r.rows, "range {i}");
         assert!(keys.iter().all(|k| r.contains(*k)), "range {i}");
