@@ -21,9 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use weir_core::RunState;
-use weir_runtime::{
-    DagDef, Executor, ExecutorOptions, Registry, Task, TaskError, TokioClock, TriggerRequest,
-};
+use weir_runtime::{DagDef, Executor, ExecutorOptions, Registry, Task, TokioClock, TriggerRequest};
 
 #[derive(Parser)]
 #[command(name = "weir-bench")]
@@ -85,12 +83,8 @@ fn fanout_dag(n: usize) -> Result<DagDef> {
                 .run(|_| async { Ok(Value::Null) }),
         )
         .task(Task::new("reduce").after(["noop"]).run(|ctx| async move {
-            let outputs = ctx.input("noop").await?;
-            let n = outputs
-                .as_array()
-                .map(Vec::len)
-                .ok_or_else(|| TaskError::fatal("no outputs"))?;
-            Ok(json!({ "received": n }))
+            let outputs: Vec<Value> = ctx.input("noop").await?;
+            Ok(json!({ "received": outputs.len() }))
         }))
         .build()?)
 }

@@ -17,6 +17,10 @@ pub struct Cli {
     /// Log filter, e.g. `info` or `weir_runtime=debug` [default: warn]
     #[arg(long, global = true, env = "WEIR_LOG", default_value = "warn")]
     pub log: String,
+    /// How long a run (and a task try) stays this process's without a heartbeat, e.g. `30s`.
+    /// A killed process's runs are taken over by the next `weir` that runs them after this long.
+    #[arg(long, global = true, env = "WEIR_LEASE", default_value = "30s")]
+    pub lease: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -202,6 +206,28 @@ pub enum DataCmd {
     /// List a dataset's committed partitions with rows, bytes and files.
     Ls {
         dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the manifests of a dataset's partitions: rows read, written and rejected, bytes,
+    /// checksum, and the run, task and try that committed each.
+    Manifests {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the source rows that could not be read: file, line, reason, original text, and the
+    /// run, task and try that set each aside.
+    Rejects {
+        /// Only rows of this source file.
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// Only rows rejected by this DAG's runs.
+        #[arg(long)]
+        dag: Option<String>,
+        /// Only rows rejected by this run.
+        #[arg(long)]
+        run: Option<String>,
         #[arg(long)]
         json: bool,
     },

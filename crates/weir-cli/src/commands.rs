@@ -25,6 +25,16 @@ use weir_store::{RunFilter, RunRecord, Store};
 
 use crate::args::*;
 
+/// `println!` that reports a closed stdout (`weir runs list | head -1`) as [`ClosedPipe`]
+/// instead of panicking: the command then ends quietly, with success.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, $($arg)*).map_err(crate::pipe_error)?;
+    }};
+}
+
 pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
     let home = cli.home.clone();
     match cli.command {
@@ -37,11 +47,13 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             json,
         }) => {
             let def = find_dag(&registry, &dag)?;
-            let at = logical_date
-                .map(|d| parse_instant(&d, &dag_zone(&def), "--logical-date"))
-                .transpose()?;
             let conf = parse_conf(&conf)?;
-            let ex = executor(&home, registry).await?;
+            // Dates on the command line are wall-clock time in the zone the run is cut in.
+            let tz = def.run_zone(&def.resolve_params(&conf)?);
+            let at = logical_date
+                .map(|d| parse_instant(&d, &tz, "--logical-date"))
+                .transpose()?;
+            let ex = executor(&home, &cli.lease, registry).await?;
             let run = weir_runtime::trigger_run(
                 &ex,
                 TriggerRequest {
@@ -51,8 +63,26 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
                 },
             )
             .await?;
-            let outcome = ex.run(&run.dag_id, &run.run_id).await?;
-            print_outcome(ex.store().as_ref(), &def, &outcome, json).await?;
+            let outcome = ex.take_over(&run.dag_id, &run.run_id).await?;
+            print_outcome(ex.store().as_ref(), &def, &outcome, &tz, json).await?;
+            if outcome.state == RunState::Failed {
+                let tis = ex.store().task_instances(&run.dag_id, &run.run_id).await?;
+                if let Some(ti) = tis.iter().find(|ti| ti.state == TaskState::Failed) {
+                    eprintln!(
+                        "error: run {} failed: task {}{} failed on try {} of {}: {}",
+                        run.run_id,
+                        ti.key.task_id,
+                        ti.key
+                            .map_index
+                            .position()
+                            .map(|i| format!("[{i}]"))
+                            .unwrap_or_default(),
+                        ti.try_number,
+                        ti.max_tries,
+                        ti.error.as_deref().unwrap_or("no error recorded")
+                    );
+                }
+            }
             Ok(exit_for(outcome.state))
         }
         Command::Dags(DagsCmd::Backfill {
@@ -66,7 +96,8 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             json,
         }) => {
             let def = find_dag(&registry, &dag)?;
-            let tz = dag_zone(&def);
+            let conf = parse_conf(&conf)?;
+            let tz = def.run_zone(&def.resolve_params(&conf)?);
             let opts = BackfillOptions {
                 from: parse_instant(&from, &tz, "--from")?,
                 to: parse_instant(&to, &tz, "--to")?,
@@ -76,10 +107,10 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
                     ReprocessArg::Completed => Reprocess::Completed,
                 },
                 max_active_runs,
-                conf: parse_conf(&conf)?,
+                conf,
             };
-            let ex = Arc::new(executor(&home, registry).await?);
-            backfill(ex, &def, &opts, dry_run, json).await
+            let ex = Arc::new(executor(&home, &cli.lease, registry).await?);
+            backfill(ex, &def, &opts, &tz, dry_run, json).await
         }
         Command::Runs(RunsCmd::List {
             dag,
@@ -105,14 +136,14 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
                 ..Default::default()
             };
             let runs = store.list_runs(&filter).await?;
-            print_runs(&runs, json);
+            print_runs(&runs, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tasks(TasksCmd::List { run, dag, json }) => {
             tasks_list(&home, &run, dag.as_deref(), json).await
         }
         Command::Scheduler(args) => {
-            let ex = Arc::new(executor(&home, registry).await?);
+            let ex = Arc::new(executor(&home, &cli.lease, registry).await?);
             let scheduler = Scheduler::new(ex);
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -128,8 +159,11 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
                             failed += 1;
                         }
                         eprintln!(
-                            "{} {} {}",
-                            outcome.run.dag_id, outcome.run.run_id, outcome.state
+                            "{} {} {}{}",
+                            outcome.run.dag_id,
+                            outcome.run.run_id,
+                            outcome.state,
+                            if outcome.resumed { " (resumed)" } else { "" }
                         );
                     },
                 )
@@ -160,12 +194,12 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             };
             let summary = generate(&spec, &out).await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     json!({"path": out, "rows": summary.rows, "malformed": summary.malformed, "late": summary.late, "bytes": summary.bytes})
                 );
             } else {
-                println!(
+                out!(
                     "wrote {} rows ({} malformed, {} late) to {} ({} bytes)",
                     summary.rows,
                     summary.malformed,
@@ -177,6 +211,70 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Data(DataCmd::Ls { dir, json }) => data_ls(&dir, json).await,
+        Command::Data(DataCmd::Manifests { dir, json }) => {
+            let store = open_store(&home).await?;
+            let name = weir_patterns::common::dataset_name(&dir);
+            let manifests = store.manifests(&name).await?;
+            if manifests.is_empty() && !json {
+                bail!(
+                    "no manifests recorded for {} in this home; `weir data ls` lists partitions, and manifests are kept in the home (--home) of the run that wrote them",
+                    dir.display()
+                );
+            }
+            for m in &manifests {
+                if json {
+                    out!("{}", serde_json::to_string(m)?);
+                } else {
+                    out!(
+                        "{:<32} in {:>10} out {:>10} rejected {:>6} {:>12} bytes {:>3} files  {} {} try {}",
+                        m.partition,
+                        m.rows_in,
+                        m.rows_out,
+                        m.rows_rejected,
+                        m.bytes,
+                        m.files,
+                        m.run_id,
+                        m.task_id,
+                        m.try_number
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Data(DataCmd::Rejects {
+            source,
+            dag,
+            run,
+            json,
+        }) => {
+            let store = open_store(&home).await?;
+            let filter = weir_store::RejectFilter {
+                source: source.map(|s| weir_patterns::common::dataset_name(&s)),
+                dag_id: dag,
+                run_id: run,
+            };
+            let rejects = store.rejects(&filter).await?;
+            for r in &rejects {
+                if json {
+                    out!("{}", serde_json::to_string(r)?);
+                } else {
+                    out!(
+                        "{}:{}: {}  [{} {} try {}]",
+                        r.source,
+                        r.line,
+                        r.reason,
+                        r.run_id,
+                        r.task_id,
+                        r.try_number
+                    );
+                    out!("    {}", r.raw);
+                }
+            }
+            if !json {
+                out!("{} rejected rows", rejects.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Data(DataCmd::Query {
             sql,
             tables,
@@ -187,9 +285,9 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             let store = open_store(&home).await?;
             for pool in store.pools().await? {
                 if json {
-                    println!("{}", serde_json::to_string(&pool)?);
+                    out!("{}", serde_json::to_string(&pool)?);
                 } else {
-                    println!("{:<24} {:>6}  {}", pool.name, pool.slots, pool.description);
+                    out!("{:<24} {:>6}  {}", pool.name, pool.slots, pool.description);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -201,7 +299,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
         }) => {
             let store = open_store(&home).await?;
             store.set_pool(&name, slots, &description).await?;
-            println!("pool {name} has {slots} slots");
+            out!("pool {name} has {slots} slots");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -237,7 +335,13 @@ async fn open_store(home: &Path) -> Result<Arc<dyn Store>> {
         .with_context(|| format!("cannot open the metadata store at {url}"))
 }
 
-async fn executor(home: &Path, registry: Registry) -> Result<Executor> {
+async fn executor(home: &Path, lease: &str, registry: Registry) -> Result<Executor> {
+    let lease = parse_duration(lease).map_err(|e| anyhow!("--lease / WEIR_LEASE: {e}"))?;
+    if lease < jiff::SignedDuration::from_millis(300) {
+        bail!(
+            "--lease {lease:#} is too short; give at least 300ms (heartbeats come every third of it)"
+        );
+    }
     let store = open_store(home).await?;
     let parallelism = match std::env::var("WEIR_PARALLELISM") {
         Ok(v) => v
@@ -247,6 +351,7 @@ async fn executor(home: &Path, registry: Registry) -> Result<Executor> {
     };
     let opts = ExecutorOptions {
         parallelism,
+        lease,
         home: home.to_path_buf(),
         ..Default::default()
     };
@@ -262,14 +367,6 @@ fn find_dag(registry: &Registry, id: &str) -> Result<Arc<DagDef>> {
     registry.get(id).cloned().ok_or_else(|| {
         anyhow!("no DAG named `{id}`; `weir dags list` shows the DAGs this binary knows")
     })
-}
-
-fn dag_zone(def: &DagDef) -> TimeZone {
-    def.dag
-        .schedule
-        .as_ref()
-        .map(|tt| tt.time_zone())
-        .unwrap_or(TimeZone::UTC)
 }
 
 fn parse_instant(text: &str, tz: &TimeZone, flag: &str) -> Result<Timestamp> {
@@ -314,12 +411,12 @@ fn dags_list(registry: &Registry, json: bool) -> Result<ExitCode> {
             .map(|s| s.summary())
             .unwrap_or_else(|| "none".to_owned());
         if json {
-            println!(
+            out!(
                 "{}",
                 json!({"dag_id": def.id().as_str(), "schedule": schedule, "tasks": def.dag.tasks().len(), "description": def.dag.description, "tags": def.dag.tags})
             );
         } else {
-            println!("{:<48} {:<32} {}", def.id(), schedule, def.dag.description);
+            out!("{:<48} {:<32} {}", def.id(), schedule, def.dag.description);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -350,31 +447,47 @@ fn dags_show(registry: &Registry, id: &str, json: bool) -> Result<ExitCode> {
         })
         .collect();
     if json {
-        println!(
+        out!(
             "{}",
             json!({
                 "dag_id": dag.id.as_str(), "description": dag.description, "schedule": schedule,
                 "start_date": dag.start_date.map(|t| t.to_string()), "catchup": dag.catchup,
                 "max_active_runs": dag.max_active_runs, "max_active_tasks": dag.max_active_tasks,
-                "params": dag.params, "tasks": tasks,
+                "params": dag.params.iter().map(|p| json!({
+                    "name": p.name, "accepts": p.accepts(), "kind": p.kind, "default": p.default, "doc": p.doc,
+                })).collect::<Vec<_>>(),
+                "tasks": tasks,
             })
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}  ({schedule})", dag.id);
+    out!("{}  ({schedule})", dag.id);
     if !dag.description.is_empty() {
-        println!("  {}", dag.description);
+        out!("  {}", dag.description);
     }
-    println!(
+    out!(
         "  max_active_runs {}  max_active_tasks {}  catchup {}",
-        dag.max_active_runs, dag.max_active_tasks, dag.catchup
+        dag.max_active_runs,
+        dag.max_active_tasks,
+        dag.catchup
     );
-    for (name, value) in &dag.params {
-        println!("  param {name} = {value}");
+    for p in dag.params.iter() {
+        let default = match &p.default {
+            None => String::new(),
+            Some(Value::String(s)) => format!(" = {s}"),
+            Some(v) => format!(" = {v}"),
+        };
+        out!(
+            "  --conf {:<16} {}{default}\n  {:<23} {}",
+            p.name,
+            p.accepts(),
+            "",
+            p.doc
+        );
     }
     for t in dag.tasks() {
         let ups: Vec<&str> = t.upstream.iter().map(|u| u.as_str()).collect();
-        println!(
+        out!(
             "  task {:<28} after [{}] {}{}",
             t.id,
             ups.join(", "),
@@ -412,10 +525,11 @@ async fn print_outcome(
     store: &dyn Store,
     def: &DagDef,
     outcome: &RunOutcome,
+    tz: &TimeZone,
     json: bool,
 ) -> Result<()> {
     let run = &outcome.run;
-    let tz = dag_zone(def);
+    let tz = tz.clone();
     let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
     let outputs = leaf_outputs(store, def, run).await?;
     if json {
@@ -423,23 +537,29 @@ async fn print_outcome(
         for ti in &tis {
             *states.entry(ti.state.as_str()).or_default() += 1;
         }
-        println!(
+        out!(
             "{}",
             json!({
                 "dag_id": run.dag_id.as_str(), "run_id": run.run_id.as_str(), "state": outcome.state.as_str(),
+                "resumed": outcome.resumed,
                 "data_interval_start": fmt_ts(run.interval_start, &tz), "data_interval_end": fmt_ts(run.interval_end, &tz),
                 "task_states": states, "outputs": outputs,
             })
         );
         return Ok(());
     }
-    println!(
-        "{} {} {}  [{} .. {})",
+    out!(
+        "{} {} {}  [{} .. {}){}",
         run.dag_id,
         run.run_id,
         outcome.state,
         fmt_ts(run.interval_start, &tz),
-        fmt_ts(run.interval_end, &tz)
+        fmt_ts(run.interval_end, &tz),
+        if outcome.resumed {
+            "  (resumed: its previous process stopped)"
+        } else {
+            ""
+        }
     );
     let mut per_task: BTreeMap<&str, BTreeMap<TaskState, usize>> = BTreeMap::new();
     for ti in &tis {
@@ -454,10 +574,10 @@ async fn print_outcome(
             continue;
         };
         let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        println!("  {:<32} {}", task.id, parts.join(", "));
+        out!("  {:<32} {}", task.id, parts.join(", "));
     }
     for ti in tis.iter().filter(|ti| ti.state == TaskState::Failed) {
-        println!(
+        out!(
             "  ! {}[{}] failed on try {}: {}",
             ti.key.task_id,
             ti.key.map_index,
@@ -466,7 +586,7 @@ async fn print_outcome(
         );
     }
     for (task, value) in outputs {
-        println!("  => {task}: {value}");
+        out!("  => {task}: {value}");
     }
     Ok(())
 }
@@ -475,15 +595,16 @@ async fn backfill(
     ex: Arc<Executor>,
     def: &DagDef,
     opts: &BackfillOptions,
+    tz: &TimeZone,
     dry_run: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    let tz = dag_zone(def);
+    let tz = tz.clone();
     let plan = weir_runtime::plan_backfill(&ex, def.id(), opts).await?;
     if dry_run {
         for e in &plan.entries {
             if json {
-                println!(
+                out!(
                     "{}",
                     json!({
                         "logical_date": fmt_ts(e.logical_date, &tz), "data_interval_start": fmt_ts(e.interval_start, &tz),
@@ -495,9 +616,10 @@ async fn backfill(
                 let action = match e.action {
                     PlanAction::Create => "create",
                     PlanAction::Rerun => "rerun",
+                    PlanAction::Resume => "resume",
                     PlanAction::Skip => "skip",
                 };
-                println!(
+                out!(
                     "{:<7} [{} .. {}){}",
                     action,
                     fmt_ts(e.interval_start, &tz),
@@ -509,7 +631,7 @@ async fn backfill(
             }
         }
         if !json {
-            println!("dry run: {} intervals, nothing changed", plan.entries.len());
+            out!("dry run: {} intervals, nothing changed", plan.entries.len());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -548,7 +670,7 @@ async fn backfill(
     for (run, state) in &runs {
         let outputs = leaf_outputs(store.as_ref(), def, run).await?;
         if json {
-            println!(
+            out!(
                 "{}",
                 json!({
                     "run_id": run.run_id.as_str(), "state": state.as_str(),
@@ -558,7 +680,7 @@ async fn backfill(
             );
         } else {
             let landed: Vec<String> = outputs.iter().map(|(t, v)| format!("{t}: {v}")).collect();
-            println!(
+            out!(
                 "{:<8} [{} .. {})  {}",
                 state.as_str(),
                 fmt_ts(run.interval_start, &tz),
@@ -571,13 +693,32 @@ async fn backfill(
         report.count(RunState::Success),
         report.count(RunState::Failed),
     );
-    if !json {
-        println!(
-            "backfill of {}: {} runs succeeded, {} failed, {} skipped (already run) in {:.1}s",
+    for run_id in &report.held {
+        eprintln!(
+            "run {run_id} is being run by another live process; left to it (run this backfill again once it has finished)"
+        );
+    }
+    if json {
+        out!(
+            "{}",
+            json!({
+                "summary": true, "succeeded": ok, "failed": failed, "resumed": report.resumed,
+                "skipped": report.skipped, "held_by_another_process": report.held.len(),
+            })
+        );
+    } else {
+        out!(
+            "backfill of {}: {} runs succeeded, {} failed, {} resumed, {} skipped (already run){} in {:.1}s",
             def.id(),
             ok,
             failed,
+            report.resumed,
             report.skipped,
+            if report.held.is_empty() {
+                String::new()
+            } else {
+                format!(", {} left to another live process", report.held.len())
+            },
             started.elapsed().as_secs_f64()
         );
     }
@@ -588,17 +729,22 @@ async fn backfill(
     })
 }
 
-fn print_runs(runs: &[RunRecord], json: bool) {
+fn print_runs(runs: &[RunRecord], json: bool) -> Result<()> {
     for run in runs {
         if json {
-            println!("{}", serde_json::to_string(run).expect("runs serialize"));
+            out!("{}", serde_json::to_string(run).expect("runs serialize"));
         } else {
-            println!(
+            out!(
                 "{:<44} {:<40} {:<8} {} .. {}",
-                run.dag_id, run.run_id, run.state, run.interval_start, run.interval_end
+                run.dag_id,
+                run.run_id,
+                run.state,
+                run.interval_start,
+                run.interval_end
             );
         }
     }
+    Ok(())
 }
 
 async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {
@@ -625,13 +771,13 @@ async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Re
     let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
     for ti in &tis {
         if json {
-            println!("{}", serde_json::to_string(ti)?);
+            out!("{}", serde_json::to_string(ti)?);
         } else {
             let took = match (ti.started_at, ti.ended_at) {
                 (Some(s), Some(e)) => format!("{:.3}s", e.duration_since(s).as_secs_f64()),
                 _ => String::new(),
             };
-            println!(
+            out!(
                 "{:<32} {:>6} {:<16} try {:<2} {:>10}  {}",
                 ti.key.task_id,
                 ti.key.map_index,
@@ -689,12 +835,12 @@ fn schedule_preview(args: &PreviewArgs) -> Result<ExitCode> {
                 .duration_since(info.data_interval.start)
                 .as_secs_f64()
                 / 3600.0;
-            println!(
+            out!(
                 "{}",
                 json!({"logical_date": s, "data_interval_start": s, "data_interval_end": e, "run_after": r, "interval_hours": hours})
             );
         } else {
-            println!("{s}  ->  {e}   run after {r}");
+            out!("{s}  ->  {e}   run after {r}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -717,19 +863,23 @@ async fn data_ls(dir: &Path, json: bool) -> Result<ExitCode> {
         bytes += p.bytes;
         files += u64::from(p.files);
         if json {
-            println!(
+            out!(
                 "{}",
                 json!({"partition": p.partition, "rows": p.rows, "bytes": p.bytes, "files": p.files, "format": p.format.extension()})
             );
         } else {
-            println!(
+            out!(
                 "{:<40} {:>12} rows {:>12} bytes {:>4} {} files",
-                p.partition, p.rows, p.bytes, p.files, p.format
+                p.partition,
+                p.rows,
+                p.bytes,
+                p.files,
+                p.format
             );
         }
     }
     if !json {
-        println!(
+        out!(
             "{} partitions, {rows} rows, {bytes} bytes in {files} files",
             partitions.len()
         );
@@ -760,7 +910,7 @@ async fn data_query(sql: &str, tables: &[String], explain: bool, json: bool) -> 
         }
         writer.finish()?;
     } else {
-        println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+        out!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     }
     if let Some(report) = report {
         let out = if json {

@@ -13,9 +13,44 @@ use weir_runtime::Registry;
 
 pub use args::Cli;
 
+/// stdout was closed by its reader (`weir runs list --json | head -1`): not a failure.
+#[derive(Debug)]
+pub(crate) struct ClosedPipe;
+
+impl std::fmt::Display for ClosedPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for ClosedPipe {}
+
+/// A failed write to stdout: [`ClosedPipe`] when the reader went away, else the error itself.
+pub(crate) fn pipe_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(ClosedPipe)
+    } else {
+        anyhow::Error::new(e).context("cannot write to stdout")
+    }
+}
+
 /// Runs the `weir` CLI over the DAGs in `registry`. Exit code 0 only on success; errors are
 /// printed on stderr as one sentence.
 pub fn run(registry: Registry) -> ExitCode {
+    // A bug must still read as one sentence, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error (a bug in weir){place}: {message}; please report it");
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -31,6 +66,7 @@ pub fn run(registry: Registry) -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -45,6 +81,7 @@ pub fn run(registry: Registry) -> ExitCode {
     };
     match runtime.block_on(commands::dispatch(cli, registry)) {
         Ok(code) => code,
+        Err(e) if e.is::<ClosedPipe>() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

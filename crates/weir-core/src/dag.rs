@@ -3,13 +3,14 @@
 //! This is the pure description. What a task *does* is attached by weir-runtime; the model here is
 //! what the scheduler reasons about and what the store records.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::error::{CoreError, DagProblem};
 use crate::ids::{DagId, TaskId};
+use crate::params::ParamSpecs;
 use crate::retry::RetryPolicy;
 use crate::timetable::Timetable;
 use crate::trigger::TriggerRule;
@@ -84,8 +85,8 @@ pub struct Dag {
     pub max_map_length: usize,
     /// Extra time after an interval's end before its run is due, for late data.
     pub grace: SignedDuration,
-    /// Default params, overridable by a run's conf.
-    pub params: BTreeMap<String, serde_json::Value>,
+    /// The params a run's conf may set, with their types, defaults and docs.
+    pub params: ParamSpecs,
     tasks: Vec<TaskSpec>,
     index: HashMap<TaskId, usize>,
     downstream: Vec<Vec<usize>>,
@@ -105,7 +106,7 @@ impl Dag {
             max_active_tasks: 16,
             max_map_length: 1_000_000,
             grace: SignedDuration::ZERO,
-            params: BTreeMap::new(),
+            params: ParamSpecs::new(),
             tasks: Vec::new(),
         }
     }
@@ -144,7 +145,7 @@ pub struct DagBuilder {
     pub max_active_tasks: u32,
     pub max_map_length: usize,
     pub grace: SignedDuration,
-    pub params: BTreeMap<String, serde_json::Value>,
+    pub params: ParamSpecs,
     pub tasks: Vec<TaskSpec>,
 }
 

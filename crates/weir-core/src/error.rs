@@ -84,3 +84,31 @@ pub enum CoreError {
     #[error(transparent)]
     Schedule(#[from] crate::timetable::ScheduleError),
 }
+
+/// Whether trying again can fix a failure. Errors of the other crates say so of themselves, so a
+/// task's `?` turns a store hiccup or an interrupted read into a retry, and a missing column or a
+/// bad param into an immediate failure: a data or user mistake does not get better on retry.
+pub trait Transient: std::fmt::Display {
+    /// `true` for failures of the environment (I/O interrupted, a busy database, a timeout);
+    /// `false` for mistakes in the input, the config or the code.
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for std::io::Error {
+    fn is_transient(&self) -> bool {
+        use std::io::ErrorKind::*;
+        !matches!(
+            self.kind(),
+            NotFound
+                | PermissionDenied
+                | AlreadyExists
+                | InvalidInput
+                | InvalidData
+                | IsADirectory
+                | NotADirectory
+                | Unsupported
+                | DirectoryNotEmpty
+                | ReadOnlyFilesystem
+        )
+    }
+}

@@ -20,6 +20,10 @@ pub enum DataError {
         source: std::io::Error,
     },
 
+    /// A source path that is a folder.
+    #[error("source {path} is a folder, not a file; pass one CSV, JSON-lines or Parquet file")]
+    NotAFile { path: PathBuf },
+
     /// The file extension does not name a format this crate reads.
     #[error(
         "cannot read {path}: unknown file format; use a file ending in .csv, .parquet, .jsonl, .ndjson or .json (JSON lines)"
@@ -119,6 +123,39 @@ pub enum DataError {
     /// A bug in weir-data.
     #[error("internal error in weir-data (this is a bug, please report it): {0}")]
     Internal(String),
+}
+
+impl weir_core::Transient for DataError {
+    /// Only failures of the environment retry: an I/O error of a transient kind (interrupted,
+    /// out of space, a network filesystem hiccup) or an injected test failure. A missing
+    /// column, a bad option, a malformed or missing file will fail the same way again.
+    fn is_transient(&self) -> bool {
+        match self {
+            DataError::Io { source, .. } => source.is_transient(),
+            DataError::Parquet {
+                source: parquet::errors::ParquetError::External(e),
+                ..
+            } => e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.is_transient()),
+            DataError::InjectedFailure { .. } => true,
+            DataError::NotAFile { .. }
+            | DataError::UnsupportedFormat { .. }
+            | DataError::Csv { .. }
+            | DataError::Json { .. }
+            | DataError::Parquet { .. }
+            | DataError::Arrow { .. }
+            | DataError::MissingColumn { .. }
+            | DataError::ColumnType { .. }
+            | DataError::NullValue { .. }
+            | DataError::InvalidPartitionKey { .. }
+            | DataError::InvalidOptions { .. }
+            | DataError::SchemaMismatch { .. }
+            | DataError::PartitionNotFound { .. }
+            | DataError::Corrupt { .. }
+            | DataError::Internal(_) => false,
+        }
+    }
 }
 
 impl DataError {

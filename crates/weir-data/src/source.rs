@@ -111,6 +111,11 @@ pub fn open_source(path: &Path, opts: &ReadOptions) -> Result<SourceReader, Data
             reason: "batch_size must be at least 1".into(),
         });
     }
+    if path.is_dir() {
+        return Err(DataError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

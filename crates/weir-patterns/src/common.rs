@@ -1,5 +1,5 @@
-//! Pieces the patterns share: their `--conf` params, the default sample data, and loading the
-//! rows of a time window into committed Parquet partitions.
+//! Pieces the patterns share: their declared `--conf` params, the default sample data, and
+//! loading the rows of a time window into committed partitions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,14 +8,15 @@ use std::sync::Mutex;
 use arrow::record_batch::RecordBatch;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use weir_core::timetable::parse_zone;
+use weir_core::ParamSpec;
 use weir_data::{
     CommitReport, DataError, Dataset, PartitionKey, ReadOptions, SampleSpec, WriteOptions,
     open_source,
 };
-use weir_runtime::{TaskContext, TaskError};
-use weir_store::PartitionManifest;
+use weir_runtime::{TaskContext, TaskError, ZONE_PARAM};
+use weir_store::{PartitionManifest, RejectRecord};
 
 /// What a window-loading pattern reads and where it writes, from the run's params.
 #[derive(Debug, Clone)]
@@ -25,7 +26,7 @@ pub struct WindowParams {
     pub source: PathBuf,
     /// `--conf time_column=NAME`: timestamps with an offset or `Z` (default `event_time`).
     pub time_column: String,
-    /// `--conf tz=ZONE`: the zone windows are cut in (default: the DAG's schedule zone).
+    /// The zone the run is cut in: `--conf tz=ZONE`, else the DAG's schedule zone.
     pub tz: TimeZone,
     /// `--conf output=DIR`: the dataset root partitions are written under.
     pub output: PathBuf,
@@ -34,36 +35,63 @@ pub struct WindowParams {
     pub write: WriteOptions,
 }
 
+/// The params every pattern that reads a source and writes partitions declares: declared once
+/// here, with their types, defaults and docs, and checked when a run is created.
+pub fn window_param_specs() -> Vec<ParamSpec> {
+    vec![
+        ParamSpec::path(
+            "source",
+            "CSV, JSON-lines or Parquet file to read (default: the generated sample orders)",
+        ),
+        ParamSpec::text(
+            "time_column",
+            "column of event times (RFC 3339 with an offset or Z)",
+        )
+        .default("event_time"),
+        ParamSpec::zone(
+            ZONE_PARAM,
+            "zone the run's interval and partitions are cut in (default: the DAG's zone)",
+        ),
+        ParamSpec::path(
+            "output",
+            "dataset folder partitions are written under (default: HOME/data/DAG_ID)",
+        ),
+        ParamSpec::choice(
+            "format",
+            ["parquet", "csv", "jsonl"],
+            "file format of the partitions",
+        )
+        .default("parquet"),
+        ParamSpec::choice(
+            "compression",
+            ["zstd", "snappy", "lz4", "gzip", "none"],
+            "Parquet compression codec",
+        )
+        .default("zstd"),
+        ParamSpec::integer(
+            "row_group_size",
+            1,
+            100_000_000,
+            "rows per Parquet row group",
+        )
+        .default(WriteOptions::default().row_group_size as i64),
+    ]
+}
+
 /// The write options of `--conf format=…`, `compression=…` and `row_group_size=…`.
 pub fn write_options(ctx: &TaskContext) -> Result<WriteOptions, TaskError> {
-    let mut opts = WriteOptions::default();
-    if let Some(format) = ctx.param_str("format") {
-        opts.format = format
-            .parse()
-            .map_err(|e: DataError| TaskError::fatal(format!("--conf format: {e}")))?;
-    }
-    if let Some(codec) = ctx.param_str("compression") {
-        opts.compression = codec
-            .parse()
-            .map_err(|e: DataError| TaskError::fatal(format!("--conf compression: {e}")))?;
-    }
-    if let Some(rows) = ctx.param_str("row_group_size") {
-        opts.row_group_size = rows.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-            TaskError::fatal(format!(
-                "--conf row_group_size: {rows:?} is not a positive number of rows"
-            ))
-        })?;
-    }
-    Ok(opts)
+    Ok(WriteOptions {
+        format: ctx.param::<String>("format")?.parse()?,
+        compression: ctx.param::<String>("compression")?.parse()?,
+        row_group_size: ctx.param("row_group_size")?,
+        ..WriteOptions::default()
+    })
 }
 
 /// Reads the window params, generating the default sample data when no source is given.
-pub async fn window_params(
-    ctx: &TaskContext,
-    dag_tz: &TimeZone,
-) -> Result<WindowParams, TaskError> {
-    let source = match ctx.param_str("source") {
-        Some(path) => PathBuf::from(path),
+pub async fn window_params(ctx: &TaskContext) -> Result<WindowParams, TaskError> {
+    let source = match ctx.param_opt::<PathBuf>("source")? {
+        Some(path) => path,
         None => ensure_sample(ctx.home()).await?,
     };
     if !source.exists() {
@@ -72,26 +100,20 @@ pub async fn window_params(
             source.display()
         )));
     }
-    let tz = match ctx.param_str("tz") {
-        Some(name) => parse_zone(&name).map_err(|e| TaskError::fatal(format!("--conf tz: {e}")))?,
-        None => dag_tz.clone(),
-    };
     Ok(WindowParams {
         source,
-        time_column: ctx
-            .param_str("time_column")
-            .unwrap_or_else(|| "event_time".to_owned()),
-        tz,
-        output: output_dir(ctx, "output", ctx.dag_id.as_str()),
+        time_column: ctx.param("time_column")?,
+        tz: ctx.zone.clone(),
+        output: output_dir(ctx)?,
         write: write_options(ctx)?,
     })
 }
 
-/// `--conf NAME=DIR`, or `HOME/data/DEFAULT`.
-pub fn output_dir(ctx: &TaskContext, param: &str, default: &str) -> PathBuf {
-    ctx.param_str(param)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ctx.home().join("data").join(default))
+/// `--conf output=DIR`, or `HOME/data/DAG_ID`.
+pub fn output_dir(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
+    Ok(ctx
+        .param_opt::<PathBuf>("output")?
+        .unwrap_or_else(|| ctx.home().join("data").join(ctx.dag_id.as_str())))
 }
 
 static SAMPLE_LOCK: Mutex<()> = Mutex::new(());
@@ -131,25 +153,67 @@ pub async fn ensure_sample(home: &Path) -> Result<PathBuf, TaskError> {
     Ok(path)
 }
 
-/// What loading a window committed.
-#[derive(Debug, Clone)]
+/// One committed partition, as a task output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Landed {
+    pub partition: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: u32,
+}
+
+/// What loading a window committed: the output of every loading task, read back by its
+/// downstreams as this type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Loaded {
-    pub commits: Vec<CommitReport>,
     /// Rows of the source inside the window (all of them landed).
     pub rows: u64,
     /// Rows of the whole source that could not be read (malformed), set aside.
     pub source_rejects: u64,
+    pub partitions: Vec<Landed>,
+    /// The commits themselves (checksums, schemas), for the manifests; not part of the output.
+    #[serde(skip)]
+    pub commits: Vec<CommitReport>,
+    /// Source rows read to make the commits (kept, rejected or outside them); `rows` when the
+    /// input was not a source (a derived aggregate).
+    #[serde(skip)]
+    pub rows_read: Option<u64>,
+    /// The rejected rows themselves, to keep in the store.
+    #[serde(skip)]
+    pub rejects: Vec<weir_data::Reject>,
 }
 
 impl Loaded {
+    pub fn new(commits: Vec<CommitReport>, rows: u64, source_rejects: u64) -> Self {
+        Loaded {
+            rows,
+            source_rejects,
+            partitions: commits
+                .iter()
+                .map(|c| Landed {
+                    partition: c.partition.clone(),
+                    rows: c.rows,
+                    bytes: c.bytes,
+                    files: c.files,
+                })
+                .collect(),
+            commits,
+            rows_read: None,
+            rejects: Vec::new(),
+        }
+    }
+
+    /// What the reader of the source saw: rows read in all, and the rows it set aside.
+    pub fn read_from(mut self, reader: &mut weir_data::SourceReader) -> Self {
+        self.rejects = reader.take_rejects();
+        self.source_rejects = self.rejects.len() as u64;
+        self.rows_read = Some(reader.rows_emitted() + self.source_rejects);
+        self
+    }
+
     /// The task output: what landed, per partition.
     pub fn to_json(&self) -> Value {
-        let partitions: Vec<Value> = self
-            .commits
-            .iter()
-            .map(|c| json!({"partition": c.partition, "rows": c.rows, "bytes": c.bytes, "files": c.files}))
-            .collect();
-        json!({"rows": self.rows, "source_rejects": self.source_rejects, "partitions": partitions})
+        serde_json::to_value(self).expect("a Loaded serializes")
     }
 }
 
@@ -214,26 +278,20 @@ fn stream_into_partitions(
             writer.write(&part)?;
         }
     }
-    let source_rejects = reader.rejects().len() as u64;
     let mut commits = Vec::new();
     for (_, writer) in writers {
         commits.push(writer.commit()?);
     }
-    Ok(Loaded {
-        commits,
-        rows,
-        source_rejects,
-    })
+    Ok(Loaded::new(commits, rows, 0).read_from(&mut reader))
 }
 
-/// Runs blocking data work off the async threads; data errors fail the try (retryable, since
-/// most are IO).
+/// Runs blocking data work off the async threads. A data error fails the try as it classifies
+/// itself: I/O hiccups retry, a missing column or a bad file fails at once.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DataError> + Send + 'static,
 ) -> Result<T, TaskError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(TaskError::retryable(e.to_string())),
+        Ok(result) => Ok(result?),
         Err(e) => Err(TaskError::fatal(format!("data work stopped: {e}"))),
     }
 }
@@ -247,19 +305,21 @@ pub fn dataset_name(dir: &Path) -> String {
         .to_string()
 }
 
-/// Records a manifest per committed partition of `dataset`.
+/// Records a manifest per committed partition of `dataset` (rows read, written and rejected)
+/// and keeps every rejected source row in the store's rejects table.
 pub async fn record_commits(
     ctx: &TaskContext,
     dataset: &Path,
     loaded: &Loaded,
 ) -> Result<(), TaskError> {
+    let rejected = loaded.rejects.len() as u64;
     for c in &loaded.commits {
         ctx.record_manifest(PartitionManifest {
             dataset: dataset_name(dataset),
             partition: c.partition.clone(),
-            rows_in: c.rows,
+            rows_in: loaded.rows_read.unwrap_or(c.rows),
             rows_out: c.rows,
-            rows_rejected: 0,
+            rows_rejected: rejected,
             bytes: c.bytes,
             files: c.files,
             checksum: c.checksum.clone(),
@@ -273,28 +333,48 @@ pub async fn record_commits(
         })
         .await?;
     }
+    if !loaded.rejects.is_empty() {
+        let rejects = loaded
+            .rejects
+            .iter()
+            .map(|r| RejectRecord {
+                source: dataset_name(&r.file),
+                line: r.line,
+                raw: r.raw.clone(),
+                reason: r.reason.clone(),
+                dag_id: String::new(),
+                run_id: String::new(),
+                task_id: String::new(),
+                map_index: -1,
+                try_number: 0,
+                rejected_at: Timestamp::UNIX_EPOCH,
+            })
+            .collect();
+        ctx.record_rejects(rejects).await?;
+    }
     Ok(())
 }
 
-/// Checks that what landed reads back: each partition's row count from its Parquet footers
-/// equals the count the load wrote.
-pub async fn verify_partitions(output: PathBuf, loaded: Value) -> Result<Value, TaskError> {
-    let parts = loaded["partitions"].as_array().cloned().unwrap_or_default();
+/// Checks that what landed reads back: each partition's row count on disk equals the count the
+/// load wrote.
+pub async fn verify_partitions(output: PathBuf, loaded: &Loaded) -> Result<Value, TaskError> {
+    let parts = loaded.partitions.clone();
     blocking(move || {
         let dataset = Dataset::open(&output)?;
         let mut checked = Vec::new();
         for part in parts {
-            let path = part["partition"].as_str().unwrap_or_default();
-            let key = PartitionKey::parse(path)?;
+            let key = PartitionKey::parse(&part.partition)?;
             let on_disk = dataset.count_rows(&key)?;
-            let expected = part["rows"].as_u64().unwrap_or(u64::MAX);
-            if on_disk != expected {
+            if on_disk != part.rows {
                 return Err(DataError::InvalidOptions {
                     what: "partition verification",
-                    reason: format!("{path} holds {on_disk} rows but {expected} were written; re-run the interval"),
+                    reason: format!(
+                        "{} holds {on_disk} rows but {} were written; re-run the interval",
+                        part.partition, part.rows
+                    ),
                 });
             }
-            checked.push(json!({"partition": path, "rows": on_disk}));
+            checked.push(json!({"partition": part.partition, "rows": on_disk}));
         }
         Ok(json!({"verified": checked}))
     })
@@ -311,15 +391,16 @@ pub fn load_all(
     route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
 ) -> Result<Loaded, DataError> {
     let loaded = stream_into_partitions(p, time_column, &[], route)?;
-    retire_others(&p.output, &loaded.commits)?;
+    let keep: Vec<String> = loaded.commits.iter().map(|c| c.partition.clone()).collect();
+    retire_others(&p.output, &keep)?;
     Ok(loaded)
 }
 
 /// Moves every committed partition of the dataset at `root` that is not in `keep` out of the
 /// dataset (into `_trash`, then deletes it): readers see it disappear whole.
-pub fn retire_others(root: &Path, keep: &[CommitReport]) -> Result<Vec<String>, DataError> {
+pub fn retire_others(root: &Path, keep: &[String]) -> Result<Vec<String>, DataError> {
     let dataset = Dataset::open(root)?;
-    let keep: std::collections::HashSet<&str> = keep.iter().map(|c| c.partition.as_str()).collect();
+    let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
     let trash = root.join("_trash");
     let mut retired = Vec::new();
     for part in dataset.partitions()? {

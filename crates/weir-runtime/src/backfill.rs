@@ -41,6 +41,9 @@ pub struct BackfillOptions {
 pub enum PlanAction {
     Create,
     Rerun,
+    /// An unfinished run (queued, or left running by a process that was killed): taken over and
+    /// finished unless its owner is alive.
+    Resume,
     Skip,
 }
 
@@ -76,7 +79,13 @@ pub enum BackfillEvent {
 #[derive(Debug, Clone, Default)]
 pub struct BackfillReport {
     pub runs: Vec<(RunRecord, RunState)>,
+    /// Intervals whose run had already finished (and was not to be reprocessed).
     pub skipped: usize,
+    /// Runs an earlier process had left unfinished (queued, or running when it was killed) that
+    /// this backfill finished.
+    pub resumed: usize,
+    /// Unfinished runs whose owner is alive (it renewed its lease): left to it.
+    pub held: Vec<RunId>,
 }
 
 impl BackfillReport {
@@ -92,7 +101,8 @@ pub async fn plan_backfill(
     opts: &BackfillOptions,
 ) -> Result<BackfillPlan> {
     let def = ex.dag(dag_id.as_str())?;
-    let tt = def.dag.schedule.clone().ok_or_else(|| {
+    let zone = def.run_zone(&def.resolve_params(&opts.conf)?);
+    let tt = def.schedule_in(&zone).ok_or_else(|| {
         RuntimeError::Invalid(format!(
             "DAG `{dag_id}` has no schedule, so it has no intervals to backfill; trigger single runs with `weir dags run`"
         ))
@@ -132,7 +142,7 @@ pub async fn plan_backfill(
             (None, _) => PlanAction::Create,
             (Some(RunState::Failed), Reprocess::Failed | Reprocess::Completed) => PlanAction::Rerun,
             (Some(RunState::Success), Reprocess::Completed) => PlanAction::Rerun,
-            (Some(RunState::Queued | RunState::Running), _) => PlanAction::Skip,
+            (Some(RunState::Queued | RunState::Running), _) => PlanAction::Resume,
             (Some(RunState::Success | RunState::Failed), _) => PlanAction::Skip,
         };
         entries.push(PlanEntry {
@@ -166,6 +176,19 @@ pub async fn backfill(
     for entry in &plan.entries {
         match entry.action {
             PlanAction::Skip => report.skipped += 1,
+            PlanAction::Resume => {
+                let run = ex
+                    .store()
+                    .run_at(dag_id, entry.logical_date)
+                    .await?
+                    .ok_or_else(|| {
+                        RuntimeError::Internal(format!(
+                            "run at {} vanished during backfill",
+                            entry.logical_date
+                        ))
+                    })?;
+                to_run.push(run);
+            }
             PlanAction::Create => {
                 let (run, _) = ex
                     .store()
@@ -201,6 +224,13 @@ pub async fn backfill(
             }
         }
     }
+    let resuming: std::collections::HashSet<RunId> = plan
+        .entries
+        .iter()
+        .filter(|e| e.action == PlanAction::Resume)
+        .filter_map(|e| to_run.iter().find(|r| r.logical_date == e.logical_date))
+        .map(|r| r.run_id.clone())
+        .collect();
     on_event(&BackfillEvent::Started { runs: to_run.len() });
     let limit = opts
         .max_active_runs
@@ -208,11 +238,19 @@ pub async fn backfill(
         .max(1) as usize;
     let mut results = futures::stream::iter(to_run.into_iter().map(|run| {
         let ex = ex.clone();
-        async move { ex.run(&run.dag_id, &run.run_id).await }
+        async move { (ex.take_over(&run.dag_id, &run.run_id).await, run.run_id) }
     }))
     .buffered(limit);
-    while let Some(outcome) = results.next().await {
-        let outcome = outcome?;
+    while let Some((outcome, run_id)) = results.next().await {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(RuntimeError::RunHeld { .. }) => {
+                report.held.push(run_id);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        report.resumed += usize::from(resuming.contains(&run_id));
         on_event(&BackfillEvent::RunFinished {
             run_id: outcome.run.run_id.clone(),
             logical_date: outcome.run.logical_date,

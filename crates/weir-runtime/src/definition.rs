@@ -6,9 +6,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use weir_core::dag::TaskSpec;
-use weir_core::{CoreError, Dag, DagId, DagProblem, MapSource, TaskId, Timetable, TriggerRule};
+use weir_core::{
+    CoreError, Dag, DagId, DagProblem, MapSource, ParamKind, ParamSpec, ParamSpecs, TaskId,
+    Timetable, Transient, TriggerRule,
+};
 use weir_store::TiKey;
 
 use crate::context::TaskContext;
@@ -19,55 +23,71 @@ pub type TaskFuture = Pin<Box<dyn Future<Output = TaskResult> + Send + 'static>>
 type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 type CallbackFn = Arc<dyn Fn(&CallbackContext) + Send + Sync>;
 
-/// Why a try did not succeed. A failed task is data: it flows into the store like success does.
+/// Why a try did not succeed: with `Ok(output)`, the closed set of a try's outcomes (success,
+/// failed and retryable, failed for good, skipped). A failed task is data: it flows into the
+/// store like success does.
+///
+/// `?` classifies: any error that says whether it is [`Transient`] converts into
+/// [`TaskError::Retryable`] or [`TaskError::Fatal`] accordingly (a busy database or an
+/// interrupted read retries; a missing column or a source that is a folder fails at once).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskError {
-    pub message: String,
-    /// `false` fails the task at once, whatever retries are left (bad input will not get better).
-    pub retryable: bool,
-    /// The task decided it has nothing to do: it ends `skipped`, not failed.
-    pub skip: bool,
+pub enum TaskError {
+    /// A failure of the environment that another try may not meet; retried while tries are left.
+    Retryable(String),
+    /// A mistake in the input, the config or the code; the task fails now, whatever retries are
+    /// left, because trying again cannot fix it.
+    Fatal(String),
+    /// The task decided it has nothing to do: it ends `skipped` (Airflow's
+    /// `AirflowSkipException`).
+    Skip(String),
 }
 
 impl TaskError {
     /// A failure that retries may fix (a flaky source, a timeout).
     pub fn retryable(message: impl Into<String>) -> Self {
-        TaskError {
-            message: message.into(),
-            retryable: true,
-            skip: false,
-        }
+        TaskError::Retryable(message.into())
     }
 
     /// A failure that retrying cannot fix; the task fails now.
     pub fn fatal(message: impl Into<String>) -> Self {
-        TaskError {
-            message: message.into(),
-            retryable: false,
-            skip: false,
+        TaskError::Fatal(message.into())
+    }
+
+    /// Ends the task as skipped.
+    pub fn skip(reason: impl Into<String>) -> Self {
+        TaskError::Skip(reason.into())
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            TaskError::Retryable(m) | TaskError::Fatal(m) | TaskError::Skip(m) => m,
         }
     }
 
-    /// Ends the task as skipped (Airflow's `AirflowSkipException`).
-    pub fn skip(reason: impl Into<String>) -> Self {
-        TaskError {
-            message: reason.into(),
-            retryable: false,
-            skip: true,
+    /// The same outcome with `context` (what the task was doing) put before the message.
+    pub fn context(self, context: impl fmt::Display) -> Self {
+        match self {
+            TaskError::Retryable(m) => TaskError::Retryable(format!("{context}: {m}")),
+            TaskError::Fatal(m) => TaskError::Fatal(format!("{context}: {m}")),
+            TaskError::Skip(m) => TaskError::Skip(format!("{context}: {m}")),
         }
     }
 }
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(self.message())
     }
 }
 
-/// Any error converts into a retryable task failure, so task code can use `?`.
-impl<E: std::error::Error> From<E> for TaskError {
+/// Errors that know whether a retry can help convert by that knowledge, so task code can use `?`.
+impl<E: Transient> From<E> for TaskError {
     fn from(e: E) -> Self {
-        TaskError::retryable(e.to_string())
+        if e.is_transient() {
+            TaskError::Retryable(e.to_string())
+        } else {
+            TaskError::Fatal(e.to_string())
+        }
     }
 }
 
@@ -259,7 +279,7 @@ impl DagDef {
             max_active_tasks: 16,
             max_map_length: 1_000_000,
             grace: SignedDuration::ZERO,
-            params: BTreeMap::new(),
+            params: ParamSpecs::new(),
             pools: BTreeMap::new(),
             tasks: Vec::new(),
         }
@@ -272,7 +292,56 @@ impl DagDef {
     pub(crate) fn task_at(&self, position: usize) -> &Task {
         &self.tasks[position]
     }
+
+    /// A run's params: the declared defaults overridden by its conf, each value checked and typed.
+    /// A value that does not fit its declaration, or a name the DAG does not declare, is an error
+    /// naming the param, the value and what is accepted.
+    pub fn resolve_params(
+        &self,
+        conf: &serde_json::Value,
+    ) -> Result<BTreeMap<String, serde_json::Value>, weir_core::ParamError> {
+        self.dag.params.resolve(self.dag.id.as_str(), conf)
+    }
+
+    /// The zone a run with these (resolved) params is cut in: its [`ZONE_PARAM`] when the DAG
+    /// declares one and the run sets it, else the schedule's zone (UTC without a schedule).
+    pub fn run_zone(&self, params: &BTreeMap<String, serde_json::Value>) -> TimeZone {
+        let declared = self
+            .dag
+            .params
+            .get(ZONE_PARAM)
+            .is_some_and(|p| p.kind == ParamKind::Zone);
+        params
+            .get(ZONE_PARAM)
+            .filter(|_| declared)
+            .and_then(|v| v.as_str())
+            .and_then(|name| TimeZone::get(name).ok())
+            .unwrap_or_else(|| self.schedule_zone())
+    }
+
+    /// The zone of the DAG's schedule (UTC without a schedule).
+    pub fn schedule_zone(&self) -> TimeZone {
+        self.dag
+            .schedule
+            .as_ref()
+            .map(|tt| tt.time_zone())
+            .unwrap_or(TimeZone::UTC)
+    }
+
+    /// The DAG's schedule on the wall clock of `zone`: the intervals of runs cut in that zone.
+    /// Schedules without a zone of their own (fixed deltas, events) are returned as they are.
+    pub fn schedule_in(&self, zone: &TimeZone) -> Option<Arc<dyn Timetable>> {
+        let tt = self.dag.schedule.as_ref()?;
+        if tt.time_zone() == *zone {
+            return Some(tt.clone());
+        }
+        Some(tt.in_zone(zone).unwrap_or_else(|| tt.clone()))
+    }
 }
+
+/// The param that, declared with [`ParamKind::Zone`], sets the zone a run is cut in: its data
+/// interval, the dates on the command line, and the windows its tasks read.
+pub const ZONE_PARAM: &str = "tz";
 
 /// Collects a DAG definition; [`DagDefBuilder::build`] validates it all at once.
 #[derive(Debug)]
@@ -288,7 +357,7 @@ pub struct DagDefBuilder {
     max_active_tasks: u32,
     max_map_length: usize,
     grace: SignedDuration,
-    params: BTreeMap<String, serde_json::Value>,
+    params: ParamSpecs,
     pools: BTreeMap<String, u32>,
     tasks: Vec<Task>,
 }
@@ -349,9 +418,18 @@ impl DagDefBuilder {
         self
     }
 
-    /// A default param; a run's `--conf name=value` overrides it.
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
-        self.params.insert(name.into(), value.into());
+    /// Declares a param a run's `--conf NAME=VALUE` may set: its type, bounds, default and doc.
+    /// A param named [`ZONE_PARAM`] of the zone kind sets the zone the run is cut in.
+    pub fn param(mut self, spec: ParamSpec) -> Self {
+        self.params.push(spec);
+        self
+    }
+
+    /// Declares several params at once (a shared set such as an operator's).
+    pub fn params(mut self, specs: impl IntoIterator<Item = ParamSpec>) -> Self {
+        for spec in specs {
+            self.params.push(spec);
+        }
         self
     }
 

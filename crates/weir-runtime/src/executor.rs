@@ -7,7 +7,7 @@
 //! microseconds; committing before acting keeps a killed process from losing or repeating work.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,12 +16,15 @@ use futures::FutureExt;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use weir_core::retry::TryKey;
 use weir_core::trigger::TriggerDecision;
 use weir_core::{
     DagId, DataInterval, MapIndex, MapSource, RunId, RunState, TaskState, UpstreamCounts,
 };
-use weir_store::{NewTaskInstance, RunRecord, Store, StoreError, TiChange, TiKey};
+use weir_store::{
+    ClaimRun, NewTaskInstance, RunClaim, RunFence, RunRecord, Store, StoreError, TiChange, TiKey,
+};
 
 use crate::clock::{Clock, until};
 use crate::context::{TaskContext, by_map_index};
@@ -38,6 +41,24 @@ pub struct ExecutorOptions {
     pub lease: SignedDuration,
     /// The weir home folder handed to tasks.
     pub home: PathBuf,
+    /// Who this process is in the store's run-owner leases (`host:pid:start`); the lease length
+    /// is [`ExecutorOptions::lease`] too.
+    pub owner: String,
+}
+
+/// A name for this process in owner leases: host, pid and start time, unique across restarts.
+pub fn process_owner_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        Timestamp::now().as_microsecond()
+    )
 }
 
 impl Default for ExecutorOptions {
@@ -46,6 +67,7 @@ impl Default for ExecutorOptions {
             parallelism: 64,
             lease: SignedDuration::from_secs(30),
             home: PathBuf::from(".weir"),
+            owner: process_owner_id(),
         }
     }
 }
@@ -55,6 +77,9 @@ impl Default for ExecutorOptions {
 pub struct RunOutcome {
     pub run: RunRecord,
     pub state: RunState,
+    /// The run had been left unfinished by another process (killed: its lease ran out) and this
+    /// one took it over.
+    pub resumed: bool,
 }
 
 /// Runs DAG runs; shares pools, per-DAG task limits and global parallelism across them.
@@ -218,23 +243,70 @@ impl Executor {
     }
 
     /// Runs a queued or running DAG run until every task instance is finished, and returns how
-    /// the run ended. A run left running by a killed process is resumed where it stopped.
+    /// the run ended. The run is first claimed in the store (its owner lease): a run another live
+    /// process drives is refused with [`RuntimeError::RunHeld`]; a run whose owner's lease ran
+    /// out (a killed process) is taken over and resumed where it stopped.
     pub async fn run(&self, dag_id: &DagId, run_id: &RunId) -> Result<RunOutcome> {
+        self.run_claimed(dag_id, run_id, false).await
+    }
+
+    /// [`Executor::run`], but a run held by another process is watched for one lease: if its
+    /// owner does not renew the lease in that time it is dead, and the run is taken over; if it
+    /// does, the run is refused with [`RuntimeError::RunHeld`]. What `weir dags run` and
+    /// `weir dags backfill` do with runs a killed process left.
+    pub async fn take_over(&self, dag_id: &DagId, run_id: &RunId) -> Result<RunOutcome> {
+        self.run_claimed(dag_id, run_id, true).await
+    }
+
+    async fn run_claimed(&self, dag_id: &DagId, run_id: &RunId, wait: bool) -> Result<RunOutcome> {
         let def = self.dag(dag_id.as_str())?;
-        let run =
-            self.store
-                .get_run(dag_id, run_id)
-                .await?
-                .ok_or_else(|| RuntimeError::UnknownRun {
-                    dag: dag_id.to_string(),
-                    run: run_id.to_string(),
-                })?;
-        if run.state.is_terminal() {
-            return Ok(RunOutcome {
-                state: run.state,
-                run,
-            });
-        }
+        let mut watched: Option<weir_store::RunOwner> = None;
+        let (fence, resumed) = loop {
+            let now = self.clock.now();
+            let claim = self
+                .store
+                .claim_run(ClaimRun {
+                    dag_id: dag_id.clone(),
+                    run_id: run_id.clone(),
+                    owner: self.opts.owner.clone(),
+                    now,
+                    lease_until: now.saturating_add(self.opts.lease).unwrap_or(now),
+                })
+                .await?;
+            match claim {
+                RunClaim::Claimed { fence, resumed } => break (fence, resumed),
+                RunClaim::Finished(_) => {
+                    let run = self.get_run(dag_id, run_id).await?;
+                    return Ok(RunOutcome {
+                        state: run.state,
+                        run,
+                        resumed: false,
+                    });
+                }
+                RunClaim::Held(owner) => {
+                    let renewed = watched
+                        .as_ref()
+                        .is_some_and(|w| w.id == owner.id && owner.lease_until > w.lease_until);
+                    if !wait || renewed || watched.as_ref().is_some_and(|w| w.id != owner.id) {
+                        return Err(RuntimeError::RunHeld {
+                            dag: dag_id.to_string(),
+                            run: run_id.to_string(),
+                            owner: owner.id,
+                            lease_until: owner.lease_until,
+                        });
+                    }
+                    tracing::info!(
+                        dag_id = %dag_id, run_id = %run_id, owner = %owner.id, lease_until = %owner.lease_until,
+                        "run is held by another process; waiting one lease to see whether it is alive"
+                    );
+                    // To the end of the lease: a live owner renews every third of a lease, so by
+                    // then it has moved the end; a dead one has not.
+                    tokio::time::sleep(until(self.clock.as_ref(), owner.lease_until)).await;
+                    watched = Some(owner);
+                }
+            }
+        };
+        let run = self.get_run(dag_id, run_id).await?;
         self.load_pools(&def).await?;
         if run.state == RunState::Queued {
             self.store
@@ -247,12 +319,35 @@ impl Executor {
                 )
                 .await?;
         }
-        let mut lp = RunLoop::load(self, def, run).await?;
-        let state = lp.drive().await?;
-        let run = self.store.get_run(dag_id, run_id).await?.ok_or_else(|| {
-            RuntimeError::Internal(format!("run {run_id} of {dag_id} vanished while it ran"))
-        })?;
-        Ok(RunOutcome { run, state })
+        if resumed {
+            tracing::info!(dag_id = %dag_id, run_id = %run_id, "took over a run whose owner's lease ran out");
+        }
+        let span = tracing::info_span!("run", dag_id = %dag_id, run_id = %run_id);
+        let state = async {
+            tracing::info!(resumed, "run started");
+            let mut lp = RunLoop::load(self, def, run, fence).await?;
+            let state = lp.drive().await?;
+            tracing::info!(state = %state, "run finished");
+            Ok::<_, RuntimeError>(state)
+        }
+        .instrument(span)
+        .await?;
+        let run = self.get_run(dag_id, run_id).await?;
+        Ok(RunOutcome {
+            run,
+            state,
+            resumed,
+        })
+    }
+
+    async fn get_run(&self, dag_id: &DagId, run_id: &RunId) -> Result<RunRecord> {
+        self.store
+            .get_run(dag_id, run_id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownRun {
+                dag: dag_id.to_string(),
+                run: run_id.to_string(),
+            })
     }
 }
 
@@ -260,7 +355,10 @@ struct RunLoop<'e> {
     ex: &'e Executor,
     def: Arc<DagDef>,
     run: RunRecord,
-    params: Arc<serde_json::Map<String, serde_json::Value>>,
+    fence: RunFence,
+    params: Arc<BTreeMap<String, serde_json::Value>>,
+    zone: jiff::tz::TimeZone,
+    declared: Arc<weir_core::ParamSpecs>,
     tasks: Vec<TaskRt>,
     ready: VecDeque<(usize, usize)>,
     retries: BinaryHeap<Reverse<(Timestamp, usize, usize)>>,
@@ -281,18 +379,15 @@ enum CallbackKind {
 }
 
 impl<'e> RunLoop<'e> {
-    async fn load(ex: &'e Executor, def: Arc<DagDef>, run: RunRecord) -> Result<Self> {
+    async fn load(
+        ex: &'e Executor,
+        def: Arc<DagDef>,
+        run: RunRecord,
+        fence: RunFence,
+    ) -> Result<Self> {
         let dag = &def.dag;
-        let mut params: serde_json::Map<String, serde_json::Value> = dag
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let serde_json::Value::Object(conf) = &run.conf {
-            for (k, v) in conf {
-                params.insert(k.clone(), v.clone());
-            }
-        }
+        let params = def.resolve_params(&run.conf)?;
+        let zone = def.run_zone(&params);
         let mut stored = ex.store.task_instances(&run.dag_id, &run.run_id).await?;
         if stored.is_empty() {
             let fresh: Vec<NewTaskInstance> = dag
@@ -383,6 +478,9 @@ impl<'e> RunLoop<'e> {
         let dag_limit = ex.dag_limit(&def);
         Ok(RunLoop {
             ex,
+            fence,
+            zone,
+            declared: Arc::new(def.dag.params.clone()),
             params: Arc::new(params),
             def,
             run,
@@ -446,7 +544,16 @@ impl<'e> RunLoop<'e> {
             return Ok(());
         }
         let changes = std::mem::take(&mut self.changes);
-        self.ex.store.apply(&changes).await?;
+        self.ex.store.apply_fenced(&self.fence, &changes).await?;
+        // Told once committed: what the log says happened, the store holds.
+        if tracing::enabled!(tracing::Level::INFO) {
+            for c in &changes {
+                tracing::info!(
+                    task_id = %c.key.task_id, map_index = c.key.map_index.raw(), try_number = c.try_number,
+                    from = %c.expect_state, to = %c.state, error = c.error.as_deref(), "task state"
+                );
+            }
+        }
         let callbacks = std::mem::take(&mut self.callbacks);
         for (pos, kind, ctx) in callbacks {
             let task = self.def.task_at(pos);
@@ -727,16 +834,24 @@ impl<'e> RunLoop<'e> {
                 end: self.run.interval_end,
             },
             params: self.params.clone(),
+            zone: self.zone.clone(),
             item: items.and_then(|items| items.get(idx).cloned()),
             partial: Arc::new(spec.partial.clone()),
             home: self.ex.home.clone(),
             store: self.ex.store.clone(),
             clock: self.ex.clock.clone(),
             mapped_upstreams: Arc::new(mapped_upstreams),
+            upstream: Arc::new(spec.upstream.clone()),
+            declared: self.declared.clone(),
         };
         let try_number = inst.try_number;
         let timeout = spec.execution_timeout;
-        let fut = self.def.task_at(pos).call(ctx);
+        let span = tracing::info_span!(
+            "try",
+            dag_id = %key.dag_id, run_id = %key.run_id, task_id = %key.task_id,
+            map_index = key.map_index.raw(), try_number = inst.try_number
+        );
+        let fut = self.def.task_at(pos).call(ctx).instrument(span);
         self.running_keys.insert((pos, idx), key);
         self.running.spawn(async move {
             let _permits = permits;
@@ -793,10 +908,10 @@ impl<'e> RunLoop<'e> {
                 self.set_state(pos, idx, TaskState::Success, |c| c.output = Some(output));
                 self.callbacks.push((pos, CallbackKind::Success, ctx));
             }
-            Err(e) if e.skip => {
-                self.set_state(pos, idx, TaskState::Skipped, |c| c.error = Some(e.message));
+            Err(TaskError::Skip(reason)) => {
+                self.set_state(pos, idx, TaskState::Skipped, |c| c.error = Some(reason));
             }
-            Err(e) if e.retryable && spec.retry.should_retry(try_number) => {
+            Err(TaskError::Retryable(message)) if spec.retry.should_retry(try_number) => {
                 let delay = spec.retry.delay_after(TryKey {
                     dag_id: self.run.dag_id.as_str(),
                     task_id: spec.id.as_str(),
@@ -804,17 +919,17 @@ impl<'e> RunLoop<'e> {
                     try_number,
                 });
                 let retry_at = now.saturating_add(delay).unwrap_or(now);
-                let ctx = cb(Some(e.message.clone()), Some(retry_at));
+                let ctx = cb(Some(message.clone()), Some(retry_at));
                 self.set_state(pos, idx, TaskState::UpForRetry, |c| {
-                    c.error = Some(e.message);
+                    c.error = Some(message);
                     c.retry_at = Some(retry_at);
                 });
                 self.retries.push(Reverse((retry_at, pos, idx)));
                 self.callbacks.push((pos, CallbackKind::Retry, ctx));
             }
-            Err(e) => {
-                let ctx = cb(Some(e.message.clone()), None);
-                self.set_state(pos, idx, TaskState::Failed, |c| c.error = Some(e.message));
+            Err(TaskError::Retryable(message) | TaskError::Fatal(message)) => {
+                let ctx = cb(Some(message.clone()), None);
+                self.set_state(pos, idx, TaskState::Failed, |c| c.error = Some(message));
                 self.callbacks.push((pos, CallbackKind::Failure, ctx));
             }
         }
@@ -939,10 +1054,13 @@ impl<'e> RunLoop<'e> {
                     }
                 }
                 _ = heartbeat.tick() => {
+                    let now = self.ex.clock.now();
+                    let until = now.saturating_add(self.ex.opts.lease).unwrap_or(now);
+                    // Losing the run (another process took it over after our lease ran out)
+                    // ends this loop with the error; the running tries are dropped with it.
+                    self.ex.store.renew_run(&self.fence, until).await?;
                     let keys: Vec<TiKey> = self.running_keys.values().cloned().collect();
                     if !keys.is_empty() {
-                        let now = self.ex.clock.now();
-                        let until = now.saturating_add(self.ex.opts.lease).unwrap_or(now);
                         self.ex.store.renew_leases(&keys, until).await?;
                     }
                 }
@@ -964,13 +1082,7 @@ impl<'e> RunLoop<'e> {
         };
         self.ex
             .store
-            .set_run_state(
-                &self.run.dag_id,
-                &self.run.run_id,
-                RunState::Running,
-                state,
-                self.ex.clock.now(),
-            )
+            .finish_run(&self.fence, state, self.ex.clock.now())
             .await?;
         Ok(state)
     }

@@ -21,8 +21,9 @@ pub use clock::{Clock, TokioClock};
 pub use context::TaskContext;
 pub use definition::{
     CallbackContext, DagDef, DagDefBuilder, Registry, Task, TaskError, TaskFuture, TaskResult,
+    ZONE_PARAM,
 };
-pub use executor::{Executor, ExecutorOptions, RunOutcome};
+pub use executor::{Executor, ExecutorOptions, RunOutcome, process_owner_id};
 pub use scheduler::{Scheduler, TriggerRequest, trigger_run};
 
 /// The error type of weir-runtime: failures of the engine itself, never of a task (a failed task
@@ -36,6 +37,19 @@ pub enum RuntimeError {
     /// A DAG id that the registry does not hold.
     #[error("no DAG named `{0}`; `weir dags list` shows the DAGs this binary knows")]
     UnknownDag(String),
+    /// A run's conf that does not fit the DAG's declared params: the run was not created.
+    #[error(transparent)]
+    Param(#[from] weir_core::ParamError),
+    /// Another live process drives the run (it holds the run's owner lease and renews it).
+    #[error(
+        "run `{run}` of DAG `{dag}` is being run by another process ({owner}, lease renewed until {lease_until}); wait for it to finish, or stop that process"
+    )]
+    RunHeld {
+        dag: String,
+        run: String,
+        owner: String,
+        lease_until: jiff::Timestamp,
+    },
     /// A run id that does not exist for the DAG.
     #[error("DAG `{dag}` has no run `{run}`; `weir runs list --dag {dag}` shows its runs")]
     UnknownRun { dag: String, run: String },

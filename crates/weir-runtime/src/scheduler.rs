@@ -48,22 +48,27 @@ pub(crate) fn interval_for(tt: &dyn Timetable, at: Timestamp) -> DataInterval {
 }
 
 /// Creates a manual run (or clears and re-queues the finished run at the same logical date, so
-/// re-running an interval replaces its results) and returns it, queued.
+/// re-running an interval replaces its results) and returns it, queued. An unfinished run of the
+/// interval is returned as it is: [`Executor::take_over`] then finishes it if its owner is gone.
+///
+/// The conf is checked against the DAG's declared params first: a bad value creates no run. The
+/// interval is the schedule's on the wall clock of the run's zone ([`DagDef::run_zone`]), so
+/// `--conf tz=America/New_York` with a logical date of New York's 2013-06-15 00:00 is New York's
+/// day 2013-06-15, whatever the DAG's own zone.
 pub async fn trigger_run(ex: &Executor, req: TriggerRequest) -> Result<RunRecord> {
     let def = ex.dag(req.dag_id.as_str())?;
+    let params = def.resolve_params(&req.conf)?;
+    let zone = def.run_zone(&params);
     let now = ex.clock().now();
     let at = req.logical_date.unwrap_or(now);
-    let interval = match &def.dag.schedule {
+    let interval = match def.schedule_in(&zone) {
         Some(tt) => interval_for(tt.as_ref(), at),
         None => DataInterval { start: at, end: at },
     };
     let store = ex.store();
     if let Some(existing) = store.run_at(&req.dag_id, interval.start).await? {
         if !existing.state.is_terminal() {
-            return Err(RuntimeError::Invalid(format!(
-                "run `{}` of DAG `{}` for {} is still {}; wait for it to finish before running the interval again",
-                existing.run_id, existing.dag_id, existing.logical_date, existing.state
-            )));
+            return Ok(existing);
         }
         store
             .reset_run(&existing.dag_id, &existing.run_id, Some(req.conf.clone()))
@@ -173,6 +178,8 @@ impl Scheduler {
     ) -> Result<()> {
         tokio::pin!(shutdown);
         let mut in_flight: HashSet<(DagId, RunId)> = HashSet::new();
+        // Runs another live process drives: left to it (retried at the next poll unless `once`).
+        let mut held: HashSet<(DagId, RunId)> = HashSet::new();
         let mut runs: JoinSet<(DagId, RunId, Result<RunOutcome>)> = JoinSet::new();
         loop {
             let now = self.ex.clock().now();
@@ -188,6 +195,9 @@ impl Scheduler {
                     continue;
                 }
                 let key = (run.dag_id.clone(), run.run_id.clone());
+                if once && held.contains(&key) {
+                    continue;
+                }
                 if in_flight.insert(key.clone()) {
                     let ex = self.ex.clone();
                     runs.spawn(async move {
@@ -202,8 +212,15 @@ impl Scheduler {
             tokio::select! {
                 Some(joined) = runs.join_next(), if !runs.is_empty() => {
                     let (dag, run, outcome) = joined.map_err(|e| RuntimeError::Internal(format!("run task failed: {e}")))?;
-                    in_flight.remove(&(dag, run));
-                    on_finished(&outcome?);
+                    in_flight.remove(&(dag.clone(), run.clone()));
+                    match outcome {
+                        Ok(outcome) => on_finished(&outcome),
+                        Err(e @ RuntimeError::RunHeld { .. }) => {
+                            tracing::info!("{e}");
+                            held.insert((dag, run));
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 _ = tokio::time::sleep(poll), if !once => {}
                 _ = &mut shutdown => return Ok(()),

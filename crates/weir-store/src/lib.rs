@@ -1,6 +1,7 @@
 //! The metadata store: what runs exist, what every task instance did, pools, outputs, manifests.
 //!
-//! One concern per trait ([`RunStore`], [`TaskInstanceStore`], [`PoolStore`], [`ManifestStore`]);
+//! One concern per trait ([`RunStore`], [`TaskInstanceStore`], [`PoolStore`], [`ManifestStore`],
+//! [`RejectStore`]);
 //! [`Store`] is all of them, used as `Arc<dyn Store>`. SQLite is the embedded default
 //! ([`SqliteStore`]); a PostgreSQL backend is a second implementation of the same traits, held to
 //! the same conformance suite (`tests/it/conformance.rs`).
@@ -31,6 +32,11 @@ pub enum StoreError {
     /// A compare-and-set update found the row in another state: someone else changed it.
     #[error("{what} was changed concurrently (expected {expected}); it was left as is")]
     Conflict { what: String, expected: String },
+    /// An update by a process whose ownership of the run was taken over: nothing was changed.
+    #[error(
+        "run `{run}` of DAG `{dag}` was taken over by another process after this one's lease ran out; this process stopped driving it"
+    )]
+    Fenced { dag: String, run: String },
     /// The named run or task instance does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
@@ -42,6 +48,29 @@ pub enum StoreError {
 impl From<weir_core::CoreError> for StoreError {
     fn from(e: weir_core::CoreError) -> Self {
         StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl weir_core::Transient for StoreError {
+    /// A database that is busy, locked or unreachable may answer the next try; anything the
+    /// store refused on purpose will refuse again.
+    fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) => !matches!(
+                e,
+                sqlx::Error::Configuration(_)
+                    | sqlx::Error::ColumnNotFound(_)
+                    | sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::Decode(_)
+                    | sqlx::Error::TypeNotFound { .. }
+                    | sqlx::Error::Migrate(_)
+            ),
+            StoreError::Corrupt(_)
+            | StoreError::Conflict { .. }
+            | StoreError::Fenced { .. }
+            | StoreError::NotFound(_)
+            | StoreError::UnsupportedUrl(_) => false,
+        }
     }
 }
 
@@ -68,6 +97,14 @@ pub trait RunStore: Send + Sync {
         to: RunState,
         at: Timestamp,
     ) -> Result<()>;
+    /// Takes ownership of an unfinished run that has no live owner: none, one whose lease ended
+    /// at or before `now`, or the claimant itself. Every successful claim increments the run's fencing
+    /// token, so the previous owner's later updates are refused.
+    async fn claim_run(&self, claim: ClaimRun) -> Result<RunClaim>;
+    /// Extends the owner's lease; [`StoreError::Conflict`] when the fence is no longer the run's.
+    async fn renew_run(&self, fence: &RunFence, lease_until: Timestamp) -> Result<()>;
+    /// Ends the run in `to` and releases its ownership, if the fence still holds.
+    async fn finish_run(&self, fence: &RunFence, to: RunState, at: Timestamp) -> Result<()>;
     /// Clears a run so it runs again: deletes its task instances and outputs (their history of
     /// tries is kept) and queues it. Used by re-runs and backfill reprocessing.
     async fn reset_run(
@@ -95,6 +132,9 @@ pub trait TaskInstanceStore: Send + Sync {
     /// Applies a batch of changes in one transaction; each is a compare-and-set on the instance's
     /// state and try number, so a stale writer (a worker whose lease was taken over) changes nothing.
     async fn apply(&self, changes: &[TiChange]) -> Result<()>;
+    /// [`TaskInstanceStore::apply`] by the run's owner: refused whole, with
+    /// [`StoreError::Conflict`], when `fence` is no longer the run's (another process took it over).
+    async fn apply_fenced(&self, fence: &RunFence, changes: &[TiChange]) -> Result<()>;
     /// Extends the lease of running instances owned by this process.
     async fn renew_leases(&self, keys: &[TiKey], lease_until: Timestamp) -> Result<()>;
     /// Running instances whose lease ended before `now`: their worker is gone.
@@ -125,9 +165,18 @@ pub trait ManifestStore: Send + Sync {
     async fn manifests(&self, dataset: &str) -> Result<Vec<PartitionManifest>>;
 }
 
+/// Source rows that could not be read, kept whole with where they came from and who read them.
+#[async_trait]
+pub trait RejectStore: Send + Sync {
+    /// Records rejects; a source position already recorded is updated, never doubled.
+    async fn record_rejects(&self, rejects: &[RejectRecord]) -> Result<()>;
+    /// Rejects matching the filter, by source and line.
+    async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRecord>>;
+}
+
 /// The whole store, as the runtime uses it.
-pub trait Store: RunStore + TaskInstanceStore + PoolStore + ManifestStore {}
-impl<T: RunStore + TaskInstanceStore + PoolStore + ManifestStore> Store for T {}
+pub trait Store: RunStore + TaskInstanceStore + PoolStore + ManifestStore + RejectStore {}
+impl<T: RunStore + TaskInstanceStore + PoolStore + ManifestStore + RejectStore> Store for T {}
 
 /// Opens the store a URL names: `sqlite://PATH` (created if missing).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {

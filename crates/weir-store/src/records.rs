@@ -34,6 +34,50 @@ pub struct RunRecord {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
+    /// The process driving the run, while one does (cleared when the run finishes).
+    pub owner: Option<RunOwner>,
+}
+
+/// The process that holds a run's owner lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunOwner {
+    /// Who: `host:pid:start` of the process, for people reading listings.
+    pub id: String,
+    /// The fencing token of its claim: every take-over increments it.
+    pub token: u64,
+    /// Until when the run is the owner's without another heartbeat.
+    pub lease_until: Timestamp,
+}
+
+/// Proof of owning a run, presented with every update the owner makes: an update whose token is
+/// no longer the run's (another process took the run over) changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFence {
+    pub dag_id: DagId,
+    pub run_id: RunId,
+    pub owner: String,
+    pub token: u64,
+}
+
+/// A request to own a run until `lease_until`.
+#[derive(Debug, Clone)]
+pub struct ClaimRun {
+    pub dag_id: DagId,
+    pub run_id: RunId,
+    pub owner: String,
+    pub now: Timestamp,
+    pub lease_until: Timestamp,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunClaim {
+    /// The run is ours; `resumed` when another owner had held it (its lease had run out).
+    Claimed { fence: RunFence, resumed: bool },
+    /// Another process holds a live lease on it.
+    Held(RunOwner),
+    /// The run has finished; there is nothing to drive.
+    Finished(RunState),
 }
 
 /// Which runs to list.
@@ -126,8 +170,14 @@ pub struct PoolRecord {
 pub struct PartitionManifest {
     pub dataset: String,
     pub partition: String,
+    /// Source rows the writing task read to make this commit: kept, rejected, or outside it
+    /// (another interval, another partition of the same load).
     pub rows_in: u64,
+    /// Rows written into this partition.
     pub rows_out: u64,
+    /// Rows of that read that could not be parsed, kept in the rejects table. A malformed row's
+    /// interval is unknown (its time may be what is malformed), so a load's rejects are counted
+    /// on each partition it committed.
     pub rows_rejected: u64,
     pub bytes: u64,
     pub files: u32,
@@ -139,4 +189,29 @@ pub struct PartitionManifest {
     pub map_index: i64,
     pub try_number: u32,
     pub committed_at: Timestamp,
+}
+
+/// A source row that could not be read: the original text, where it was, why, and who read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RejectRecord {
+    /// The source file (its canonical path).
+    pub source: String,
+    /// 1-based line (CSV, JSON lines) or row (Parquet) in the source.
+    pub line: u64,
+    pub raw: String,
+    pub reason: String,
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub map_index: i64,
+    pub try_number: u32,
+    pub rejected_at: Timestamp,
+}
+
+/// Which rejects to list.
+#[derive(Debug, Clone, Default)]
+pub struct RejectFilter {
+    pub source: Option<String>,
+    pub dag_id: Option<String>,
+    pub run_id: Option<String>,
 }

@@ -19,7 +19,9 @@ use weir_core::ids::RunKind;
 use weir_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState};
 
 use crate::records::*;
-use crate::{ManifestStore, PoolStore, Result, RunStore, StoreError, TaskInstanceStore};
+use crate::{
+    ManifestStore, PoolStore, RejectStore, Result, RunStore, StoreError, TaskInstanceStore,
+};
 
 /// Ordered schema migrations; each runs once, in its own transaction.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -32,6 +34,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "clear_number",
         include_str!("../migrations/sqlite/0002_clear_number.sql"),
+    ),
+    (
+        3,
+        "run_owner",
+        include_str!("../migrations/sqlite/0003_run_owner.sql"),
+    ),
+    (
+        4,
+        "rejects",
+        include_str!("../migrations/sqlite/0004_rejects.sql"),
     ),
 ];
 
@@ -130,6 +142,15 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         created_at: ts(row.try_get("created_at")?)?,
         started_at: opt_ts(row.try_get("started_at")?)?,
         ended_at: opt_ts(row.try_get("ended_at")?)?,
+        owner: match row.try_get::<Option<String>, _>("owner")? {
+            None => None,
+            Some(id) => Some(RunOwner {
+                id,
+                token: row.try_get::<i64, _>("owner_token")? as u64,
+                lease_until: opt_ts(row.try_get("owner_lease_until")?)?
+                    .ok_or_else(|| StoreError::Corrupt("a run owner without a lease".to_owned()))?,
+            }),
+        },
     })
 }
 
@@ -154,7 +175,7 @@ fn ti_from_row(row: &SqliteRow) -> Result<TaskInstanceRecord> {
     })
 }
 
-const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at";
+const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at, owner, owner_token, owner_lease_until";
 const TI_COLUMNS: &str = "dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, started_at, ended_at, retry_at, lease_until, error";
 
 #[async_trait]
@@ -313,6 +334,106 @@ impl RunStore for SqliteStore {
         Ok(())
     }
 
+    async fn claim_run(&self, claim: ClaimRun) -> Result<RunClaim> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT state, owner, owner_token, owner_lease_until FROM dag_runs WHERE dag_id = ? AND run_id = ?",
+        )
+        .bind(claim.dag_id.as_str())
+        .bind(claim.run_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("run `{}` of DAG `{}`", claim.run_id, claim.dag_id))
+        })?;
+        let state = RunState::try_from(row.try_get::<&str, _>("state")?)?;
+        if state.is_terminal() {
+            return Ok(RunClaim::Finished(state));
+        }
+        let owner: Option<String> = row.try_get("owner")?;
+        let token = row.try_get::<i64, _>("owner_token")? as u64;
+        let lease = opt_ts(row.try_get("owner_lease_until")?)?;
+        if let (Some(id), Some(lease_until)) = (&owner, lease) {
+            if *id != claim.owner && lease_until > claim.now {
+                return Ok(RunClaim::Held(RunOwner {
+                    id: id.clone(),
+                    token,
+                    lease_until,
+                }));
+            }
+        }
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET owner = ?, owner_token = owner_token + 1, owner_lease_until = ?
+             WHERE dag_id = ? AND run_id = ? AND owner_token = ?",
+        )
+        .bind(&claim.owner)
+        .bind(micros(claim.lease_until))
+        .bind(claim.dag_id.as_str())
+        .bind(claim.run_id.as_str())
+        .bind(token as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(StoreError::Conflict {
+                what: format!(
+                    "the owner of run `{}` of DAG `{}`",
+                    claim.run_id, claim.dag_id
+                ),
+                expected: format!("token {token}"),
+            });
+        }
+        tx.commit().await?;
+        Ok(RunClaim::Claimed {
+            resumed: owner.is_some_and(|id| id != claim.owner),
+            fence: RunFence {
+                dag_id: claim.dag_id,
+                run_id: claim.run_id,
+                owner: claim.owner,
+                token: token + 1,
+            },
+        })
+    }
+
+    async fn renew_run(&self, fence: &RunFence, lease_until: Timestamp) -> Result<()> {
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET owner_lease_until = ? WHERE dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?",
+        )
+        .bind(micros(lease_until))
+        .bind(fence.dag_id.as_str())
+        .bind(fence.run_id.as_str())
+        .bind(&fence.owner)
+        .bind(fence.token as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(fenced(fence));
+        }
+        Ok(())
+    }
+
+    async fn finish_run(&self, fence: &RunFence, to: RunState, at: Timestamp) -> Result<()> {
+        RunState::Running.transition(to)?;
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET state = ?, ended_at = ?, owner = NULL, owner_lease_until = NULL
+             WHERE dag_id = ? AND run_id = ? AND state = 'running' AND owner = ? AND owner_token = ?",
+        )
+        .bind(to.as_str())
+        .bind(micros(at))
+        .bind(fence.dag_id.as_str())
+        .bind(fence.run_id.as_str())
+        .bind(&fence.owner)
+        .bind(fence.token as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(fenced(fence));
+        }
+        Ok(())
+    }
+
     async fn reset_run(
         &self,
         dag_id: &DagId,
@@ -330,7 +451,7 @@ impl RunStore for SqliteStore {
             .await?;
         }
         let changed = sqlx::query(
-            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, conf = COALESCE(?, conf),
+            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, owner = NULL, owner_lease_until = NULL, conf = COALESCE(?, conf),
                 clear_number = clear_number + 1 WHERE dag_id = ? AND run_id = ?",
         )
         .bind(conf.map(|c| c.to_string()))
@@ -346,6 +467,13 @@ impl RunStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+fn fenced(fence: &RunFence) -> StoreError {
+    StoreError::Fenced {
+        dag: fence.dag_id.to_string(),
+        run: fence.run_id.to_string(),
     }
 }
 
@@ -522,6 +650,26 @@ impl TaskInstanceStore for SqliteStore {
         Ok(())
     }
 
+    async fn apply_fenced(&self, fence: &RunFence, changes: &[TiChange]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT owner_token FROM dag_runs WHERE dag_id = ? AND run_id = ? AND owner = ?",
+        )
+        .bind(fence.dag_id.as_str())
+        .bind(fence.run_id.as_str())
+        .bind(&fence.owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held != Some(fence.token as i64) {
+            return Err(fenced(fence));
+        }
+        for change in changes {
+            apply_one(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn renew_leases(&self, keys: &[TiKey], lease_until: Timestamp) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for key in keys {
@@ -687,6 +835,76 @@ impl ManifestStore for SqliteStore {
                     map_index: row.try_get("map_index")?,
                     try_number: row.try_get::<i64, _>("try_number")? as u32,
                     committed_at: ts(row.try_get("committed_at")?)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl RejectStore for SqliteStore {
+    async fn record_rejects(&self, rejects: &[RejectRecord]) -> Result<()> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in rejects.chunks(INSERT_CHUNK / 2) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO rejects (source, line, raw, reason, dag_id, run_id, task_id, map_index, try_number, rejected_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.source)
+                    .push_bind(r.line as i64)
+                    .push_bind(&r.raw)
+                    .push_bind(&r.reason)
+                    .push_bind(&r.dag_id)
+                    .push_bind(&r.run_id)
+                    .push_bind(&r.task_id)
+                    .push_bind(r.map_index)
+                    .push_bind(r.try_number as i64)
+                    .push_bind(micros(r.rejected_at));
+            });
+            q.push(
+                " ON CONFLICT (source, line) DO UPDATE SET raw = excluded.raw, reason = excluded.reason,
+                  dag_id = excluded.dag_id, run_id = excluded.run_id, task_id = excluded.task_id,
+                  map_index = excluded.map_index, try_number = excluded.try_number, rejected_at = excluded.rejected_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRecord>> {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT source, line, raw, reason, dag_id, run_id, task_id, map_index, try_number, rejected_at FROM rejects WHERE 1 = 1",
+        );
+        if let Some(source) = &filter.source {
+            q.push(" AND source = ").push_bind(source);
+        }
+        if let Some(dag) = &filter.dag_id {
+            q.push(" AND dag_id = ").push_bind(dag);
+        }
+        if let Some(run) = &filter.run_id {
+            q.push(" AND run_id = ").push_bind(run);
+        }
+        q.push(" ORDER BY source, line");
+        q.build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(RejectRecord {
+                    source: row.try_get("source")?,
+                    line: row.try_get::<i64, _>("line")? as u64,
+                    raw: row.try_get("raw")?,
+                    reason: row.try_get("reason")?,
+                    dag_id: row.try_get("dag_id")?,
+                    run_id: row.try_get("run_id")?,
+                    task_id: row.try_get("task_id")?,
+                    map_index: row.try_get("map_index")?,
+                    try_number: row.try_get::<i64, _>("try_number")? as u32,
+                    rejected_at: ts(row.try_get("rejected_at")?)?,
                 })
             })
             .collect()

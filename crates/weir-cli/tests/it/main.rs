@@ -2,6 +2,7 @@
 //! what it exits with, and what it leaves in the home folder.
 
 mod errors;
+mod new_user;
 mod preview;
 mod runs;
 

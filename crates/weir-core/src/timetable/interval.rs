@@ -142,6 +142,12 @@ impl Timetable for CronDataIntervalTimetable {
     fn time_zone(&self) -> TimeZone {
         self.cron.tz.clone()
     }
+
+    fn in_zone(&self, tz: &TimeZone) -> Option<std::sync::Arc<dyn Timetable>> {
+        let mut other = self.clone();
+        other.cron.tz = tz.clone();
+        Some(std::sync::Arc::new(other))
+    }
 }
 
 /// Runs each covering a fixed exact duration, `[start, start + delta)`.

@@ -109,6 +109,13 @@ pub trait Timetable: Send + Sync + std::fmt::Debug {
     fn time_zone(&self) -> TimeZone {
         TimeZone::UTC
     }
+
+    /// The same schedule on the wall clock of another zone: what a run cut in a zone of its own
+    /// (`--conf tz=ZONE`) uses. `None` when the schedule has no zone to change (fixed deltas,
+    /// events, most user timetables): such runs keep the schedule's intervals.
+    fn in_zone(&self, _tz: &TimeZone) -> Option<Arc<dyn Timetable>> {
+        None
+    }
 }
 
 /// A mistake in a schedule, duration, start date or zone written by a user.

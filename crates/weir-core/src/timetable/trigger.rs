@@ -185,6 +185,12 @@ impl Timetable for CronTriggerTimetable {
     fn time_zone(&self) -> TimeZone {
         self.cron.tz.clone()
     }
+
+    fn in_zone(&self, tz: &TimeZone) -> Option<std::sync::Arc<dyn Timetable>> {
+        let mut other = self.clone();
+        other.cron.tz = tz.clone();
+        Some(std::sync::Arc::new(other))
+    }
 }
 
 /// Runs that fire every fixed exact duration, covering `[tick - interval, tick)`.

@@ -28,12 +28,13 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use weir_core::timetable::parse_zone;
-use weir_core::{DagRunInfo, DataInterval, TimeRestriction, Timetable};
+use weir_core::{DagRunInfo, DataInterval, ParamSpec, TimeRestriction, Timetable};
 use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, WriteOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use crate::common::{
-    WindowParams, blocking, load_window, output_dir, record_commits, window_params,
+    WindowParams, blocking, load_window, output_dir, record_commits, window_param_specs,
+    window_params,
 };
 
 pub const DAG_ID: &str = "110_01_05_custom_batch_windows";
@@ -159,7 +160,8 @@ pub fn dag() -> DagDef {
         .start_date(jiff::civil::date(2026, 3, 2).at(6, 0, 0, 0).to_zoned(tz.clone()).expect("valid").timestamp())
         .catchup(false)
         .max_active_runs(3)
-        .param("slide_hours", 24)
+        .params(window_param_specs())
+        .param(ParamSpec::integer("slide_hours", 1, 24 * 366, "length of the trailing sliding window").default(24))
         .task(Task::new("load_shift").retries(2).run(move |ctx| load_shift(ctx, tz.clone())))
         .task(Task::new("sliding_window").retries(2).run(move |ctx| sliding_window(ctx, tz_sliding.clone())))
         .build()
@@ -177,7 +179,7 @@ pub fn shift_key(start: Timestamp, tz: &TimeZone) -> PartitionKey {
 }
 
 async fn load_shift(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &dag_tz).await?;
+    let p = window_params(&ctx).await?;
     let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
     let key = shift_key(from, &dag_tz);
     let params = p.clone();
@@ -195,13 +197,8 @@ async fn load_shift(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskErr
 }
 
 async fn sliding_window(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskError> {
-    let p: WindowParams = window_params(&ctx, &dag_tz).await?;
-    let hours: i64 = ctx.param_parse("slide_hours")?.unwrap_or(24);
-    if hours <= 0 {
-        return Err(TaskError::fatal(format!(
-            "--conf slide_hours={hours} must be a positive number of hours"
-        )));
-    }
+    let p: WindowParams = window_params(&ctx).await?;
+    let hours: i64 = ctx.param("slide_hours")?;
     let end = ctx.data_interval.end;
     let start = end
         .saturating_sub(SignedDuration::from_hours(hours))
@@ -217,7 +214,7 @@ async fn sliding_window(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, Tas
         ),
     )])
     .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let base = output_dir(&ctx, "output", DAG_ID);
+    let base = output_dir(&ctx)?;
     let dir = base.with_file_name(format!(
         "{}_sliding",
         base.file_name()
@@ -277,11 +274,7 @@ async fn sliding_window(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, Tas
     .await?;
     let (counts, commit) = counts;
     let total: i64 = counts.values().sum();
-    let loaded = crate::common::Loaded {
-        rows: commit.rows,
-        commits: vec![commit],
-        source_rejects: 0,
-    };
+    let loaded = crate::common::Loaded::new(vec![commit.clone()], commit.rows, 0);
     record_commits(&ctx, &dir, &loaded).await?;
     Ok(
         json!({"window_start": start.to_string(), "window_end": end.to_string(), "hours": hours, "orders": total, "by_region": counts, "dataset": dir}),

@@ -17,13 +17,15 @@
 //! or on your data: `weir dags run 110_01_01_daily_batch_processing --logical-date 2026-03-08
 //! --conf source=orders.csv --conf time_column=created_at --conf output=/tmp/daily`.
 
-use jiff::tz::TimeZone;
 use serde_json::Value;
 use weir_core::timetable::{parse_zone, window_schedule};
 use weir_data::PartitionKey;
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{blocking, load_window, record_commits, verify_partitions, window_params};
+use crate::common::{
+    Loaded, blocking, load_window, output_dir, record_commits, verify_partitions,
+    window_param_specs, window_params,
+};
 
 pub const DAG_ID: &str = "110_01_01_daily_batch_processing";
 pub const ZONE: &str = "America/New_York";
@@ -44,50 +46,39 @@ pub fn dag() -> DagDef {
         )
         .catchup(false)
         .max_active_runs(4)
+        .params(window_param_specs())
         .task(
             Task::new("load_day")
                 .doc("Stream the source, keep the day's rows, commit dt=YYYY-MM-DD")
                 .retries(2)
                 .retry_delay(jiff::SignedDuration::from_secs(30))
-                .run(move |ctx| load_day(ctx, tz.clone())),
+                .run(load_day),
         )
         .task(
             Task::new("verify_day")
                 .after(["load_day"])
                 .doc("Read the committed partition back and check its row count")
                 .run(|ctx| async move {
-                    let loaded = ctx.input("load_day").await?;
-                    let output = crate::common::output_dir(&ctx, "output", DAG_ID);
-                    verify_partitions(output, loaded.clone()).await?;
-                    Ok(loaded)
+                    let loaded: Loaded = ctx.input("load_day").await?;
+                    verify_partitions(output_dir(&ctx)?, &loaded).await?;
+                    Ok(loaded.to_json())
                 }),
         )
         .build()
         .expect("a valid DAG")
 }
 
-/// The calendar day a run is for: the local date of its logical date in the DAG's zone.
-pub fn day_of(ctx: &TaskContext, dag_tz: &TimeZone) -> jiff::civil::Date {
-    ctx.logical_date.to_zoned(dag_tz.clone()).date()
+/// The calendar day a run is for: the local date its interval starts on, in the run's zone.
+pub fn day_of(ctx: &TaskContext) -> jiff::civil::Date {
+    ctx.data_interval.start.to_zoned(ctx.zone.clone()).date()
 }
 
-async fn load_day(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &dag_tz).await?;
-    let day = day_of(&ctx, &dag_tz);
-    // The window is the data interval; with `--conf tz` it is the same calendar day in that zone.
-    let (from, to) = if p.tz == dag_tz {
-        (ctx.data_interval.start, ctx.data_interval.end)
-    } else {
-        let start = day
-            .to_zoned(p.tz.clone())
-            .map_err(|e| TaskError::fatal(e.to_string()))?;
-        let end = day
-            .tomorrow()
-            .and_then(|d| d.to_zoned(p.tz.clone()))
-            .map_err(|e| TaskError::fatal(e.to_string()))?;
-        (start.timestamp(), end.timestamp())
-    };
-    let key = PartitionKey::date(day);
+async fn load_day(ctx: TaskContext) -> Result<Value, TaskError> {
+    let p = window_params(&ctx).await?;
+    // The window is the data interval: a calendar day on the wall clock of the run's zone (the
+    // DAG's, or `--conf tz`), 23 or 25 hours long on DST days.
+    let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
+    let key = PartitionKey::date(day_of(&ctx));
     let params = p.clone();
     let loaded = blocking(move || {
         let k = key.clone();

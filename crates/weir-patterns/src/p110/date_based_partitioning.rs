@@ -3,7 +3,7 @@
 //! What it demonstrates:
 //! - **Partition data by date columns**: rows go to `dt=YYYY-MM-DD` (or `dt=/hr=` with
 //!   `--conf granularity=hour`) by the local date of `--conf time_column` in `--conf tz`
-//!   (default UTC), through weir-data's `DatePartitioner`.
+//!   (default UTC; the run's interval is then that zone's day), through weir-data's `DatePartitioner`.
 //! - **Use execution_date for partition**: each run writes the partitions of its own data interval
 //!   (the logical date's day), never "today", so backfills and re-runs land in the right place.
 //! - **Handle partition path generation**: Hive paths built from `PartitionKey`, whose values are
@@ -19,12 +19,15 @@ use std::sync::Arc;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
+use weir_core::ParamSpec;
 use weir_core::timetable::window_schedule;
 use weir_data::Dataset;
 use weir_data::partitioners::{DatePartitioner, Granularity};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{blocking, load_window, output_dir, record_commits, window_params};
+use crate::common::{
+    blocking, load_window, output_dir, record_commits, window_param_specs, window_params,
+};
 
 pub const DAG_ID: &str = "110_02_01_date_based_partitioning";
 
@@ -43,7 +46,15 @@ pub fn dag() -> DagDef {
         )
         .catchup(false)
         .max_active_runs(4)
-        .param("granularity", "day")
+        .params(window_param_specs())
+        .param(
+            ParamSpec::choice(
+                "granularity",
+                ["day", "hour"],
+                "dt= partitions, or dt=/hr= partitions",
+            )
+            .default("day"),
+        )
         .task(
             Task::new("partition_by_date")
                 .retries(2)
@@ -59,26 +70,17 @@ pub fn dag() -> DagDef {
 }
 
 async fn partition_by_date(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let granularity: Granularity = ctx.param_parse("granularity")?.unwrap_or_default();
+    let p = window_params(&ctx).await?;
+    let granularity: Granularity = ctx.param::<String>("granularity")?.parse()?;
     let partitioner = Arc::new(DatePartitioner::new(
         p.time_column.clone(),
         p.tz.clone(),
         granularity,
     ));
-    // The run's day in the zone, and the partitions it must (re)write even when empty.
-    let day = ctx.logical_date.to_zoned(p.tz.clone()).date();
-    let at = |d: Date| {
-        d.to_zoned(p.tz.clone())
-            .map(|z| z.timestamp())
-            .map_err(|e| TaskError::fatal(e.to_string()))
-    };
-    let (from, to) = (
-        at(day)?,
-        at(day
-            .tomorrow()
-            .map_err(|e| TaskError::fatal(e.to_string()))?)?,
-    );
+    // The run's day is its data interval, cut in the run's zone (`--conf tz`, else UTC); and
+    // the partitions it must (re)write even when empty.
+    let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
+    let day = from.to_zoned(p.tz.clone()).date();
     let mut expected = Vec::new();
     match granularity {
         Granularity::Day => expected.push(partitioner.key_of(from)),
@@ -107,7 +109,7 @@ async fn partition_by_date(ctx: TaskContext) -> Result<Value, TaskError> {
 }
 
 async fn discover_partitions(ctx: TaskContext) -> Result<Value, TaskError> {
-    let dir = output_dir(&ctx, "output", DAG_ID);
+    let dir = output_dir(&ctx)?;
     blocking(move || {
         let partitions = Dataset::open(&dir)?.partitions()?;
         let days: std::collections::BTreeSet<Date> =

@@ -23,13 +23,16 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use weir_core::ParamSpec;
 use weir_data::partitioners::{GeoPartitioner, RegionCounts};
 use weir_data::{DataError, Dataset, PartitionKey, WriteOptions};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{Loaded, blocking, load_all, output_dir, record_commits, window_params};
+use crate::common::{
+    Loaded, blocking, load_all, output_dir, record_commits, window_param_specs, window_params,
+};
 
 pub const DAG_ID: &str = "110_02_05_geographic_partitioning";
 
@@ -37,7 +40,8 @@ pub fn dag() -> DagDef {
     DagDef::builder(DAG_ID)
         .description("Region partitions with per-region logic and a cross-region aggregate")
         .tags(["110.2", "partitioning", "intermediate"])
-        .param("key", "region")
+        .params(window_param_specs())
+        .param(ParamSpec::text("key", "column whose value names the partition").default("region"))
         .task(Task::new("split_regions").retries(2).run(split_regions))
         .task(
             Task::new("cross_region")
@@ -94,8 +98,8 @@ fn redact_eu_rows(batch: &RecordBatch) -> Result<RecordBatch, DataError> {
 }
 
 async fn split_regions(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let key = ctx.param_str("key").unwrap_or_else(|| "region".to_owned());
+    let p = window_params(&ctx).await?;
+    let key: String = ctx.param("key")?;
     let params = p.clone();
     let (loaded, counts) = blocking(move || {
         let geo = GeoPartitioner::new(key.clone())?
@@ -111,16 +115,27 @@ async fn split_regions(ctx: TaskContext) -> Result<Value, TaskError> {
     })
     .await?;
     record_commits(&ctx, &p.output, &loaded).await?;
-    let mut out = loaded.to_json();
-    out["per_region"] = json!(counts.per_region());
-    out["total"] = json!(counts.total());
-    Ok(out)
+    let split = Split {
+        per_region: counts.per_region().clone(),
+        total: counts.total(),
+        loaded,
+    };
+    Ok(serde_json::to_value(split).expect("a Split serializes"))
+}
+
+/// The output of `split_regions`: what landed, and rows per region as the split counted them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Split {
+    #[serde(flatten)]
+    loaded: Loaded,
+    per_region: BTreeMap<String, u64>,
+    total: u64,
 }
 
 async fn cross_region(ctx: TaskContext) -> Result<Value, TaskError> {
-    let split = ctx.input("split_regions").await?;
-    let regional = output_dir(&ctx, "output", DAG_ID);
-    let key = ctx.param_str("key").unwrap_or_else(|| "region".to_owned());
+    let split: Split = ctx.input("split_regions").await?;
+    let regional = output_dir(&ctx)?;
+    let key: String = ctx.param("key")?;
     let aggregate_dir = regional.with_file_name(format!(
         "{}_cross_region",
         regional
@@ -128,7 +143,7 @@ async fn cross_region(ctx: TaskContext) -> Result<Value, TaskError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| DAG_ID.to_owned())
     ));
-    let day = ctx.logical_date.to_zoned(TimeZone::UTC).date();
+    let day = ctx.logical_date.to_zoned(ctx.zone.clone()).date();
     let agg_dir = aggregate_dir.clone();
     let (loaded, per_region) = blocking(move || {
         let dataset = Dataset::open(&regional)?;
@@ -187,19 +202,15 @@ async fn cross_region(ctx: TaskContext) -> Result<Value, TaskError> {
             WriteOptions::default(),
         )?;
         Ok((
-            Loaded {
-                rows: commit.rows,
-                commits: vec![commit],
-                source_rejects: 0,
-            },
+            Loaded::new(vec![commit.clone()], commit.rows, 0),
             per_region,
         ))
     })
     .await?;
     // Coordination check: what landed per region equals what the split counted.
     for (region, (rows, _)) in &per_region {
-        let counted = split["per_region"][region].as_i64().unwrap_or(-1);
-        if counted != *rows {
+        let counted = split.per_region.get(region).copied().unwrap_or(0);
+        if counted != *rows as u64 {
             return Err(TaskError::fatal(format!(
                 "region {region} holds {rows} rows but the split wrote {counted}; re-run the DAG"
             )));

@@ -18,13 +18,13 @@
 use std::collections::HashSet;
 
 use arrow::array::Array;
-use jiff::tz::TimeZone;
 use serde_json::{Value, json};
+use weir_core::ParamSpec;
 use weir_data::partitioners::{BucketScheme, HashPartitioner, balance};
 use weir_data::{DataError, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{blocking, load_all, record_commits, window_params};
+use crate::common::{blocking, load_all, record_commits, window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_03_hash_based_partitioning";
 
@@ -32,9 +32,18 @@ pub fn dag() -> DagDef {
     DagDef::builder(DAG_ID)
         .description("Stable, consistent hash buckets of a chosen key, with key selection checks")
         .tags(["110.2", "partitioning", "intermediate"])
-        .param("key", "customer_id")
-        .param("partitions", 8)
-        .param("max_skew", 3.0)
+        .params(window_param_specs())
+        .param(ParamSpec::text("key", "column whose hash picks the bucket").default("customer_id"))
+        .param(ParamSpec::integer("partitions", 1, MAX_BUCKETS, "number of buckets").default(8))
+        .param(
+            ParamSpec::number(
+                "max_skew",
+                1.0,
+                1_000_000.0,
+                "refuse a key whose fullest bucket holds more than this many times the mean",
+            )
+            .default(3.0),
+        )
         .task(Task::new("assess_keys").run(assess_keys))
         .task(
             Task::new("write_buckets")
@@ -52,21 +61,15 @@ pub fn bucket_key(bucket: usize, buckets: u32) -> PartitionKey {
     PartitionKey::new([("bucket", format!("{bucket:0width$}"))]).expect("a valid key")
 }
 
-fn buckets(ctx: &TaskContext) -> Result<u32, TaskError> {
-    let n: u32 = ctx.param_parse("partitions")?.unwrap_or(8);
-    if n == 0 {
-        return Err(TaskError::fatal("--conf partitions must be at least 1"));
-    }
-    Ok(n)
-}
+/// The most buckets a run may ask for: every bucket is an open writer and a folder, so a typo
+/// such as `partitions=100000000` is refused before the run starts rather than running for hours.
+pub const MAX_BUCKETS: i64 = 4096;
 
 async fn assess_keys(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let chosen = ctx
-        .param_str("key")
-        .unwrap_or_else(|| "customer_id".to_owned());
-    let n = buckets(&ctx)?;
-    let max_skew: f64 = ctx.param_parse("max_skew")?.unwrap_or(3.0);
+    let p = window_params(&ctx).await?;
+    let chosen: String = ctx.param("key")?;
+    let n: u32 = ctx.param("partitions")?;
+    let max_skew: f64 = ctx.param("max_skew")?;
     let scores = blocking(move || {
         let mut reader = open_source(&p.source, &ReadOptions::default())?;
         let schema = reader.schema();
@@ -138,11 +141,9 @@ async fn assess_keys(ctx: TaskContext) -> Result<Value, TaskError> {
 }
 
 async fn write_buckets(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let key = ctx
-        .param_str("key")
-        .unwrap_or_else(|| "customer_id".to_owned());
-    let n = buckets(&ctx)?;
+    let p = window_params(&ctx).await?;
+    let key: String = ctx.param("key")?;
+    let n: u32 = ctx.param("partitions")?;
     let params = p.clone();
     let loaded = blocking(move || {
         let hp = HashPartitioner::new(key, n, BucketScheme::Jump)?;

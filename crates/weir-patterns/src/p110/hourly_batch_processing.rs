@@ -18,14 +18,14 @@
 //! 2026-03-08T05:00`.
 
 use jiff::SignedDuration;
-use jiff::tz::TimeZone;
 use serde_json::Value;
 use weir_core::timetable::{parse_zone, window_schedule};
 use weir_data::{PartitionKey, local_date_hour_keys, split_by_key};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use crate::common::{
-    blocking, load_window, output_dir, record_commits, verify_partitions, window_params,
+    Loaded, blocking, load_window, output_dir, record_commits, verify_partitions,
+    window_param_specs, window_params,
 };
 
 pub const DAG_ID: &str = "110_01_02_hourly_batch_processing";
@@ -49,6 +49,7 @@ pub fn dag() -> DagDef {
         .max_active_runs(6)
         .max_active_tasks(4)
         .pool(POOL, 2)
+        .params(window_param_specs())
         .task(
             Task::new("load_hour")
                 .doc("Stream the source, keep the local hour's rows, commit dt=/hr=")
@@ -56,23 +57,23 @@ pub fn dag() -> DagDef {
                 .retries(3)
                 .retry_delay(SignedDuration::from_secs(20))
                 .execution_timeout(SignedDuration::from_mins(20))
-                .run(move |ctx| load_hour(ctx, tz.clone())),
+                .run(load_hour),
         )
         .task(
             Task::new("verify_hour")
                 .after(["load_hour"])
                 .run(|ctx| async move {
-                    let loaded = ctx.input("load_hour").await?;
-                    verify_partitions(output_dir(&ctx, "output", DAG_ID), loaded.clone()).await?;
-                    Ok(loaded)
+                    let loaded: Loaded = ctx.input("load_hour").await?;
+                    verify_partitions(output_dir(&ctx)?, &loaded).await?;
+                    Ok(loaded.to_json())
                 }),
         )
         .build()
         .expect("a valid DAG")
 }
 
-async fn load_hour(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &dag_tz).await?;
+async fn load_hour(ctx: TaskContext) -> Result<Value, TaskError> {
+    let p = window_params(&ctx).await?;
     let local = ctx.data_interval.start.to_zoned(p.tz.clone());
     let target = (local.date(), local.hour());
     let key = PartitionKey::date_hour(target.0, target.1);

@@ -21,13 +21,16 @@
 //! Run it: `weir dags run 110_02_02_id_range_partitioning --conf partitions=8` (add
 //! `--conf sample=100000` to cap the planning sample at 100,000 keys, 800 KB).
 
-use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use weir_core::ParamSpec;
 use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlan, RangePlanBuilder};
 use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{Loaded, blocking, record_commits, retire_others, window_params};
+use crate::common::{
+    Loaded, blocking, record_commits, retire_others, window_param_specs, window_params,
+};
 
 pub const DAG_ID: &str = "110_02_02_id_range_partitioning";
 pub const PLAN_FILE: &str = "_range_plan.json";
@@ -39,9 +42,20 @@ pub fn dag() -> DagDef {
         )
         .tags(["110.2", "partitioning", "intermediate"])
         .max_active_tasks(4)
-        .param("key", "customer_id")
-        .param("partitions", 8)
-        .param("sample", DEFAULT_SAMPLE_CAPACITY)
+        .params(window_param_specs())
+        .param(
+            ParamSpec::text("key", "integer column the ranges are cut on").default("customer_id"),
+        )
+        .param(ParamSpec::integer("partitions", 1, 4096, "number of ranges").default(8))
+        .param(
+            ParamSpec::integer(
+                "sample",
+                1,
+                100_000_000,
+                "keys kept in the reservoir the ranges are planned from (8 bytes each)",
+            )
+            .default(DEFAULT_SAMPLE_CAPACITY as i64),
+        )
         .task(Task::new("plan_ranges").run(plan_ranges))
         .task(
             Task::new("write_range")
@@ -65,22 +79,10 @@ pub fn range_key(index: usize, count: usize) -> PartitionKey {
 }
 
 async fn plan_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let key = ctx
-        .param_str("key")
-        .unwrap_or_else(|| "customer_id".to_owned());
-    let partitions: usize = ctx.param_parse("partitions")?.unwrap_or(8);
-    if partitions == 0 {
-        return Err(TaskError::fatal("--conf partitions must be at least 1"));
-    }
-    let sample: usize = ctx
-        .param_parse("sample")?
-        .unwrap_or(DEFAULT_SAMPLE_CAPACITY);
-    if sample == 0 {
-        return Err(TaskError::fatal(
-            "--conf sample must be at least 1 (keys kept to plan from; 1000000 is 8 MB)",
-        ));
-    }
+    let p = window_params(&ctx).await?;
+    let key: String = ctx.param("key")?;
+    let partitions: usize = ctx.param("partitions")?;
+    let sample: usize = ctx.param("sample")?;
     let (plan, sampled) = blocking(move || {
         // Pass 1: row count, min, max and a bounded sample of the keys, batch by batch.
         let mut builder = RangePlanBuilder::new(partitions, sample)?;
@@ -121,35 +123,49 @@ async fn plan_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
     .await?;
     let count = plan.len();
     // One mapped instance per range: its index, bounds and expected rows (exact either way).
-    Ok(Value::Array(
-        plan.ranges()
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                json!({
-                    "index": i,
-                    "count": count,
-                    "lo": r.lo,
-                    "hi": r.hi,
-                    "rows": r.rows,
-                    "sampled": sampled,
-                })
-            })
-            .collect(),
-    ))
+    let items: Vec<RangeItem> = plan
+        .ranges()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RangeItem {
+            index: i,
+            count,
+            lo: r.lo,
+            hi: r.hi,
+            rows: r.rows,
+            sampled,
+        })
+        .collect();
+    Ok(serde_json::to_value(items).expect("range items serialize"))
+}
+
+/// What `plan_ranges` hands each mapped `write_range`: one range of the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RangeItem {
+    index: usize,
+    count: usize,
+    lo: i64,
+    hi: i64,
+    /// Rows the plan counted in the range (exact).
+    rows: u64,
+    /// The plan came from a sample (then recounted exactly).
+    sampled: bool,
+}
+
+/// What each `write_range` instance returns.
+#[derive(Debug, Serialize, Deserialize)]
+struct WrittenRange {
+    #[serde(flatten)]
+    loaded: Loaded,
+    lo: i64,
+    hi: i64,
 }
 
 async fn write_range(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let key = ctx
-        .param_str("key")
-        .unwrap_or_else(|| "customer_id".to_owned());
-    let item = ctx
-        .item
-        .clone()
-        .ok_or_else(|| TaskError::fatal("write_range runs mapped over the plan"))?;
-    let index = item["index"].as_u64().unwrap_or(0) as usize;
-    let count = item["count"].as_u64().unwrap_or(1) as usize;
+    let p = window_params(&ctx).await?;
+    let key: String = ctx.param("key")?;
+    let item: RangeItem = ctx.mapped_item()?;
+    let (index, count) = (item.index, item.count);
     let plan_path = p.output.join(PLAN_FILE);
     let output = p.output.clone();
     let loaded = blocking(move || {
@@ -168,50 +184,37 @@ async fn write_range(ctx: TaskContext) -> Result<Value, TaskError> {
             writer.write(&rows)?;
         }
         let commit = writer.commit()?;
-        Ok(Loaded {
-            rows: commit.rows,
-            commits: vec![commit],
-            source_rejects: reader.rejects().len() as u64,
-        })
+        let rows = commit.rows;
+        Ok(Loaded::new(vec![commit], rows, 0).read_from(&mut reader))
     })
     .await?;
     record_commits(&ctx, &p.output, &loaded).await?;
-    let expected = item["rows"].as_u64().unwrap_or(0);
+    let expected = item.rows;
     if loaded.rows != expected {
         return Err(TaskError::fatal(format!(
             "range {index} holds {} rows but the plan counted {expected}; the source changed during the run, run it again",
             loaded.rows
         )));
     }
-    let mut out = loaded.to_json();
-    out["lo"] = item["lo"].clone();
-    out["hi"] = item["hi"].clone();
-    Ok(out)
+    let written = WrittenRange {
+        loaded,
+        lo: item.lo,
+        hi: item.hi,
+    };
+    Ok(serde_json::to_value(written).expect("a written range serializes"))
 }
 
 async fn check_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let written = ctx.input("write_range").await?;
-    let ranges = written.as_array().cloned().unwrap_or_default();
-    let rows: Vec<u64> = ranges
-        .iter()
-        .map(|r| r["rows"].as_u64().unwrap_or(0))
-        .collect();
+    let p = window_params(&ctx).await?;
+    let ranges: Vec<WrittenRange> = ctx.input("write_range").await?;
+    let rows: Vec<u64> = ranges.iter().map(|r| r.loaded.rows).collect();
     let total: u64 = rows.iter().sum();
-    let commits = ranges
+    let keep: Vec<String> = ranges
         .iter()
-        .flat_map(|r| r["partitions"].as_array().cloned().unwrap_or_default())
-        .map(|part| weir_data::CommitReport {
-            partition: part["partition"].as_str().unwrap_or_default().to_owned(),
-            rows: part["rows"].as_u64().unwrap_or(0),
-            bytes: 0,
-            files: 0,
-            checksum: String::new(),
-            schema: String::new(),
-        })
-        .collect::<Vec<_>>();
+        .flat_map(|r| r.loaded.partitions.iter().map(|p| p.partition.clone()))
+        .collect();
     let output = p.output.clone();
-    let retired = blocking(move || retire_others(&output, &commits)).await?;
+    let retired = blocking(move || retire_others(&output, &keep)).await?;
     let mean = total as f64 / rows.len().max(1) as f64;
     let max = rows.iter().copied().max().unwrap_or(0) as f64;
     Ok(json!({

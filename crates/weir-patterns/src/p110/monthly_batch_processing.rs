@@ -23,13 +23,15 @@ use arrow::array::{ArrayRef, Int64Array, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::timetable::{parse_zone, window_schedule};
 use weir_data::{DataError, Dataset, PartitionKey, WriteOptions, local_date_keys};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{blocking, load_window, output_dir, record_commits, window_params};
+use crate::common::{
+    Loaded, blocking, load_window, output_dir, record_commits, window_param_specs, window_params,
+};
 
 pub const DAG_ID: &str = "110_01_04_monthly_batch_processing";
 pub const ZONE: &str = "America/New_York";
@@ -50,11 +52,8 @@ pub fn dag() -> DagDef {
         )
         .catchup(false)
         .max_active_runs(1)
-        .task(
-            Task::new("load_month")
-                .retries(2)
-                .run(move |ctx| load_month(ctx, tz.clone())),
-        )
+        .params(window_param_specs())
+        .task(Task::new("load_month").retries(2).run(load_month))
         .task(
             Task::new("check_month_complete")
                 .after(["load_month"])
@@ -78,28 +77,24 @@ pub fn month_key(first_day: Date) -> PartitionKey {
     .expect("a valid key")
 }
 
-async fn load_month(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &dag_tz).await?;
-    let first = ctx
-        .logical_date
-        .to_zoned(dag_tz.clone())
-        .date()
-        .first_of_month();
-    let next = first
-        .last_of_month()
-        .tomorrow()
-        .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let days_in_month = first.days_in_month();
-    let (from, to) = if p.tz == dag_tz {
-        (ctx.data_interval.start, ctx.data_interval.end)
-    } else {
-        let at = |d: Date| {
-            d.to_zoned(p.tz.clone())
-                .map(|z| z.timestamp())
-                .map_err(|e| TaskError::fatal(e.to_string()))
-        };
-        (at(first)?, at(next)?)
-    };
+/// The output of `load_month`: what landed and the rows of each local day.
+#[derive(Debug, Serialize, Deserialize)]
+struct LoadedMonth {
+    #[serde(flatten)]
+    loaded: Loaded,
+    /// `YYYY-MM`.
+    month: String,
+    days_in_month: u32,
+    hours_in_month: i64,
+    per_day: BTreeMap<Date, u64>,
+}
+
+async fn load_month(ctx: TaskContext) -> Result<Value, TaskError> {
+    let p = window_params(&ctx).await?;
+    // The data interval is the calendar month on the wall clock of the run's zone.
+    let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
+    let first = from.to_zoned(p.tz.clone()).date().first_of_month();
+    let days_in_month = first.days_in_month() as u32;
     let key = month_key(first);
     let per_day: Arc<Mutex<BTreeMap<Date, u64>>> = Arc::default();
     let (params, counts, tz, column) = (
@@ -121,34 +116,30 @@ async fn load_month(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskErr
     .await?;
     record_commits(&ctx, &p.output, &loaded).await?;
     let per_day = per_day.lock().expect("per-day counts").clone();
-    let mut out = loaded.to_json();
-    out["month"] = json!(format!("{:04}-{:02}", first.year(), first.month()));
-    out["days_in_month"] = json!(days_in_month);
-    out["hours_in_month"] = json!(to.duration_since(from).as_hours());
-    out["per_day"] = json!(
-        per_day
-            .iter()
-            .map(|(d, n)| (d.to_string(), *n))
-            .collect::<BTreeMap<_, _>>()
-    );
-    Ok(out)
+    let month = LoadedMonth {
+        loaded,
+        month: format!("{:04}-{:02}", first.year(), first.month()),
+        days_in_month,
+        hours_in_month: to.duration_since(from).as_hours(),
+        per_day,
+    };
+    Ok(serde_json::to_value(month).expect("a month serializes"))
 }
 
 async fn check_month_complete(ctx: TaskContext) -> Result<Value, TaskError> {
-    let loaded = ctx.input("load_month").await?;
-    let month = loaded["month"].as_str().unwrap_or_default().to_owned();
+    let loaded: LoadedMonth = ctx.input("load_month").await?;
+    let month = loaded.month;
     let first: Date = format!("{month}-01")
         .parse()
         .map_err(|e| TaskError::fatal(format!("month `{month}`: {e}")))?;
-    let per_day = loaded["per_day"].as_object().cloned().unwrap_or_default();
     let empty: Vec<String> = (0..first.days_in_month())
         .map(|i| {
             first
                 .checked_add(jiff::Span::new().days(i))
                 .expect("in month")
-                .to_string()
         })
-        .filter(|d| per_day.get(d).and_then(Value::as_u64).unwrap_or(0) == 0)
+        .filter(|d| loaded.per_day.get(d).copied().unwrap_or(0) == 0)
+        .map(|d| d.to_string())
         .collect();
     if !empty.is_empty() {
         return Err(TaskError::fatal(format!(
@@ -162,14 +153,14 @@ async fn check_month_complete(ctx: TaskContext) -> Result<Value, TaskError> {
 }
 
 async fn close_month(ctx: TaskContext) -> Result<Value, TaskError> {
-    let loaded = ctx.input("load_month").await?;
-    let month = loaded["month"].as_str().unwrap_or_default().to_owned();
-    let per_day = loaded["per_day"].as_object().cloned().unwrap_or_default();
-    let orders = loaded["rows"].as_i64().unwrap_or(0);
-    let days = loaded["days_in_month"].as_u64().unwrap_or(0) as u32;
-    let first_day = per_day.keys().next().cloned().unwrap_or_default();
-    let last_day = per_day.keys().next_back().cloned().unwrap_or_default();
-    let base = output_dir(&ctx, "output", DAG_ID);
+    let loaded: LoadedMonth = ctx.input("load_month").await?;
+    let month = loaded.month;
+    let orders = loaded.loaded.rows as i64;
+    let days = loaded.days_in_month;
+    let day_text = |d: Option<&Date>| d.map(|d| d.to_string()).unwrap_or_default();
+    let first_day = day_text(loaded.per_day.keys().next());
+    let last_day = day_text(loaded.per_day.keys().next_back());
+    let base = output_dir(&ctx)?;
     let close_dir = base.with_file_name(format!(
         "{}_close",
         base.file_name()

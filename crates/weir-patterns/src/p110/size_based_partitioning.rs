@@ -15,13 +15,15 @@
 //!
 //! Run it: `weir dags run 110_02_04_size_based_partitioning --conf target_bytes=1000000`.
 
-use jiff::tz::TimeZone;
 use serde_json::{Value, json};
+use weir_core::ParamSpec;
 use weir_data::partitioners::SizePartitioner;
 use weir_data::{CommitReport, Dataset, FileFormat, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{Loaded, blocking, record_commits, retire_others, window_params};
+use crate::common::{
+    Loaded, blocking, record_commits, retire_others, window_param_specs, window_params,
+};
 
 pub const DAG_ID: &str = "110_02_04_size_based_partitioning";
 
@@ -31,7 +33,16 @@ pub fn dag() -> DagDef {
             "Cut a source into Parquet chunks of about a target size, learning the on-disk ratio",
         )
         .tags(["110.2", "partitioning", "intermediate"])
-        .param("target_bytes", 4 * 1024 * 1024)
+        .params(window_param_specs())
+        .param(
+            ParamSpec::integer(
+                "target_bytes",
+                1024,
+                1 << 40,
+                "about how large each chunk file should be on disk",
+            )
+            .default(4 * 1024 * 1024),
+        )
         .task(Task::new("write_chunks").retries(2).run(write_chunks))
         .build()
         .expect("a valid DAG")
@@ -43,13 +54,8 @@ pub fn chunk_key(index: usize) -> PartitionKey {
 }
 
 async fn write_chunks(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx, &TimeZone::UTC).await?;
-    let target: u64 = ctx.param_parse("target_bytes")?.unwrap_or(4 * 1024 * 1024);
-    if target < 1024 {
-        return Err(TaskError::fatal(format!(
-            "--conf target_bytes={target} is too small; use at least 1024"
-        )));
-    }
+    let p = window_params(&ctx).await?;
+    let target: u64 = ctx.param("target_bytes")?;
     let params = p.clone();
     let (loaded, report) = blocking(move || {
         // Zstd Parquet is typically a third of Arrow's in-memory size (text about its size):
@@ -99,16 +105,10 @@ async fn write_chunks(ctx: TaskContext) -> Result<Value, TaskError> {
             }
         }
         finish(current.take(), &mut sizer, &mut commits)?;
-        retire_others(&params.output, &commits)?;
+        let keep: Vec<String> = commits.iter().map(|c| c.partition.clone()).collect();
+        retire_others(&params.output, &keep)?;
         let report = sizer.report();
-        Ok((
-            Loaded {
-                commits,
-                rows,
-                source_rejects: reader.rejects().len() as u64,
-            },
-            report,
-        ))
+        Ok((Loaded::new(commits, rows, 0).read_from(&mut reader), report))
     })
     .await?;
     record_commits(&ctx, &p.output, &loaded).await?;

@@ -29,6 +29,7 @@ use arrow::record_batch::RecordBatch;
 use jiff::SignedDuration;
 use jiff::civil::Date;
 use serde_json::{Value, json};
+use weir_core::ParamSpec;
 use weir_core::timetable::{CronDataIntervalTimetable, parse_zone};
 use weir_data::{DataError, Dataset, PartitionKey, WriteOptions};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
@@ -54,8 +55,16 @@ pub fn dag() -> DagDef {
         )
         .catchup(false)
         .max_active_runs(2)
-        .param("group_by", "region")
-        .param("measure", "amount")
+        .param(ParamSpec::path(
+            "output",
+            "dataset folder of the weekly rollups (default: HOME/data/DAG_ID)",
+        ))
+        .param(ParamSpec::path(
+            "daily_output",
+            "dataset folder of the daily partitions to roll up (default: the daily DAG's)",
+        ))
+        .param(ParamSpec::text("group_by", "column to group the week by").default("region"))
+        .param(ParamSpec::text("measure", "decimal column to sum").default("amount"))
         .task(
             Task::new("wait_for_daily")
                 .doc("Sensor: all seven daily partitions of the week are committed")
@@ -92,17 +101,18 @@ pub fn week_key(day: Date) -> PartitionKey {
         .expect("a valid key")
 }
 
-fn daily_dir(ctx: &TaskContext) -> PathBuf {
-    output_dir(ctx, "daily_output", daily_batch_processing::DAG_ID)
+fn daily_dir(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
+    Ok(ctx
+        .param_opt::<PathBuf>("daily_output")?
+        .unwrap_or_else(|| ctx.home().join("data").join(daily_batch_processing::DAG_ID)))
 }
 
 async fn wait_for_daily(ctx: TaskContext, tz: jiff::tz::TimeZone) -> Result<Value, TaskError> {
-    let dir = daily_dir(&ctx);
+    let dir = daily_dir(&ctx)?;
     let committed: HashSet<String> = ctx
         .store()
         .manifests(&dataset_name(&dir))
-        .await
-        .map_err(|e| TaskError::retryable(e.to_string()))?
+        .await?
         .into_iter()
         .map(|m| m.partition)
         .collect();
@@ -134,14 +144,10 @@ struct Group {
 
 async fn aggregate_week(ctx: TaskContext, tz: jiff::tz::TimeZone) -> Result<Value, TaskError> {
     let days = week_days(&ctx, &tz);
-    let daily = daily_dir(&ctx);
-    let output = output_dir(&ctx, "output", DAG_ID);
-    let group_by = ctx
-        .param_str("group_by")
-        .unwrap_or_else(|| "region".to_owned());
-    let measure = ctx
-        .param_str("measure")
-        .unwrap_or_else(|| "amount".to_owned());
+    let daily = daily_dir(&ctx)?;
+    let output = output_dir(&ctx)?;
+    let group_by: String = ctx.param("group_by")?;
+    let measure: String = ctx.param("measure")?;
     let key = week_key(days[0]);
     let out = output.clone();
     let (loaded, groups) = blocking(move || {
@@ -198,14 +204,7 @@ async fn aggregate_week(ctx: TaskContext, tz: jiff::tz::TimeZone) -> Result<Valu
         )?;
         let summary: BTreeMap<String, i64> =
             groups.iter().map(|(k, g)| (k.clone(), g.orders)).collect();
-        Ok((
-            Loaded {
-                rows: commit.rows,
-                commits: vec![commit],
-                source_rejects: 0,
-            },
-            summary,
-        ))
+        Ok((Loaded::new(vec![commit.clone()], commit.rows, 0), summary))
     })
     .await?;
     record_commits(&ctx, &output, &loaded).await?;

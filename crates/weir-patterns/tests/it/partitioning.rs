@@ -492,23 +492,25 @@ async fn hash_buckets_from_json_lines_written_as_csv() {
     assert_eq!(all_ids.len(), orders.len());
     assert_eq!(duplicates(&all_ids), 0);
 
-    let bad = w
-        .run(
-            hash_based_partitioning::DAG_ID,
-            utc(2026, 3, 6),
-            conf([
+    // A format the writers do not have is refused when the run is created: no task starts.
+    let bad = weir_runtime::trigger_run(
+        &w.ex,
+        weir_runtime::TriggerRequest {
+            dag_id: dag_id(hash_based_partitioning::DAG_ID),
+            logical_date: Some(utc(2026, 3, 6)),
+            conf: conf([
                 ("source", s(&source)),
                 ("output", s(&w.path("out/bad-format"))),
                 ("key", "customer_id".to_owned()),
                 ("format", "xlsx".to_owned()),
             ]),
-        )
-        .await;
-    let tasks = w.tasks(&bad.run).await;
-    let error = tasks["assess_keys"].error.clone().unwrap_or_default();
-    assert!(
-        error.contains("--conf format") && error.contains("parquet, csv or jsonl"),
-        "{error}"
+        },
+    )
+    .await
+    .expect_err("format=xlsx is refused");
+    assert_eq!(
+        bad.to_string(),
+        "--conf format=xlsx is invalid: `format` takes one of parquet, csv, jsonl"
     );
     assert!(!w.path("out/bad-format").join("bucket=00").exists());
 }

@@ -28,8 +28,7 @@ fn map_reduce(dag: &str, items: Value) -> DagDef {
                 }),
         )
         .task(Task::new("sum").after(["m"]).run(|ctx| async move {
-            let outputs = ctx.input("m").await?;
-            let list = outputs.as_array().expect("the reducer gets a list").clone();
+            let list: Vec<Value> = ctx.input("m").await?;
             let total: i64 = list.iter().map(|v| v.as_i64().unwrap_or(0)).sum();
             Ok(json!({"outputs": list, "total": total}))
         }))
@@ -185,8 +184,7 @@ async fn a_hundred_thousand_instances_reduce_in_map_index_order() {
         .task(Task::new("reduce").after(["m"]).run(move |ctx| {
             let expected = expected.clone();
             async move {
-                let outputs = ctx.input("m").await?;
-                let outputs = outputs.as_array().ok_or(TaskError::fatal("not a list"))?;
+                let outputs: Vec<Value> = ctx.input("m").await?;
                 let in_order = outputs.len() == expected.len()
                     && outputs
                         .iter()

@@ -151,13 +151,15 @@ async fn a_restart_before_the_lease_ends_waits_for_it() {
     let w = World::new([hanging_dag(1, &started, &calls)]).await;
     let run = run_and_kill(&w, &started).await;
 
-    // Restarted 10 s after the claim: the lease has 20 s to go.
+    // Restarted 10 s after the claim: the lease has 20 s to go. `run` refuses the held run;
+    // `take_over` waits the lease out and, nobody having renewed it, takes the run.
     let restart: Timestamp = t0() + secs(10);
-    let outcome = w
-        .executor_at(restart)
-        .run(&run.dag_id, &run.run_id)
-        .await
-        .unwrap();
+    let next = w.executor_at(restart);
+    assert!(matches!(
+        next.run(&run.dag_id, &run.run_id).await,
+        Err(weir_runtime::RuntimeError::RunHeld { .. })
+    ));
+    let outcome = next.take_over(&run.dag_id, &run.run_id).await.unwrap();
 
     assert_eq!(outcome.state, RunState::Success);
     let tries = w.tries(&run, "work").await;
@@ -169,4 +171,92 @@ async fn a_restart_before_the_lease_ends_waits_for_it() {
     );
     assert_eq!(tries[1].started_at, Some(t0() + secs(30)));
     assert_eq!(calls.get(), 2);
+}
+
+/// A second process asked to run a run whose owner is alive (it renews its lease) is refused,
+/// both at once (`run`) and after watching the owner for one lease (`take_over`); the owner
+/// finishes its run undisturbed, its task tried once.
+#[tokio::test(start_paused = true)]
+async fn a_live_owner_keeps_its_run_against_a_second_process() {
+    let (started, release, calls) = (
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+        Calls::new(),
+    );
+    let (s, r, c) = (started.clone(), release.clone(), calls.clone());
+    let dag = DagDef::builder("slow")
+        .task(Task::new("work").retries(3).run(move |_| {
+            let (s, r) = (s.clone(), r.clone());
+            c.hit();
+            async move {
+                s.notify_one();
+                r.notified().await;
+                Ok(json!("done"))
+            }
+        }))
+        .build()
+        .unwrap();
+    let w = World::new([dag]).await;
+    let run = w.trigger("slow", json!({})).await;
+    let ex = w.ex.clone();
+    let (dag_id, run_id) = (run.dag_id.clone(), run.run_id.clone());
+    let owner = tokio::spawn(async move { ex.run(&dag_id, &run_id).await });
+    started.notified().await;
+
+    let second = w.executor_as("second-process", t0());
+    match second.run(&run.dag_id, &run.run_id).await {
+        Err(weir_runtime::RuntimeError::RunHeld { owner, .. }) => assert_eq!(owner, "test-process"),
+        other => panic!("a held run must be refused, got {other:?}"),
+    }
+    let before = tokio::time::Instant::now();
+    match second.take_over(&run.dag_id, &run.run_id).await {
+        Err(weir_runtime::RuntimeError::RunHeld { lease_until, .. }) => {
+            assert!(lease_until > t0() + secs(30), "the owner renewed its lease");
+        }
+        other => panic!("a live owner must keep its run, got {other:?}"),
+    }
+    assert!(
+        tokio::time::Instant::now() - before >= std::time::Duration::from_secs(30),
+        "take_over watched the owner for a whole lease before giving up"
+    );
+
+    release.notify_one();
+    let outcome = owner.await.unwrap().unwrap();
+    assert_eq!(outcome.state, RunState::Success);
+    assert!(!outcome.resumed);
+    assert_eq!(calls.get(), 1, "the task ran once, in its owner");
+    let ti = w.ti(&run, "work").await;
+    assert_eq!((ti.state, ti.try_number), (TaskState::Success, 1));
+    let stored = w
+        .store
+        .get_run(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.owner, None, "a finished run has no owner");
+}
+
+/// A run whose owner was killed (its lease ran out) is taken over by `take_over`, which says so.
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_owner_died_is_taken_over_and_reported_resumed() {
+    let (started, calls) = (Arc::new(Notify::new()), Calls::new());
+    let w = World::new([hanging_dag(1, &started, &calls)]).await;
+    let run = run_and_kill(&w, &started).await;
+    let stored = w
+        .store
+        .get_run(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let dead = stored
+        .owner
+        .expect("the killed process still owns the run in the store");
+    assert_eq!(dead.id, "test-process");
+    // The next process arrives while the dead owner's lease still runs: it waits the lease out.
+    let next = w.executor_as("next-process", t0() + secs(5));
+    let outcome = next.take_over(&run.dag_id, &run.run_id).await.unwrap();
+    assert_eq!(outcome.state, RunState::Success);
+    assert!(outcome.resumed);
+    let ti = w.ti(&run, "work").await;
+    assert_eq!((ti.state, ti.try_number), (TaskState::Success, 2));
 }

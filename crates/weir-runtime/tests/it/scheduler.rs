@@ -8,8 +8,8 @@ use jiff::tz::TimeZone;
 use serde_json::json;
 use weir_core::ids::RunKind;
 use weir_core::timetable::{preview, window_schedule};
-use weir_core::{DagId, DataInterval, RunState};
-use weir_runtime::{DagDef, RuntimeError, Scheduler, Task, TriggerRequest, trigger_run};
+use weir_core::{DagId, DataInterval, ParamSpec, RunState};
+use weir_runtime::{DagDef, Scheduler, Task, TriggerRequest, trigger_run};
 use weir_store::{RunFilter, RunRecord};
 
 use crate::support::{Calls, World, ts};
@@ -202,11 +202,14 @@ async fn triggering_the_same_logical_date_twice_reruns_the_interval() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (c, s) = (calls.clone(), seen.clone());
     let dag = DagDef::builder("manual")
+        .param(ParamSpec::text("note", "a note the task records"))
         .schedule(window_schedule("@daily", london()).unwrap())
         .start_date(ts("2026-03-01T00:00:00Z"))
         .task(Task::new("load").run(move |ctx| {
             c.hit();
-            s.lock().unwrap().push(ctx.param_str("note"));
+            s.lock()
+                .unwrap()
+                .push(ctx.param_opt::<String>("note").unwrap());
             async move { Ok(json!(ctx.data_interval.start.to_string())) }
         }))
         .build()
@@ -228,12 +231,12 @@ async fn triggering_the_same_logical_date_twice_reruns_the_interval() {
         (ts("2026-03-29T23:00:00Z"), ts("2026-03-30T23:00:00Z")),
         "the London day that contains the instant"
     );
-    // Still queued: a second trigger is refused rather than racing the first.
-    let refused = trigger_run(&w.ex, request("too soon")).await.unwrap_err();
-    assert!(
-        matches!(&refused, RuntimeError::Invalid(m) if m.contains("still queued")),
-        "{refused}"
-    );
+    // Still queued: a second trigger hands back the same unfinished run, untouched (its conf
+    // is the first's), for `take_over` to finish; it neither duplicates nor resets it.
+    let again = trigger_run(&w.ex, request("too soon")).await.unwrap();
+    assert_eq!(again.run_id, first.run_id);
+    assert_eq!(again.state, RunState::Queued);
+    assert_eq!(again.conf, json!({"note": "first"}));
     let outcome = w.ex.run(&first.dag_id, &first.run_id).await.unwrap();
     assert_eq!(outcome.state, RunState::Success);
 

@@ -23,9 +23,9 @@ use weir_runtime::{
     trigger_run,
 };
 use weir_store::{
-    ManifestStore, NewRun, NewTaskInstance, PartitionManifest, PoolRecord, PoolStore, RunFilter,
-    RunRecord, RunStore, SqliteStore, Store, TaskInstanceRecord, TaskInstanceStore, TiChange,
-    TiKey, TryRecord,
+    ClaimRun, ManifestStore, NewRun, NewTaskInstance, PartitionManifest, PoolRecord, PoolStore,
+    RejectFilter, RejectRecord, RejectStore, RunClaim, RunFence, RunFilter, RunRecord, RunStore,
+    SqliteStore, Store, TaskInstanceRecord, TaskInstanceStore, TiChange, TiKey, TryRecord,
 };
 
 /// The instant every test's clock starts at: Monday 2026-03-02 09:00 UTC.
@@ -99,6 +99,23 @@ impl RunStore for OffClockStore {
         let (s, d, r) = (self.0.clone(), dag_id.clone(), run_id.clone());
         off_clock(move || async move { s.set_run_state(&d, &r, from, to, at).await }).await
     }
+    async fn claim_run(&self, claim: ClaimRun) -> weir_store::Result<RunClaim> {
+        let s = self.0.clone();
+        off_clock(move || async move { s.claim_run(claim).await }).await
+    }
+    async fn renew_run(&self, fence: &RunFence, lease_until: Timestamp) -> weir_store::Result<()> {
+        let (s, f) = (self.0.clone(), fence.clone());
+        off_clock(move || async move { s.renew_run(&f, lease_until).await }).await
+    }
+    async fn finish_run(
+        &self,
+        fence: &RunFence,
+        to: RunState,
+        at: Timestamp,
+    ) -> weir_store::Result<()> {
+        let (s, f) = (self.0.clone(), fence.clone());
+        off_clock(move || async move { s.finish_run(&f, to, at).await }).await
+    }
     async fn reset_run(
         &self,
         dag_id: &DagId,
@@ -135,6 +152,10 @@ impl TaskInstanceStore for OffClockStore {
     async fn apply(&self, changes: &[TiChange]) -> weir_store::Result<()> {
         let (s, c) = (self.0.clone(), changes.to_vec());
         off_clock(move || async move { s.apply(&c).await }).await
+    }
+    async fn apply_fenced(&self, fence: &RunFence, changes: &[TiChange]) -> weir_store::Result<()> {
+        let (s, f, c) = (self.0.clone(), fence.clone(), changes.to_vec());
+        off_clock(move || async move { s.apply_fenced(&f, &c).await }).await
     }
     async fn renew_leases(&self, keys: &[TiKey], lease_until: Timestamp) -> weir_store::Result<()> {
         let (s, k) = (self.0.clone(), keys.to_vec());
@@ -188,6 +209,18 @@ impl ManifestStore for OffClockStore {
     }
 }
 
+#[async_trait]
+impl RejectStore for OffClockStore {
+    async fn record_rejects(&self, rejects: &[RejectRecord]) -> weir_store::Result<()> {
+        let (s, r) = (self.0.clone(), rejects.to_vec());
+        off_clock(move || async move { s.record_rejects(&r).await }).await
+    }
+    async fn rejects(&self, filter: &RejectFilter) -> weir_store::Result<Vec<RejectRecord>> {
+        let (s, f) = (self.0.clone(), filter.clone());
+        off_clock(move || async move { s.rejects(&f).await }).await
+    }
+}
+
 /// One test's world: a store file in a temp dir, the DAGs, and an executor whose clock reads
 /// [`t0`] when the world is made.
 pub struct World {
@@ -203,6 +236,7 @@ pub fn options(dir: &TempDir) -> ExecutorOptions {
         parallelism: 64,
         lease: secs(30),
         home: dir.path().join("home"),
+        owner: "test-process".to_owned(),
     }
 }
 
@@ -243,13 +277,21 @@ impl World {
         }
     }
 
-    /// Another executor (a restarted process) on the same store and DAGs, its clock at `now`.
+    /// Another executor (a restarted process: another owner) on the same store and DAGs, its
+    /// clock at `now`.
     pub fn executor_at(&self, now: Timestamp) -> Executor {
+        self.executor_as("restarted-process", now)
+    }
+
+    /// Another process named `owner` on the same store and DAGs, its clock at `now`.
+    pub fn executor_as(&self, owner: &str, now: Timestamp) -> Executor {
+        let mut opts = options(&self.dir);
+        opts.owner = owner.to_owned();
         Executor::new(
             self.store.clone(),
             self.registry.clone(),
             Arc::new(TokioClock::starting_at(now)),
-            options(&self.dir),
+            opts,
         )
     }
 

@@ -498,3 +498,132 @@ pub async fn pools_and_manifests(store: &dyn Store) {
         "the latest commit of each partition"
     );
 }
+
+fn claim(run: &RunRecord, owner: &str, now: Timestamp, lease_until: Timestamp) -> ClaimRun {
+    ClaimRun {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        owner: owner.to_owned(),
+        now,
+        lease_until,
+    }
+}
+
+/// A run has one owner at a time: a live lease keeps it, an expired one is taken over, and the
+/// old owner's updates are refused by the fencing token.
+pub async fn run_ownership_is_leased_and_fenced(store: &dyn Store) {
+    let (run, _) = store.create_run(new_run("d", 0)).await.unwrap();
+    store
+        .insert_task_instances(&[new_ti(&run, "a")])
+        .await
+        .unwrap();
+    let RunClaim::Claimed {
+        fence: a,
+        resumed: false,
+    } = store
+        .claim_run(claim(&run, "A", at(0), at(1)))
+        .await
+        .unwrap()
+    else {
+        panic!("a run without an owner is claimed");
+    };
+    store
+        .set_run_state(
+            &run.dag_id,
+            &run.run_id,
+            RunState::Queued,
+            RunState::Running,
+            at(0),
+        )
+        .await
+        .unwrap();
+    // B cannot take a run whose owner's lease is live.
+    match store
+        .claim_run(claim(&run, "B", at(0), at(2)))
+        .await
+        .unwrap()
+    {
+        RunClaim::Held(owner) => {
+            assert_eq!(owner.id, "A");
+            assert_eq!(owner.lease_until, at(1));
+            assert_eq!(owner.token, a.token);
+        }
+        other => panic!("a live owner keeps its run, got {other:?}"),
+    }
+    // A renews; once A stops renewing and the lease ends, B takes over with a higher token.
+    store.renew_run(&a, at(3)).await.unwrap();
+    assert!(matches!(
+        store
+            .claim_run(claim(&run, "B", at(2), at(4)))
+            .await
+            .unwrap(),
+        RunClaim::Held(_)
+    ));
+    let RunClaim::Claimed { fence: b, resumed } = store
+        .claim_run(claim(&run, "B", at(4), at(6)))
+        .await
+        .unwrap()
+    else {
+        panic!("an expired lease is taken over");
+    };
+    assert!(resumed, "taking over from another owner is a resume");
+    assert!(b.token > a.token);
+    let stored = store
+        .get_run(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.owner.as_ref().map(|o| o.id.as_str()), Some("B"));
+    // The old owner is fenced off: it can neither write task states, renew, nor finish the run.
+    let claim_a = {
+        let mut c = change(
+            key(&run, "a", -1),
+            (TaskState::None, 0),
+            (TaskState::Running, 1),
+            at(4),
+        );
+        c.lease_until = Some(at(5));
+        c
+    };
+    assert!(matches!(
+        store.apply_fenced(&a, std::slice::from_ref(&claim_a)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.renew_run(&a, at(9)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.finish_run(&a, RunState::Success, at(5)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    let tis = store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        tis[0].state,
+        TaskState::None,
+        "a fenced write changed nothing"
+    );
+    // The new owner's writes go through, and finishing releases the run.
+    store.apply_fenced(&b, &[claim_a]).await.unwrap();
+    store
+        .finish_run(&b, RunState::Success, at(5))
+        .await
+        .unwrap();
+    let done = store
+        .get_run(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, RunState::Success);
+    assert_eq!(done.owner, None);
+    assert_eq!(
+        store
+            .claim_run(claim(&run, "C", at(6), at(7)))
+            .await
+            .unwrap(),
+        RunClaim::Finished(RunState::Success)
+    );
+}

@@ -37,6 +37,7 @@ conformance_on_sqlite!(
     orphans_are_running_instances_with_expired_leases,
     reset_run_clears_instances_but_keeps_history,
     pools_and_manifests,
+    run_ownership_is_leased_and_fenced,
 );
 
 #[tokio::test]
