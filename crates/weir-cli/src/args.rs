@@ -122,6 +122,22 @@ pub enum RunsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCmd {
+    /// Show the log of one try of a task instance (by default its latest try).
+    Logs {
+        /// The run id (see `weir runs list`).
+        run: String,
+        /// The task id.
+        task: String,
+        /// The instance of a mapped task.
+        #[arg(long)]
+        map_index: Option<i64>,
+        /// Which try (1 for the first) [default: the latest].
+        #[arg(long = "try")]
+        try_number: Option<u32>,
+        /// The DAG, when several DAGs have a run with this id.
+        #[arg(long)]
+        dag: Option<String>,
+    },
     /// List the task instances of a run, with tries, timings and errors.
     List {
         /// The run id (see `weir runs list`).

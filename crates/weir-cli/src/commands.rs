@@ -139,6 +139,13 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             print_runs(&runs, json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tasks(TasksCmd::Logs {
+            run,
+            task,
+            map_index,
+            try_number,
+            dag,
+        }) => tasks_logs(&home, &run, &task, map_index, try_number, dag.as_deref()).await,
         Command::Tasks(TasksCmd::List { run, dag, json }) => {
             tasks_list(&home, &run, dag.as_deref(), json).await
         }
@@ -747,8 +754,61 @@ fn print_runs(runs: &[RunRecord], json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {
+async fn tasks_logs(
+    home: &Path,
+    run: &str,
+    task: &str,
+    map_index: Option<i64>,
+    try_number: Option<u32>,
+    dag: Option<&str>,
+) -> Result<ExitCode> {
     let store = open_store(home).await?;
+    let run = find_run(store.as_ref(), run, dag).await?;
+    let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
+    let wanted = map_index.unwrap_or(-1);
+    let ti = tis
+        .iter()
+        .find(|ti| ti.key.task_id.as_str() == task && ti.key.map_index.raw() == wanted)
+        .ok_or_else(|| {
+            let mapped = tis
+                .iter()
+                .any(|ti| ti.key.task_id.as_str() == task && ti.key.map_index.raw() >= 0);
+            if mapped && map_index.is_none() {
+                anyhow!("task `{task}` of run {} is mapped; pick an instance with --map-index N (`weir tasks list {}` lists them)", run.run_id, run.run_id)
+            } else {
+                anyhow!("run {} has no task instance `{task}`{}; `weir tasks list {}` lists them", run.run_id, map_index.map(|i| format!(" [{i}]")).unwrap_or_default(), run.run_id)
+            }
+        })?;
+    let try_number = try_number.unwrap_or(ti.try_number);
+    if try_number == 0 {
+        bail!(
+            "task `{task}` of run {} has not started a try yet",
+            run.run_id
+        );
+    }
+    let path = weir_runtime::try_log_path(
+        &home.join("logs"),
+        run.dag_id.as_str(),
+        run.run_id.as_str(),
+        task,
+        wanted,
+        try_number,
+    );
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow!(
+            "no log of try {try_number} of `{task}` in run {} at {} ({e}); the try may not have started, or ran under another --home",
+            run.run_id,
+            path.display()
+        )
+    })?;
+    for line in text.lines() {
+        out!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run with this id (in `dag`, when given), or an error saying how to find one.
+async fn find_run(store: &dyn Store, run: &str, dag: Option<&str>) -> Result<RunRecord> {
     let run_id = RunId::new(run)?;
     let filter = RunFilter {
         dag_id: dag.map(DagId::new).transpose()?,
@@ -760,14 +820,19 @@ async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Re
         .into_iter()
         .filter(|r| r.run_id == run_id)
         .collect();
-    let run = match matches.as_slice() {
+    match matches.as_slice() {
         [] => bail!(
             "no run `{run}`{}; `weir runs list` shows the runs",
             dag.map(|d| format!(" in DAG `{d}`")).unwrap_or_default()
         ),
-        [one] => one.clone(),
+        [one] => Ok(one.clone()),
         _ => bail!("several DAGs have a run `{run}`; name one with --dag"),
-    };
+    }
+}
+
+async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {
+    let store = open_store(home).await?;
+    let run = find_run(store.as_ref(), run, dag).await?;
     let tis = store.task_instances(&run.dag_id, &run.run_id).await?;
     for ti in &tis {
         if json {

@@ -128,7 +128,9 @@ impl RunId {
         Self(format!(
             "{}__{}",
             kind.as_str(),
-            logical_date.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+            // Fractional seconds only when there are any, as Airflow's isoformat: two manual runs of
+            // an unscheduled DAG in one second are two runs.
+            logical_date.strftime("%Y-%m-%dT%H:%M:%S%.f+00:00")
         ))
     }
 

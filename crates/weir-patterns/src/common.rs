@@ -314,6 +314,10 @@ pub async fn record_commits(
 ) -> Result<(), TaskError> {
     let rejected = loaded.rejects.len() as u64;
     for c in &loaded.commits {
+        tracing::info!(
+            dataset = %dataset.display(), partition = %c.partition, rows_in = loaded.rows_read.unwrap_or(c.rows),
+            rows_out = c.rows, rows_rejected = rejected, bytes = c.bytes, "committed"
+        );
         ctx.record_manifest(PartitionManifest {
             dataset: dataset_name(dataset),
             partition: c.partition.clone(),

@@ -366,6 +366,8 @@ struct RunLoop<'e> {
     foreign: BinaryHeap<Reverse<(Timestamp, usize, usize)>>,
     running: JoinSet<Finished>,
     running_keys: HashMap<(usize, usize), TiKey>,
+    /// The `try` span of each running try: its log lines (start, outcome) are written in it.
+    running_spans: HashMap<(usize, usize), tracing::Span>,
     changes: Vec<TiChange>,
     callbacks: Vec<(usize, CallbackKind, CallbackContext)>,
     dag_limit: Arc<Semaphore>,
@@ -490,6 +492,7 @@ impl<'e> RunLoop<'e> {
             foreign,
             running: JoinSet::new(),
             running_keys: HashMap::new(),
+            running_spans: HashMap::new(),
             changes: Vec::new(),
             callbacks: Vec::new(),
             dag_limit,
@@ -847,10 +850,20 @@ impl<'e> RunLoop<'e> {
         let try_number = inst.try_number;
         let timeout = spec.execution_timeout;
         let span = tracing::info_span!(
-            "try",
+            crate::logs::TRY_SPAN,
             dag_id = %key.dag_id, run_id = %key.run_id, task_id = %key.task_id,
             map_index = key.map_index.raw(), try_number = inst.try_number
         );
+        span.in_scope(|| {
+            tracing::info!(
+                "try {} of {} started (data interval {} .. {})",
+                inst.try_number,
+                spec.retry.retries + 1,
+                self.run.interval_start,
+                self.run.interval_end
+            )
+        });
+        self.running_spans.insert((pos, idx), span.clone());
         let fut = self.def.task_at(pos).call(ctx).instrument(span);
         self.running_keys.insert((pos, idx), key);
         self.running.spawn(async move {
@@ -893,6 +906,23 @@ impl<'e> RunLoop<'e> {
         let Some(key) = self.running_keys.remove(&(pos, idx)) else {
             return;
         };
+        let span = self.running_spans.remove(&(pos, idx));
+        if let Some(span) = &span {
+            span.in_scope(|| match &result {
+                Ok(_) => tracing::info!("try {try_number} succeeded"),
+                Err(TaskError::Skip(reason)) => {
+                    tracing::info!("try {try_number} skipped: {reason}")
+                }
+                // Info, not error: the command reports failed runs its own way; these lines are
+                // for the try's log (and `--log info`).
+                Err(TaskError::Retryable(e)) => {
+                    tracing::info!("try {try_number} failed (retryable): {e}")
+                }
+                Err(TaskError::Fatal(e)) => {
+                    tracing::info!("try {try_number} failed (not retryable): {e}")
+                }
+            });
+        }
         let spec = &self.def.dag.tasks()[pos];
         let now = self.ex.clock.now();
         let cb = |error: Option<String>, retry_at: Option<Timestamp>| CallbackContext {

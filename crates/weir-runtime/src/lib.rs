@@ -11,6 +11,7 @@ mod clock;
 mod context;
 mod definition;
 mod executor;
+mod logs;
 mod scheduler;
 
 pub use backfill::{
@@ -24,6 +25,7 @@ pub use definition::{
     ZONE_PARAM,
 };
 pub use executor::{Executor, ExecutorOptions, RunOutcome, process_owner_id};
+pub use logs::{TRY_SPAN, TryLogLayer, try_log_path};
 pub use scheduler::{Scheduler, TriggerRequest, trigger_run};
 
 /// The error type of weir-runtime: failures of the engine itself, never of a task (a failed task

@@ -574,3 +574,82 @@ fn manifests_tell_the_truth_and_rejects_are_kept_once() {
             .ends_with("orders.csv")
     );
 }
+
+/// Each try's log is kept under the home and shown by `weir tasks logs`, whatever `--log` said
+/// on the console; a failed try's log says why.
+#[test]
+fn every_try_keeps_a_log_that_tasks_logs_shows() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("orders.csv");
+    std::fs::write(
+        &source,
+        "order_id,region,event_time\n1,EU,2026-03-02T10:00:00Z\n2,US,2026-03-02T11:00:00Z\n",
+    )
+    .unwrap();
+    let dag = "110_02_05_geographic_partitioning";
+    let source_conf = format!("source={}", source.display());
+    let output_conf = format!("output={}", dir.path().join("geo").display());
+    weir(home.path())
+        .args([
+            "dags",
+            "run",
+            dag,
+            "--conf",
+            &source_conf,
+            "--conf",
+            &output_conf,
+        ])
+        .assert()
+        .success();
+    let run_id = runs(home.path(), dag)[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = weir(home.path())
+        .args(["tasks", "logs", &run_id, "split_regions"])
+        .assert()
+        .success();
+    let log = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(log.contains("try 1 of 3 started"), "{log}");
+    assert!(
+        log.contains("committed") && log.contains("partition=region=EU"),
+        "{log}"
+    );
+    assert!(log.contains("try 1 succeeded"), "{log}");
+
+    // A second run that fails: its log says why, in one place.
+    weir(home.path())
+        .args([
+            "dags",
+            "run",
+            dag,
+            "--conf",
+            &source_conf,
+            "--conf",
+            &output_conf,
+            "--conf",
+            "key=no_such_column",
+        ])
+        .assert()
+        .failure();
+    let failed = runs(home.path(), dag)
+        .into_iter()
+        .find(|r| r["state"] == "failed")
+        .unwrap();
+    let run_id = failed["run_id"].as_str().unwrap().to_owned();
+    let out = weir(home.path())
+        .args(["tasks", "logs", &run_id, "split_regions", "--try", "1"])
+        .assert()
+        .success();
+    let log = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        log.contains("failed (not retryable)") && log.contains("no_such_column"),
+        "{log}"
+    );
+    fails_with(
+        home.path(),
+        &["tasks", "logs", &run_id, "split_regions", "--try", "2"],
+        "no log of try 2 of `split_regions`",
+    );
+}
