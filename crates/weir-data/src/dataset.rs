@@ -396,6 +396,32 @@ impl Dataset {
     }
 
     /// Rows of partition `key`, from the Parquet footers (no data is read).
+    /// The SHA-1 of the partition's part files read back in order: what the commit recorded as
+    /// its checksum, if no byte changed since.
+    pub fn checksum(&self, key: &PartitionKey) -> Result<String, DataError> {
+        let dir = self.partition_path(key);
+        if !dir.is_dir() {
+            return Err(DataError::PartitionNotFound {
+                partition: key.to_path_string(),
+                root: self.root.clone(),
+            });
+        }
+        let mut sha = sha1_smol::Sha1::new();
+        let mut buf = vec![0u8; 1 << 16];
+        for (path, _) in part_files(&dir)? {
+            let mut file = File::open(&path).map_err(|e| DataError::io("open", &path, e))?;
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf)
+                    .map_err(|e| DataError::io("read", &path, e))?;
+                if n == 0 {
+                    break;
+                }
+                sha.update(&buf[..n]);
+            }
+        }
+        Ok(sha.digest().to_string())
+    }
+
     pub fn count_rows(&self, key: &PartitionKey) -> Result<u64, DataError> {
         let dir = self.existing_partition(key)?;
         let mut rows = 0;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::file_format::FileFormat as DfFileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
@@ -65,6 +66,42 @@ pub struct ExplainReport {
     pub row_groups_pruned: u64,
     /// Rows the query returned.
     pub rows: u64,
+}
+
+/// A typed value for a `$name` placeholder of [`QueryEngine::sql_with_params`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryParam {
+    /// An instant, microseconds since the Unix epoch (a `TIMESTAMP WITH TIME ZONE 'UTC'`).
+    TimestampMicros(i64),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl QueryParam {
+    fn to_scalar(&self) -> ScalarValue {
+        match self {
+            QueryParam::TimestampMicros(us) => {
+                ScalarValue::TimestampMicrosecond(Some(*us), Some("UTC".into()))
+            }
+            QueryParam::Int(n) => ScalarValue::Int64(Some(*n)),
+            QueryParam::Float(x) => ScalarValue::Float64(Some(*x)),
+            QueryParam::Bool(b) => ScalarValue::Boolean(Some(*b)),
+            QueryParam::Text(t) => ScalarValue::Utf8(Some(t.clone())),
+        }
+    }
+}
+
+/// Whether `sql` has the placeholder `$name` (not merely a longer name starting with it).
+fn mentions(sql: &str, name: &str) -> bool {
+    let needle = format!("${name}");
+    sql.match_indices(&needle).any(|(at, _)| {
+        sql[at + needle.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    })
 }
 
 /// A DataFusion session with weir datasets registered as tables.
@@ -250,6 +287,27 @@ impl QueryEngine {
     /// Runs a query and returns its rows.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
         Ok(self.ctx.sql(sql).await?.collect().await?)
+    }
+
+    /// Runs a query whose `$name` placeholders are bound to typed values: run values reach the
+    /// query as parameters, never pasted into its text, so no value can change what it means.
+    pub async fn sql_with_params(
+        &self,
+        sql: &str,
+        params: &[(String, QueryParam)],
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let df = self.ctx.sql(sql).await?;
+        let used: Vec<(String, ScalarValue)> = params
+            .iter()
+            .filter(|(name, _)| mentions(sql, name))
+            .map(|(name, value)| (name.clone(), value.to_scalar()))
+            .collect();
+        let df = if used.is_empty() {
+            df
+        } else {
+            df.with_param_values(ParamValues::from(used))?
+        };
+        Ok(df.collect().await?)
     }
 
     /// Runs a query and reports its physical plan and what it read: the files left after

@@ -1,0 +1,127 @@
+//! The operator catalogue: the building blocks every pipeline is made of, each a struct with a
+//! serde config, so a DAG written in Rust and a DAG file name the same thing the same way.
+//!
+//! | operator | does | output (its downstreams read it with `ctx.input::<T>`) |
+//! |---|---|---|
+//! | [`Command`] | runs a program with the run's context in `WEIR_*` variables; exit code → outcome, output into the try's log | [`CommandOutput`] |
+//! | [`Sql`] | a DataFusion query over named datasets, run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
+//! | [`Verify`] | reads committed partitions back and compares rows, bytes, files and checksum with their manifests | [`Verified`] |
+//! | [`WriteTable`] | loads a dataset or query result into a SQLite table: bulk insert, transaction batches, upsert by key, index drop/rebuild | [`TableWritten`] |
+//!
+//! An operator becomes a task with [`task`]; its config is checked when the DAG is built
+//! ([`Operator::validate`]), so a bad config is a DAG error, not a failed run.
+
+mod command;
+mod sql;
+mod table;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use weir_runtime::{Task, TaskContext, TaskError, TaskResult};
+
+pub use command::{Command, CommandOutput};
+pub use sql::{Sql, SqlOutput, SqlResult};
+pub use table::{TableMode, TableSink, TableWritten, WriteTable};
+pub use verify::{Verified, Verify};
+
+/// One building block of a pipeline.
+#[async_trait]
+pub trait Operator: Send + Sync + std::fmt::Debug + 'static {
+    /// The name DAG files use for it (`operator = "sql"`).
+    fn name(&self) -> &'static str;
+
+    /// Checks the config before any run: every problem, one sentence each.
+    fn validate(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Does the work of one try.
+    async fn execute(&self, ctx: TaskContext) -> TaskResult;
+}
+
+/// Every operator's config, tagged by name: what a DAG file's `[[task]]` table holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "operator", rename_all = "snake_case")]
+pub enum OperatorConfig {
+    Command(Command),
+    Sql(Sql),
+    Verify(Verify),
+    WriteTable(WriteTable),
+}
+
+impl OperatorConfig {
+    pub fn into_operator(self) -> Arc<dyn Operator> {
+        match self {
+            OperatorConfig::Command(op) => Arc::new(op),
+            OperatorConfig::Sql(op) => Arc::new(op),
+            OperatorConfig::Verify(op) => Arc::new(op),
+            OperatorConfig::WriteTable(op) => Arc::new(op),
+        }
+    }
+}
+
+/// A task that runs `op`. A config `validate` refuses makes a task that fails at once with the
+/// problems listed (DAG files check them earlier, with `weir dags validate`).
+pub fn task(id: impl Into<String>, op: impl Operator) -> Task {
+    let op: Arc<dyn Operator> = Arc::new(op);
+    task_of(id, op)
+}
+
+/// [`task`] for an operator already behind an `Arc` (as [`OperatorConfig::into_operator`] gives).
+pub fn task_of(id: impl Into<String>, op: Arc<dyn Operator>) -> Task {
+    let id = id.into();
+    let problems = op.validate();
+    let doc = format!("{} operator", op.name());
+    Task::new(id.clone()).doc(doc).run(move |ctx| {
+        let op = op.clone();
+        let problems = problems.clone();
+        let id = id.clone();
+        async move {
+            if !problems.is_empty() {
+                return Err(TaskError::fatal(format!(
+                    "task `{id}`: invalid {} config: {}",
+                    op.name(),
+                    problems.join("; ")
+                )));
+            }
+            op.execute(ctx).await
+        }
+    })
+}
+
+/// A path in a config: `{home}` stands for the weir home, `{dag_id}` for the DAG's id, and a
+/// relative path is taken from the current folder.
+pub(crate) fn expand_path(ctx: &TaskContext, path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    if !text.contains('{') {
+        return path.to_path_buf();
+    }
+    PathBuf::from(
+        text.replace("{home}", &ctx.home().to_string_lossy())
+            .replace("{dag_id}", ctx.dag_id.as_str()),
+    )
+}
+
+/// Runs blocking work off the async threads; its error classifies itself.
+pub(crate) async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, TaskError>
+where
+    T: Send + 'static,
+    E: Into<TaskError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(TaskError::fatal(format!("blocking work stopped: {e}"))),
+    }
+}
+
+/// An output as the task's JSON value.
+pub(crate) fn to_output(value: &impl Serialize) -> TaskResult {
+    serde_json::to_value(value)
+        .map_err(|e| TaskError::fatal(format!("the output does not serialize: {e}")))
+}

@@ -1,0 +1,376 @@
+//! `sql`: a DataFusion query over named datasets, its result committed as a partitioned dataset
+//! or returned as rows.
+//!
+//! Run values reach the query as bound, typed parameters, never pasted into its text:
+//! `$data_interval_start`, `$data_interval_end` and `$logical_date` (UTC timestamps), `$ds` (the
+//! logical date's calendar date in the run's zone, `YYYY-MM-DD`) and every run param by its name
+//! (`$region`), typed as declared. A query that mentions a parameter that does not exist fails
+//! at once, naming it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, StringArray};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use weir_data::{Dataset, PartitionKey, WriteOptions};
+use weir_query::{QueryEngine, QueryParam};
+use weir_runtime::{TaskContext, TaskError, TaskResult};
+use weir_store::PartitionManifest;
+
+use crate::{Operator, blocking, expand_path, to_output};
+
+/// The key value of a null partition column (Hive's name for it).
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sql {
+    /// The query. `$name` placeholders are bound to run values (see the module docs).
+    pub query: String,
+    /// The tables it reads: name → dataset folder (`{home}` and `{dag_id}` are expanded). A
+    /// filter on a partition column (`dt`, `bucket`, …) prunes whole partitions.
+    #[serde(default)]
+    pub tables: BTreeMap<String, PathBuf>,
+    /// What becomes of the result.
+    #[serde(default)]
+    pub result: SqlResult,
+}
+
+/// Where a query's result goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SqlResult {
+    /// The rows are the task's output: a list of objects, column → value, that a mapped task
+    /// can `expand` over. More than `max_rows` rows fail the task: big results are datasets.
+    Rows {
+        #[serde(default = "default_max_rows")]
+        max_rows: usize,
+    },
+    /// The rows are committed atomically to the dataset at `path`, one partition per value of
+    /// the `partition_by` columns (which leave the files and become the folder names); a
+    /// re-run replaces the partitions it writes. Without `partition_by`, one `part=all`.
+    Dataset {
+        path: PathBuf,
+        #[serde(default)]
+        partition_by: Vec<String>,
+    },
+}
+
+fn default_max_rows() -> usize {
+    1000
+}
+
+impl Default for SqlResult {
+    fn default() -> Self {
+        SqlResult::Rows {
+            max_rows: default_max_rows(),
+        }
+    }
+}
+
+/// What a query committed (for [`SqlResult::Dataset`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqlOutput {
+    pub dataset: PathBuf,
+    pub rows: u64,
+    /// `partition → rows`.
+    pub partitions: BTreeMap<String, u64>,
+}
+
+impl Sql {
+    pub fn new(query: impl Into<String>) -> Self {
+        Sql {
+            query: query.into(),
+            tables: BTreeMap::new(),
+            result: SqlResult::default(),
+        }
+    }
+
+    pub fn table(mut self, name: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        self.tables.insert(name.into(), dir.into());
+        self
+    }
+
+    pub fn into_dataset(mut self, path: impl Into<PathBuf>, partition_by: &[&str]) -> Self {
+        self.result = SqlResult::Dataset {
+            path: path.into(),
+            partition_by: partition_by.iter().map(|s| s.to_string()).collect(),
+        };
+        self
+    }
+}
+
+/// The run values a query may use, as typed parameters.
+pub(crate) fn run_params(ctx: &TaskContext) -> Vec<(String, QueryParam)> {
+    let ts = |t: jiff::Timestamp| QueryParam::TimestampMicros(t.as_microsecond());
+    let mut params = vec![
+        (
+            "data_interval_start".to_owned(),
+            ts(ctx.data_interval.start),
+        ),
+        ("data_interval_end".to_owned(), ts(ctx.data_interval.end)),
+        ("logical_date".to_owned(), ts(ctx.logical_date)),
+        (
+            "ds".to_owned(),
+            QueryParam::Text(
+                ctx.logical_date
+                    .to_zoned(ctx.zone.clone())
+                    .date()
+                    .to_string(),
+            ),
+        ),
+    ];
+    for (name, value) in ctx.params.iter() {
+        let param = match value {
+            serde_json::Value::Bool(b) => QueryParam::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => QueryParam::Int(i),
+                None => QueryParam::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => QueryParam::Text(s.clone()),
+            other => QueryParam::Text(other.to_string()),
+        };
+        params.push((name.clone(), param));
+    }
+    params
+}
+
+/// Placeholders the query uses that no run value fills.
+fn unknown_placeholders(query: &str, known: &[(String, QueryParam)]) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let name: String = query[i + 1..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty()
+                && !name.chars().all(|c| c.is_ascii_digit())
+                && !known.iter().any(|(k, _)| *k == name)
+                && !unknown.contains(&name)
+            {
+                unknown.push(name.clone());
+            }
+            i += name.len().max(1);
+        } else {
+            i += 1;
+        }
+    }
+    unknown
+}
+
+#[async_trait]
+impl Operator for Sql {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.query.trim().is_empty() {
+            problems.push("`query` is empty".to_owned());
+        }
+        match &self.result {
+            SqlResult::Rows { max_rows } if *max_rows == 0 => {
+                problems.push("result.max_rows must be at least 1".to_owned())
+            }
+            SqlResult::Dataset { path, .. } if path.as_os_str().is_empty() => {
+                problems.push("result.path is empty; name the dataset folder".to_owned())
+            }
+            _ => {}
+        }
+        problems
+    }
+
+    async fn execute(&self, ctx: TaskContext) -> TaskResult {
+        let params = run_params(&ctx);
+        let unknown = unknown_placeholders(&self.query, &params);
+        if !unknown.is_empty() {
+            return Err(TaskError::fatal(format!(
+                "the query uses ${} but the run has no such value; it has {}",
+                unknown.join(", $"),
+                params
+                    .iter()
+                    .map(|(n, _)| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let engine = QueryEngine::new();
+        for (name, dir) in &self.tables {
+            let dir = expand_path(&ctx, dir);
+            engine
+                .register(name, &dir)
+                .await
+                .map_err(|e| TaskError::fatal(format!("table `{name}`: {e}")))?;
+        }
+        // A query DataFusion refuses (a typo, a missing column) will refuse again: fatal.
+        let batches = engine
+            .sql_with_params(&self.query, &params)
+            .await
+            .map_err(|e| TaskError::fatal(e.to_string()))?;
+        match &self.result {
+            SqlResult::Rows { max_rows } => {
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                if rows > *max_rows {
+                    return Err(TaskError::fatal(format!(
+                        "the query returned {rows} rows, more than result.max_rows = {max_rows}; write big results to a dataset (result.kind = \"dataset\")"
+                    )));
+                }
+                Ok(serde_json::Value::Array(rows_as_json(&batches)?))
+            }
+            SqlResult::Dataset { path, partition_by } => {
+                let dir = expand_path(&ctx, path);
+                let (by, target) = (partition_by.clone(), dir.clone());
+                let commits = blocking(move || write_partitioned(&target, &batches, &by)).await?;
+                let dataset = dataset_name(&dir);
+                let mut partitions = BTreeMap::new();
+                for c in &commits {
+                    partitions.insert(c.partition.clone(), c.rows);
+                    ctx.record_manifest(PartitionManifest {
+                        dataset: dataset.clone(),
+                        partition: c.partition.clone(),
+                        rows_in: c.rows,
+                        rows_out: c.rows,
+                        rows_rejected: 0,
+                        bytes: c.bytes,
+                        files: c.files,
+                        checksum: c.checksum.clone(),
+                        schema: c.schema.clone(),
+                        dag_id: String::new(),
+                        run_id: String::new(),
+                        task_id: String::new(),
+                        map_index: -1,
+                        try_number: 0,
+                        committed_at: jiff::Timestamp::UNIX_EPOCH,
+                    })
+                    .await?;
+                    tracing::info!(partition = %c.partition, rows = c.rows, "committed");
+                }
+                to_output(&SqlOutput {
+                    dataset: dir,
+                    rows: commits.iter().map(|c| c.rows).sum(),
+                    partitions,
+                })
+            }
+        }
+    }
+}
+
+/// The name manifests are recorded under: the dataset's canonical path.
+pub(crate) fn dataset_name(dir: &std::path::Path) -> String {
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Rows as JSON objects, column → value.
+pub(crate) fn rows_as_json(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, TaskError> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    for batch in batches {
+        writer
+            .write(batch)
+            .map_err(|e| TaskError::fatal(format!("the result does not convert to JSON: {e}")))?;
+    }
+    writer
+        .finish()
+        .map_err(|e| TaskError::fatal(format!("the result does not convert to JSON: {e}")))?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TaskError::fatal(format!("the result does not convert to JSON: {e}")))
+}
+
+/// Commits `batches` under `dir`, one partition per distinct value of the `by` columns.
+fn write_partitioned(
+    dir: &std::path::Path,
+    batches: &[RecordBatch],
+    by: &[String],
+) -> Result<Vec<weir_data::CommitReport>, weir_data::DataError> {
+    use weir_data::DataError;
+    let dataset = Dataset::open(dir)?;
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let schema = first.schema();
+    let mut by_idx = Vec::new();
+    for name in by {
+        let idx = schema
+            .index_of(name)
+            .map_err(|_| DataError::MissingColumn {
+                column: name.clone(),
+                place: "the query result".to_owned(),
+                available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            })?;
+        by_idx.push(idx);
+    }
+    let kept: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !by_idx.contains(i))
+        .collect();
+    let file_schema = Arc::new(
+        schema
+            .project(&kept)
+            .map_err(|e| DataError::arrow("projecting the result", e))?,
+    );
+    let mut writers: BTreeMap<PartitionKey, weir_data::PartitionWriter> = BTreeMap::new();
+    for batch in batches {
+        let keys: Vec<StringArray> = by_idx
+            .iter()
+            .map(|&i| {
+                let text = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
+                    .map_err(|e| DataError::arrow("reading a partition column", e))?;
+                Ok(text
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("cast to Utf8")
+                    .clone())
+            })
+            .collect::<Result<_, DataError>>()?;
+        let mut groups: BTreeMap<Vec<String>, Vec<bool>> = BTreeMap::new();
+        for row in 0..batch.num_rows() {
+            let values: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    if k.is_null(row) {
+                        NULL_PARTITION.to_owned()
+                    } else {
+                        k.value(row).to_owned()
+                    }
+                })
+                .collect();
+            groups
+                .entry(values)
+                .or_insert_with(|| vec![false; batch.num_rows()])[row] = true;
+        }
+        let projected = batch
+            .project(&kept)
+            .map_err(|e| DataError::arrow("projecting the result", e))?;
+        for (values, mask) in groups {
+            let key = if by.is_empty() {
+                PartitionKey::new([("part", "all")])?
+            } else {
+                PartitionKey::new(by.iter().cloned().zip(values))?
+            };
+            let rows = arrow::compute::filter_record_batch(&projected, &BooleanArray::from(mask))
+                .map_err(|e| DataError::arrow("splitting the result", e))?;
+            let writer = match writers.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let w =
+                        dataset.writer(e.key(), file_schema.clone(), WriteOptions::default())?;
+                    e.insert(w)
+                }
+            };
+            writer.write(&rows)?;
+        }
+    }
+    writers.into_values().map(|w| w.commit()).collect()
+}

@@ -1,0 +1,175 @@
+//! `sql` and `verify`: queries over datasets with run values bound as parameters, results as
+//! rows or committed partitions, and what was committed read back against its manifests.
+
+use serde_json::json;
+use weir_core::TaskState;
+use weir_ops::{Sql, Verify, task};
+
+use crate::{World, ts, write_orders};
+
+const PER_REGION: &str = "SELECT region, count(*) AS orders, sum(amount) AS amount FROM orders \
+     WHERE ts >= $data_interval_start AND ts < $data_interval_end GROUP BY region ORDER BY region";
+
+#[tokio::test]
+async fn rows_of_the_interval_come_back_as_a_list() {
+    let dir = tempfile::tempdir().unwrap();
+    write_orders(&dir.path().join("orders"));
+    let orders = dir.path().join("orders");
+    let w = World::new(vec![
+        task("per_region", Sql::new(PER_REGION).table("orders", &orders)),
+        task(
+            "by_ds",
+            Sql::new("SELECT count(*) AS n FROM orders WHERE dt = $ds").table("orders", &orders),
+        ),
+    ])
+    .await;
+    // 2026-03-01 (UTC): EU 10 + 20, US 30 (23:59:59 is still the 1st); the 2nd's rows are not.
+    let ran = w
+        .run(ts("2026-03-01T06:00:00Z"), json!({}), "per_region")
+        .await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    assert_eq!(
+        ran.output.unwrap(),
+        json!([{"region": "EU", "orders": 2, "amount": 30}, {"region": "US", "orders": 1, "amount": 30}])
+    );
+    let ran = w.run(ts("2026-03-02T06:00:00Z"), json!({}), "by_ds").await;
+    assert_eq!(ran.output.unwrap(), json!([{"n": 2}]));
+}
+
+#[tokio::test]
+async fn a_param_is_bound_never_pasted_into_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    write_orders(&dir.path().join("orders"));
+    let sql = Sql::new("SELECT count(*) AS n FROM orders WHERE region = $region")
+        .table("orders", dir.path().join("orders"));
+    let w = World::new(vec![task("count", sql)]).await;
+    let day = ts("2026-03-01T00:00:00Z");
+    let ran = w.run(day, json!({"region": "EU"}), "count").await;
+    assert_eq!(ran.output.unwrap(), json!([{"n": 2}]));
+    // A value that would change the query's meaning if pasted in is only a value.
+    let ran = w
+        .run(day, json!({"region": "EU' OR '1'='1"}), "count")
+        .await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    assert_eq!(ran.output.unwrap(), json!([{"n": 0}]));
+}
+
+#[tokio::test]
+async fn bad_queries_fail_on_the_first_try_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    write_orders(&dir.path().join("orders"));
+    let orders = dir.path().join("orders");
+    let w = World::new(vec![
+        task(
+            "unknown_param",
+            Sql::new("SELECT * FROM orders WHERE region = $regoin").table("orders", &orders),
+        )
+        .retries(2),
+        task(
+            "no_column",
+            Sql::new("SELECT no_such FROM orders").table("orders", &orders),
+        )
+        .retries(2),
+        task(
+            "no_table",
+            Sql::new("SELECT 1").table("orders", dir.path().join("nowhere")),
+        )
+        .retries(2),
+        task(
+            "too_many",
+            Sql {
+                result: weir_ops::SqlResult::Rows { max_rows: 3 },
+                ..Sql::new("SELECT * FROM orders").table("orders", &orders)
+            },
+        ),
+    ])
+    .await;
+    let day = ts("2026-03-01T00:00:00Z");
+    w.run(day, json!({}), "unknown_param")
+        .await
+        .assert_failed_on_try(1, "uses $regoin but the run has no such value");
+    w.run(day, json!({}), "no_column")
+        .await
+        .assert_failed_on_try(1, "no_such");
+    w.run(day, json!({}), "no_table")
+        .await
+        .assert_failed_on_try(1, "table `orders`");
+    w.run(day, json!({}), "too_many")
+        .await
+        .assert_failed_on_try(1, "returned 5 rows, more than result.max_rows = 3");
+}
+
+#[tokio::test]
+async fn a_result_committed_as_partitions_replaces_on_rerun_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    write_orders(&dir.path().join("orders"));
+    let out = dir.path().join("by_region");
+    let sql = Sql::new("SELECT region, order_id, amount FROM orders")
+        .table("orders", dir.path().join("orders"))
+        .into_dataset(&out, &["region"]);
+    let w = World::new(vec![
+        task("split", sql),
+        task("check", Verify::new(&out)).after(["split"]),
+    ])
+    .await;
+    let day = ts("2026-03-01T00:00:00Z");
+    for _ in 0..2 {
+        let ran = w.run(day, json!({}), "check").await;
+        assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+        assert_eq!(
+            ran.output.unwrap(),
+            json!({"partitions": 3, "rows": 5, "unrecorded": []})
+        );
+    }
+    let parts: Vec<(String, u64)> = weir_data::Dataset::open(&out)
+        .unwrap()
+        .partitions()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.partition, p.rows))
+        .collect();
+    assert_eq!(
+        parts,
+        vec![
+            ("region=APAC".into(), 1),
+            ("region=EU".into(), 2),
+            ("region=US".into(), 2)
+        ],
+        "re-run replaced, nothing doubled"
+    );
+}
+
+#[tokio::test]
+async fn a_partition_changed_behind_weirs_back_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    write_orders(&dir.path().join("orders"));
+    let out = dir.path().join("by_region");
+    let sql = Sql::new("SELECT region, order_id, amount FROM orders")
+        .table("orders", dir.path().join("orders"))
+        .into_dataset(&out, &["region"]);
+    let w = World::dags(vec![
+        ("write", vec![task("split", sql)]),
+        ("check", vec![task("verify", Verify::new(&out)).retries(2)]),
+    ])
+    .await;
+    let day = ts("2026-03-01T00:00:00Z");
+    assert_eq!(
+        w.run_dag("write", day, json!({}), "split").await.ti.state,
+        TaskState::Success
+    );
+    // Someone copies US's file over EU's: a valid file, other rows.
+    let file = out.join("region=EU").join("part-00000.parquet");
+    std::fs::copy(out.join("region=US").join("part-00000.parquet"), &file).unwrap();
+    let ran = w.run_dag("check", day, json!({}), "verify").await;
+    ran.assert_failed_on_try(1, "1 of 3 partitions");
+    let error = ran.ti.error.unwrap();
+    assert!(error.contains("region=EU: checksum"), "{error}");
+    assert!(!error.contains("region=US"), "{error}");
+    // A torn file fails too, naming it.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&file, bytes).unwrap();
+    w.run_dag("check", day, json!({}), "verify")
+        .await
+        .assert_failed_on_try(1, "region=EU/part-00000.parquet");
+}
