@@ -220,7 +220,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
         Command::Data(DataCmd::Ls { dir, json }) => data_ls(&dir, json).await,
         Command::Data(DataCmd::Manifests { dir, json }) => {
             let store = open_store(&home).await?;
-            let name = weir_patterns::common::dataset_name(&dir);
+            let name = weir_ops::load::dataset_name(&dir);
             let manifests = store.manifests(&name).await?;
             if manifests.is_empty() && !json {
                 bail!(
@@ -256,7 +256,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
         }) => {
             let store = open_store(&home).await?;
             let filter = weir_store::RejectFilter {
-                source: source.map(|s| weir_patterns::common::dataset_name(&s)),
+                source: source.map(|s| weir_ops::load::dataset_name(&s)),
                 dag_id: dag,
                 run_id: run,
             };

@@ -3,6 +3,7 @@
 //!
 //! | operator | does | output (its downstreams read it with `ctx.input::<T>`) |
 //! |---|---|---|
+//! | [`LoadWindow`] | streams a source, keeps the run's interval, routes rows through a partitioner (date, hash, geo), commits atomically, records manifests and keeps rejects | [`Loaded`] |
 //! | [`Command`] | runs a program with the run's context in `WEIR_*` variables; exit code → outcome, output into the try's log | [`CommandOutput`] |
 //! | [`Sql`] | a DataFusion query over named datasets, run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
 //! | [`Verify`] | reads committed partitions back and compares rows, bytes, files and checksum with their manifests | [`Verified`] |
@@ -12,6 +13,7 @@
 //! ([`Operator::validate`]), so a bad config is a DAG error, not a failed run.
 
 mod command;
+pub mod load;
 mod sql;
 mod table;
 mod verify;
@@ -24,9 +26,10 @@ use serde::{Deserialize, Serialize};
 use weir_runtime::{Task, TaskContext, TaskError, TaskResult};
 
 pub use command::{Command, CommandOutput};
+pub use load::{Landed, LoadWindow, Loaded, PartitionBy, window_param_specs};
 pub use sql::{Sql, SqlOutput, SqlResult};
 pub use table::{TableMode, TableSink, TableWritten, WriteTable};
-pub use verify::{Verified, Verify};
+pub use verify::{Verified, VerifiedPartition, Verify};
 
 /// One building block of a pipeline.
 #[async_trait]
@@ -48,6 +51,7 @@ pub trait Operator: Send + Sync + std::fmt::Debug + 'static {
 #[serde(tag = "operator", rename_all = "snake_case")]
 pub enum OperatorConfig {
     Command(Command),
+    LoadWindow(LoadWindow),
     Sql(Sql),
     Verify(Verify),
     WriteTable(WriteTable),
@@ -57,6 +61,7 @@ impl OperatorConfig {
     pub fn into_operator(self) -> Arc<dyn Operator> {
         match self {
             OperatorConfig::Command(op) => Arc::new(op),
+            OperatorConfig::LoadWindow(op) => Arc::new(op),
             OperatorConfig::Sql(op) => Arc::new(op),
             OperatorConfig::Verify(op) => Arc::new(op),
             OperatorConfig::WriteTable(op) => Arc::new(op),
@@ -93,12 +98,22 @@ pub fn task_of(id: impl Into<String>, op: Arc<dyn Operator>) -> Task {
     })
 }
 
-/// A path in a config: `{home}` stands for the weir home, `{dag_id}` for the DAG's id, and a
-/// relative path is taken from the current folder.
-pub(crate) fn expand_path(ctx: &TaskContext, path: &Path) -> PathBuf {
-    let text = path.to_string_lossy();
-    if !text.contains('{') {
-        return path.to_path_buf();
+/// A path in a config: `{param:NAME}` stands for the run param NAME (itself expanded),
+/// `{home}` for the weir home and `{dag_id}` for the DAG's id; a relative path is taken from
+/// the current folder.
+pub fn expand_path(ctx: &TaskContext, path: &Path) -> PathBuf {
+    let mut text = path.to_string_lossy().into_owned();
+    while let Some(at) = text.find("{param:") {
+        let Some(len) = text[at..].find('}') else {
+            break;
+        };
+        let name = &text[at + 7..at + len];
+        let value = match ctx.params.get(name) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        text.replace_range(at..at + len + 1, &value);
     }
     PathBuf::from(
         text.replace("{home}", &ctx.home().to_string_lossy())
@@ -106,16 +121,13 @@ pub(crate) fn expand_path(ctx: &TaskContext, path: &Path) -> PathBuf {
     )
 }
 
-/// Runs blocking work off the async threads; its error classifies itself.
-pub(crate) async fn blocking<T, E>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, TaskError>
-where
-    T: Send + 'static,
-    E: Into<TaskError> + Send + 'static,
-{
+/// Runs blocking work (file and data IO) off the async threads; its error classifies itself
+/// (an I/O hiccup retries, a missing column fails at once).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, weir_data::DataError> + Send + 'static,
+) -> Result<T, TaskError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(Into::into),
+        Ok(result) => Ok(result?),
         Err(e) => Err(TaskError::fatal(format!("blocking work stopped: {e}"))),
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Run values reach the query as bound, typed parameters, never pasted into its text:
 //! `$data_interval_start`, `$data_interval_end` and `$logical_date` (UTC timestamps), `$ds` (the
-//! logical date's calendar date in the run's zone, `YYYY-MM-DD`) and every run param by its name
-//! (`$region`), typed as declared. A query that mentions a parameter that does not exist fails
+//! logical date's calendar date in the run's zone, `YYYY-MM-DD`), `$data_interval_start_ds` and
+//! `$data_interval_end_ds` (the interval's bounds as local dates) and every run param by its
+//! name (`$region`), typed as declared. Paths in the config may name params: `{param:output}`. A query that mentions a parameter that does not exist fails
 //! at once, naming it.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use weir_query::{QueryEngine, QueryParam};
 use weir_runtime::{TaskContext, TaskError, TaskResult};
 use weir_store::PartitionManifest;
 
+use crate::load::dataset_name;
 use crate::{Operator, blocking, expand_path, to_output};
 
 /// The key value of a null partition column (Hive's name for it).
@@ -122,6 +124,16 @@ pub(crate) fn run_params(ctx: &TaskContext) -> Vec<(String, QueryParam)> {
                     .to_string(),
             ),
         ),
+        // The interval's first day and the day after its last, in the run's zone: a filter
+        // `dt >= $data_interval_start_ds AND dt < $data_interval_end_ds` prunes to its days.
+        (
+            "data_interval_start_ds".to_owned(),
+            QueryParam::Text(local_date(ctx.data_interval.start, ctx)),
+        ),
+        (
+            "data_interval_end_ds".to_owned(),
+            QueryParam::Text(local_date(ctx.data_interval.end, ctx)),
+        ),
     ];
     for (name, value) in ctx.params.iter() {
         let param = match value {
@@ -136,6 +148,10 @@ pub(crate) fn run_params(ctx: &TaskContext) -> Vec<(String, QueryParam)> {
         params.push((name.clone(), param));
     }
     params
+}
+
+fn local_date(t: jiff::Timestamp, ctx: &TaskContext) -> String {
+    t.to_zoned(ctx.zone.clone()).date().to_string()
 }
 
 /// Placeholders the query uses that no run value fills.
@@ -260,14 +276,6 @@ impl Operator for Sql {
             }
         }
     }
-}
-
-/// The name manifests are recorded under: the dataset's canonical path.
-pub(crate) fn dataset_name(dir: &std::path::Path) -> String {
-    std::fs::canonicalize(dir)
-        .unwrap_or_else(|_| dir.to_path_buf())
-        .display()
-        .to_string()
 }
 
 /// Rows as JSON objects, column → value.

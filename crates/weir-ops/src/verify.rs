@@ -12,14 +12,16 @@ use serde::{Deserialize, Serialize};
 use weir_data::{Dataset, PartitionKey};
 use weir_runtime::{TaskContext, TaskError, TaskResult};
 
-use crate::sql::dataset_name;
+use crate::load::dataset_name;
 use crate::{Operator, blocking, expand_path, to_output};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
-    /// The dataset folder (`{home}` and `{dag_id}` are expanded).
-    pub dataset: PathBuf,
+    /// The dataset folder (`{home}` and `{dag_id}` are expanded); default: the `dataset` the
+    /// `upstream` task's output names (loading tasks name where they wrote).
+    #[serde(default)]
+    pub dataset: Option<PathBuf>,
     /// Verify only the partitions this upstream task's output lists (`{"partitions": [{"partition":
     /// "dt=…"}, …]}`, as loading tasks return); default: every partition with a manifest.
     #[serde(default)]
@@ -29,14 +31,24 @@ pub struct Verify {
 /// What was checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verified {
-    pub partitions: usize,
+    pub partitions: Vec<VerifiedPartition>,
     pub rows: u64,
     /// Partitions on disk that no manifest of this home describes (written elsewhere).
     pub unrecorded: Vec<String>,
 }
 
+/// One partition that matched its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifiedPartition {
+    pub partition: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
 #[derive(Deserialize)]
 struct Listed {
+    #[serde(default)]
+    dataset: Option<PathBuf>,
     partitions: Vec<ListedPartition>,
 }
 
@@ -46,16 +58,20 @@ struct ListedPartition {
 }
 
 impl Verify {
+    /// Every partition of `dataset` with a manifest.
     pub fn new(dataset: impl Into<PathBuf>) -> Self {
         Verify {
-            dataset: dataset.into(),
+            dataset: Some(dataset.into()),
             upstream: None,
         }
     }
 
-    pub fn of_upstream(mut self, task: impl Into<String>) -> Self {
-        self.upstream = Some(task.into());
-        self
+    /// The partitions the loading task `task` reports, in the dataset it names.
+    pub fn of_upstream(task: impl Into<String>) -> Self {
+        Verify {
+            dataset: None,
+            upstream: Some(task.into()),
+        }
     }
 }
 
@@ -66,18 +82,37 @@ impl Operator for Verify {
     }
 
     fn validate(&self) -> Vec<String> {
-        if self.dataset.as_os_str().is_empty() {
-            vec!["`dataset` is empty; name the dataset folder".to_owned()]
-        } else {
-            Vec::new()
+        match (&self.dataset, &self.upstream) {
+            (None, None) => vec![
+                "name the `dataset` to verify, or the `upstream` task that loaded it".to_owned(),
+            ],
+            (Some(d), _) if d.as_os_str().is_empty() => {
+                vec!["`dataset` is empty; name the dataset folder".to_owned()]
+            }
+            _ => Vec::new(),
         }
     }
 
     async fn execute(&self, ctx: TaskContext) -> TaskResult {
-        let dir = expand_path(&ctx, &self.dataset);
+        let listed: Option<Listed> = match &self.upstream {
+            Some(up) => Some(ctx.input(up).await?),
+            None => None,
+        };
+        let dir = match (
+            &self.dataset,
+            listed.as_ref().and_then(|l| l.dataset.clone()),
+        ) {
+            (Some(d), _) => expand_path(&ctx, d),
+            (None, Some(d)) => d,
+            (None, None) => {
+                return Err(TaskError::fatal(format!(
+                    "`{}` does not say which dataset it wrote; give verify a `dataset`",
+                    self.upstream.as_deref().unwrap_or_default()
+                )));
+            }
+        };
         let mut manifests = ctx.store().manifests(&dataset_name(&dir)).await?;
-        if let Some(up) = &self.upstream {
-            let listed: Listed = ctx.input(up).await?;
+        if let (Some(up), Some(listed)) = (&self.upstream, listed) {
             let wanted: Vec<String> = listed.partitions.into_iter().map(|p| p.partition).collect();
             if let Some(missing) = wanted
                 .iter()
@@ -95,7 +130,7 @@ impl Operator for Verify {
             let dataset = Dataset::open(&root)?;
             let on_disk = dataset.partitions()?;
             let mut problems = Vec::new();
-            let mut rows = 0;
+            let mut verified = Vec::new();
             for m in &manifests {
                 let Some(info) = on_disk.iter().find(|p| p.partition == m.partition) else {
                     problems.push(format!("{} is missing", m.partition));
@@ -116,7 +151,11 @@ impl Operator for Verify {
                     differs.push(format!("checksum {sha}, manifest {}", m.checksum));
                 }
                 if differs.is_empty() {
-                    rows += info.rows;
+                    verified.push(VerifiedPartition {
+                        partition: m.partition.clone(),
+                        rows: info.rows,
+                        bytes: info.bytes,
+                    });
                 } else {
                     problems.push(format!("{}: {}", m.partition, differs.join(", ")));
                 }
@@ -129,8 +168,8 @@ impl Operator for Verify {
             Ok::<_, weir_data::DataError>((
                 problems,
                 Verified {
-                    partitions: manifests.len(),
-                    rows,
+                    rows: verified.iter().map(|p| p.rows).sum(),
+                    partitions: verified,
                     unrecorded,
                 },
             ))
@@ -140,13 +179,13 @@ impl Operator for Verify {
             return Err(TaskError::fatal(format!(
                 "{} of {} partitions of {} differ from their manifests: {}; re-run the intervals that wrote them",
                 problems.len(),
-                verified.partitions,
+                problems.len() + verified.partitions.len(),
                 dir.display(),
                 problems.join("; ")
             )));
         }
         tracing::info!(
-            partitions = verified.partitions,
+            partitions = verified.partitions.len(),
             rows = verified.rows,
             "verified"
         );

@@ -21,7 +21,7 @@ pub mod size;
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 
-use crate::DataError;
+use crate::{DataError, PartitionKey};
 
 pub use date::{DatePartitioner, Granularity};
 pub use geo::{GeoPartitioner, RegionCounts, RegionHook};
@@ -30,6 +30,109 @@ pub use hash::{
 };
 pub use range::{DEFAULT_SAMPLE_CAPACITY, KeyRange, RangeCounter, RangePlan, RangePlanBuilder};
 pub use size::{PartSize, SizePartitioner, SizeReport, row_sizes};
+
+/// One way to cut a stream of batches into partitions: what loaders and the `load_window`
+/// operator route rows through, whichever of the five partitioners a config picks.
+pub trait Partitioner: Send {
+    /// The rows of `batch` by the partition they belong to.
+    fn split(&mut self, batch: &RecordBatch)
+    -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>;
+
+    /// A partition was committed with `bytes` on disk (size-based partitioning learns from it).
+    fn committed(&mut self, _key: &PartitionKey, _bytes: u64) -> Result<(), DataError> {
+        Ok(())
+    }
+}
+
+impl Partitioner for DatePartitioner {
+    fn split(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError> {
+        DatePartitioner::split(self, batch)
+    }
+}
+
+impl Partitioner for GeoPartitioner {
+    fn split(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError> {
+        GeoPartitioner::split(self, batch)
+    }
+}
+
+impl Partitioner for HashPartitioner {
+    fn split(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError> {
+        let buckets = self.buckets();
+        Ok(HashPartitioner::split(self, batch)?
+            .into_iter()
+            .map(|(b, rows)| (bucket_key(b, buckets), rows))
+            .collect())
+    }
+}
+
+/// `bucket=NN`, zero-padded to the width of the largest bucket number.
+pub fn bucket_key(bucket: usize, buckets: u32) -> PartitionKey {
+    let width = buckets.saturating_sub(1).to_string().len().max(2);
+    PartitionKey::new([("bucket", format!("{bucket:0width$}"))]).expect("a valid key")
+}
+
+/// `range=NN`, zero-padded to the width of the largest range index.
+pub fn range_key(index: usize, count: usize) -> PartitionKey {
+    let width = count.saturating_sub(1).to_string().len().max(2);
+    PartitionKey::new([("range", format!("{index:0width$}"))]).expect("a valid key")
+}
+
+/// `chunk=NNNNN`.
+pub fn chunk_key(index: usize) -> PartitionKey {
+    PartitionKey::new([("chunk", format!("{index:05}"))]).expect("a valid key")
+}
+
+/// A [`RangePlan`] applied to an integer key column: `range=NN` partitions.
+#[derive(Debug, Clone)]
+pub struct RangePartitioner {
+    pub plan: RangePlan,
+    pub column: String,
+}
+
+impl Partitioner for RangePartitioner {
+    fn split(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError> {
+        let count = self.plan.len();
+        Ok(self
+            .plan
+            .split(batch, &self.column)?
+            .into_iter()
+            .map(|(i, rows)| (range_key(i, count), rows))
+            .collect())
+    }
+}
+
+impl Partitioner for SizePartitioner {
+    fn split(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError> {
+        Ok(self
+            .push(batch)?
+            .into_iter()
+            .map(|(i, rows)| (chunk_key(i), rows))
+            .collect())
+    }
+
+    fn committed(&mut self, key: &PartitionKey, bytes: u64) -> Result<(), DataError> {
+        match key.get("chunk").and_then(|c| c.parse().ok()) {
+            Some(index) => self.record_actual(index, bytes),
+            None => Ok(()),
+        }
+    }
+}
 
 /// The column called `name`, or [`DataError::MissingColumn`].
 pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, DataError> {

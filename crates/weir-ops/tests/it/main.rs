@@ -2,6 +2,7 @@
 //! executor and the SQLite store, as a user's pipeline runs it, bad configs included.
 
 mod command;
+mod load;
 mod sql;
 mod table;
 
@@ -45,6 +46,11 @@ impl World {
 
     /// Several such DAGs on one store.
     pub async fn dags(dags: Vec<(&str, Vec<Task>)>) -> World {
+        World::declaring(dags, vec![ParamSpec::text("region", "a region")]).await
+    }
+
+    /// DAGs declaring `params`.
+    pub async fn declaring(dags: Vec<(&str, Vec<Task>)>, params: Vec<ParamSpec>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&dir.path().join("weir.db"))
@@ -55,7 +61,7 @@ impl World {
         for (id, tasks) in dags {
             let mut dag = DagDef::builder(id)
                 .schedule(window_schedule("@daily", TimeZone::UTC).unwrap())
-                .param(ParamSpec::text("region", "a region"));
+                .params(params.clone());
             for t in tasks {
                 dag = dag.task(t);
             }

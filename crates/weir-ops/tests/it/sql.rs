@@ -116,9 +116,23 @@ async fn a_result_committed_as_partitions_replaces_on_rerun_and_verifies() {
     for _ in 0..2 {
         let ran = w.run(day, json!({}), "check").await;
         assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+        let out = ran.output.unwrap();
+        assert_eq!(out["rows"], 5);
+        assert_eq!(out["unrecorded"], json!([]));
+        let verified: Vec<(&str, u64)> = out["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["partition"].as_str().unwrap(),
+                    p["rows"].as_u64().unwrap(),
+                )
+            })
+            .collect();
         assert_eq!(
-            ran.output.unwrap(),
-            json!({"partitions": 3, "rows": 5, "unrecorded": []})
+            verified,
+            vec![("region=APAC", 1), ("region=EU", 2), ("region=US", 2)]
         );
     }
     let parts: Vec<(String, u64)> = weir_data::Dataset::open(&out)

@@ -33,9 +33,14 @@ async fn append_batches_transactions_and_upsert_is_idempotent() {
             key: vec!["order_id".into()],
         },
     );
-    let w = World::new(vec![task("append", append), task("upsert", upsert)]).await;
+    // One DAG per load: a run runs every task of its DAG.
+    let w = World::dags(vec![
+        ("append", vec![task("append", append)]),
+        ("upsert", vec![task("upsert", upsert)]),
+    ])
+    .await;
     let day = ts("2026-03-01T00:00:00Z");
-    let ran = w.run(day, json!({}), "append").await;
+    let ran = w.run_dag("append", day, json!({}), "append").await;
     assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
     let out = ran.output.unwrap();
     assert_eq!(out["rows"], 5);
@@ -57,7 +62,7 @@ async fn append_batches_transactions_and_upsert_is_idempotent() {
     );
 
     for _ in 0..2 {
-        let ran = w.run(day, json!({}), "upsert").await;
+        let ran = w.run_dag("upsert", day, json!({}), "upsert").await;
         assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
         assert_eq!(
             ran.output.unwrap()["table_rows"],
@@ -73,7 +78,7 @@ async fn append_batches_transactions_and_upsert_is_idempotent() {
         .execute(&mut conn)
         .await
         .unwrap();
-    w.run(day, json!({}), "upsert").await;
+    w.run_dag("upsert", day, json!({}), "upsert").await;
     assert_eq!(query_i64(&db, "SELECT sum(amount) FROM orders").await, 150);
 }
 
@@ -106,9 +111,13 @@ async fn replace_swaps_the_table_whole_and_indexes_are_rebuilt() {
         rebuild_indexes: true,
         ..WriteTable::from_dataset(&db, "orders", &orders, TableMode::Append)
     };
-    let w = World::new(vec![task("replace", replace), task("append", rebuild)]).await;
+    let w = World::dags(vec![
+        ("replace", vec![task("replace", replace)]),
+        ("append", vec![task("append", rebuild)]),
+    ])
+    .await;
     let day = ts("2026-03-01T00:00:00Z");
-    let ran = w.run(day, json!({}), "replace").await;
+    let ran = w.run_dag("replace", day, json!({}), "replace").await;
     assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
     assert_eq!(query_i64(&db, "SELECT count(*) FROM orders").await, 5);
     assert_eq!(
@@ -122,7 +131,7 @@ async fn replace_swaps_the_table_whole_and_indexes_are_rebuilt() {
         1,
         "the old table's index is on the new one"
     );
-    let ran = w.run(day, json!({}), "append").await;
+    let ran = w.run_dag("append", day, json!({}), "append").await;
     assert_eq!(
         ran.output.unwrap()["indexes_rebuilt"],
         json!(["orders_by_region"])

@@ -32,9 +32,9 @@ use weir_core::{DagRunInfo, DataInterval, ParamSpec, TimeRestriction, Timetable}
 use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, WriteOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{
-    WindowParams, blocking, load_window, output_dir, record_commits, window_param_specs,
-    window_params,
+use weir_ops::blocking;
+use weir_ops::load::{
+    WindowParams, load_window, output_dir, record_commits, window_param_specs, window_params,
 };
 
 pub const DAG_ID: &str = "110_01_05_custom_batch_windows";
@@ -274,7 +274,7 @@ async fn sliding_window(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, Tas
     .await?;
     let (counts, commit) = counts;
     let total: i64 = counts.values().sum();
-    let loaded = crate::common::Loaded::new(vec![commit.clone()], commit.rows, 0);
+    let loaded = weir_ops::Loaded::new(vec![commit.clone()], commit.rows, 0);
     record_commits(&ctx, &dir, &loaded).await?;
     Ok(
         json!({"window_start": start.to_string(), "window_end": end.to_string(), "hours": hours, "orders": total, "by_region": counts, "dataset": dir}),

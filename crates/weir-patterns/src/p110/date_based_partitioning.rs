@@ -25,9 +25,8 @@ use weir_data::Dataset;
 use weir_data::partitioners::{DatePartitioner, Granularity};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{
-    blocking, load_window, output_dir, record_commits, window_param_specs, window_params,
-};
+use weir_ops::blocking;
+use weir_ops::load::{load_window, output_dir, record_commits, window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_01_date_based_partitioning";
 

@@ -30,8 +30,9 @@ use weir_data::partitioners::{GeoPartitioner, RegionCounts};
 use weir_data::{DataError, Dataset, PartitionKey, WriteOptions};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{
-    Loaded, blocking, load_all, output_dir, record_commits, window_param_specs, window_params,
+use weir_ops::blocking;
+use weir_ops::load::{
+    Loaded, load_all, output_dir, record_commits, window_param_specs, window_params,
 };
 
 pub const DAG_ID: &str = "110_02_05_geographic_partitioning";

@@ -24,7 +24,8 @@ use weir_data::partitioners::{BucketScheme, HashPartitioner, balance};
 use weir_data::{DataError, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{blocking, load_all, record_commits, window_param_specs, window_params};
+use weir_ops::blocking;
+use weir_ops::load::{load_all, record_commits, window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_03_hash_based_partitioning";
 

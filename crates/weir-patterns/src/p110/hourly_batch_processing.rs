@@ -23,9 +23,10 @@ use weir_core::timetable::{parse_zone, window_schedule};
 use weir_data::{PartitionKey, local_date_hour_keys, split_by_key};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{
-    Loaded, blocking, load_window, output_dir, record_commits, verify_partitions,
-    window_param_specs, window_params,
+use weir_ops::blocking;
+use weir_ops::load::{
+    Loaded, load_window, output_dir, record_commits, verify_partitions, window_param_specs,
+    window_params,
 };
 
 pub const DAG_ID: &str = "110_01_02_hourly_batch_processing";

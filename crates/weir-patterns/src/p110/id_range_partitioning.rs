@@ -28,9 +28,8 @@ use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlan, 
 use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{
-    Loaded, blocking, record_commits, retire_others, window_param_specs, window_params,
-};
+use weir_ops::blocking;
+use weir_ops::load::{Loaded, record_commits, retire_others, window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_02_id_range_partitioning";
 pub const PLAN_FILE: &str = "_range_plan.json";

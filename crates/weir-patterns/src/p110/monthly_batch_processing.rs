@@ -29,8 +29,9 @@ use weir_core::timetable::{parse_zone, window_schedule};
 use weir_data::{DataError, Dataset, PartitionKey, WriteOptions, local_date_keys};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{
-    Loaded, blocking, load_window, output_dir, record_commits, window_param_specs, window_params,
+use weir_ops::blocking;
+use weir_ops::load::{
+    Loaded, load_window, output_dir, record_commits, window_param_specs, window_params,
 };
 
 pub const DAG_ID: &str = "110_01_04_monthly_batch_processing";

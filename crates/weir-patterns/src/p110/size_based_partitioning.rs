@@ -21,9 +21,8 @@ use weir_data::partitioners::SizePartitioner;
 use weir_data::{CommitReport, Dataset, FileFormat, PartitionKey, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use crate::common::{
-    Loaded, blocking, record_commits, retire_others, window_param_specs, window_params,
-};
+use weir_ops::blocking;
+use weir_ops::load::{Loaded, record_commits, retire_others, window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_04_size_based_partitioning";
 

@@ -1,5 +1,7 @@
-//! Pieces the patterns share: their declared `--conf` params, the default sample data, and
-//! loading the rows of a time window into committed partitions.
+//! `load_window` and the loading pieces it is made of: the window params every loading DAG
+//! declares, the default sample data, streaming a source through a [`Partitioner`] into
+//! atomically committed partitions, and recording what landed (manifests that say what was
+//! read, written and rejected; every reject kept in the store).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,11 +13,16 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
+use weir_data::partitioners::{
+    BucketScheme, DatePartitioner, GeoPartitioner, Granularity, HashPartitioner, Partitioner,
+};
 use weir_data::{
     CommitReport, DataError, Dataset, PartitionKey, ReadOptions, SampleSpec, WriteOptions,
     open_source,
 };
 use weir_runtime::{TaskContext, TaskError, ZONE_PARAM};
+
+use crate::blocking;
 use weir_store::{PartitionManifest, RejectRecord};
 
 /// What a window-loading pattern reads and where it writes, from the run's params.
@@ -116,13 +123,19 @@ pub fn output_dir(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
         .unwrap_or_else(|| ctx.home().join("data").join(ctx.dag_id.as_str())))
 }
 
+/// Where the sample orders live by default: `HOME/data/sample/orders.csv`. Loads generate it
+/// on first use (deterministically) when no `--conf source=...` is given.
+pub fn default_sample_path(home: &Path) -> PathBuf {
+    home.join("data").join("sample").join("orders.csv")
+}
+
 static SAMPLE_LOCK: Mutex<()> = Mutex::new(());
 
 /// The default sample orders under the weir home, generated (deterministically, seed 42) the
 /// first time a pattern needs them. Written to a temporary name and renamed, so a reader never
 /// sees a half-written file.
 pub async fn ensure_sample(home: &Path) -> Result<PathBuf, TaskError> {
-    let path = crate::default_sample_path(home);
+    let path = default_sample_path(home);
     if path.exists() {
         return Ok(path);
     }
@@ -166,6 +179,9 @@ pub struct Landed {
 /// downstreams as this type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Loaded {
+    /// The dataset folder the partitions were committed under.
+    #[serde(default)]
+    pub dataset: Option<PathBuf>,
     /// Rows of the source inside the window (all of them landed).
     pub rows: u64,
     /// Rows of the whole source that could not be read (malformed), set aside.
@@ -186,6 +202,7 @@ pub struct Loaded {
 impl Loaded {
     pub fn new(commits: Vec<CommitReport>, rows: u64, source_rejects: u64) -> Self {
         Loaded {
+            dataset: None,
             rows,
             source_rejects,
             partitions: commits
@@ -226,7 +243,7 @@ pub fn load_window(
     from: Timestamp,
     to: Timestamp,
     expected: &[PartitionKey],
-    route: impl Fn(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+    mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
 ) -> Result<Loaded, DataError> {
     let column = p.time_column.clone();
     stream_into_partitions(p, Some(&p.time_column), expected, |batch| {
@@ -282,18 +299,9 @@ fn stream_into_partitions(
     for (_, writer) in writers {
         commits.push(writer.commit()?);
     }
-    Ok(Loaded::new(commits, rows, 0).read_from(&mut reader))
-}
-
-/// Runs blocking data work off the async threads. A data error fails the try as it classifies
-/// itself: I/O hiccups retry, a missing column or a bad file fails at once.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DataError> + Send + 'static,
-) -> Result<T, TaskError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => Ok(result?),
-        Err(e) => Err(TaskError::fatal(format!("data work stopped: {e}"))),
-    }
+    let mut loaded = Loaded::new(commits, rows, 0).read_from(&mut reader);
+    loaded.dataset = Some(p.output.clone());
+    Ok(loaded)
 }
 
 /// The name manifests are recorded under for the dataset at `dir`: its canonical path, so that
@@ -431,4 +439,137 @@ pub fn retire_others(root: &Path, keep: &[String]) -> Result<Vec<String>, DataEr
         retired.push(part.partition);
     }
     Ok(retired)
+}
+
+/// How `load_window` routes a window's rows to partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PartitionBy {
+    /// `dt=YYYY-MM-DD` (or `dt=/hr=` with `granularity = "hour"`) by the local date of the
+    /// time column in the run's zone. Every partition of the window is written, empty or not,
+    /// so a re-run of an emptied window replaces stale data too.
+    Date {
+        #[serde(default = "day")]
+        granularity: String,
+    },
+    /// `bucket=NN` by a stable hash of `key` (jump consistent hashing).
+    Hash { key: String, buckets: u32 },
+    /// `COLUMN=VALUE` by the value of `key` (a region, a country).
+    Geo { key: String },
+}
+
+fn day() -> String {
+    "day".to_owned()
+}
+
+/// `load_window`: streams the run's source (CSV, JSON lines or Parquet, `--conf source`, else
+/// the generated sample), keeps the rows of the run's data interval, routes them through the
+/// configured partitioner and commits every partition atomically, with manifests and kept
+/// rejects. Its output is [`Loaded`]. DAGs using it declare [`window_param_specs`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadWindow {
+    pub partition_by: PartitionBy,
+}
+
+impl LoadWindow {
+    pub fn by_date(granularity: Granularity) -> Self {
+        LoadWindow {
+            partition_by: PartitionBy::Date {
+                granularity: granularity.as_str().to_owned(),
+            },
+        }
+    }
+
+    fn partitioner(
+        &self,
+        p: &WindowParams,
+    ) -> Result<(Box<dyn Partitioner>, Vec<PartitionKey>), TaskError> {
+        Ok(match &self.partition_by {
+            PartitionBy::Date { granularity } => {
+                let granularity: Granularity = granularity.parse()?;
+                let dp = DatePartitioner::new(p.time_column.clone(), p.tz.clone(), granularity);
+                (Box::new(dp), Vec::new())
+            }
+            PartitionBy::Hash { key, buckets } => (
+                Box::new(HashPartitioner::new(
+                    key.clone(),
+                    *buckets,
+                    BucketScheme::Jump,
+                )?),
+                Vec::new(),
+            ),
+            PartitionBy::Geo { key } => (Box::new(GeoPartitioner::new(key.clone())?), Vec::new()),
+        })
+    }
+}
+
+/// The partitions a date-partitioned window must (re)write even when empty.
+fn window_keys(
+    granularity: Granularity,
+    tz: &TimeZone,
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<PartitionKey> {
+    let dp = DatePartitioner::new("", tz.clone(), granularity);
+    let mut keys: Vec<PartitionKey> = Vec::new();
+    let mut t = from;
+    while t < to {
+        let key = dp.key_of(t);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+        t = match t.checked_add(jiff::SignedDuration::from_mins(30)) {
+            Ok(next) => next,
+            Err(_) => break,
+        };
+    }
+    keys
+}
+
+#[async_trait::async_trait]
+impl crate::Operator for LoadWindow {
+    fn name(&self) -> &'static str {
+        "load_window"
+    }
+
+    fn validate(&self) -> Vec<String> {
+        match &self.partition_by {
+            PartitionBy::Date { granularity } => match granularity.parse::<Granularity>() {
+                Ok(_) => Vec::new(),
+                Err(e) => vec![e.to_string()],
+            },
+            PartitionBy::Hash { key, buckets } => {
+                let mut problems = Vec::new();
+                if key.is_empty() {
+                    problems.push("hash partitioning needs a `key` column".to_owned());
+                }
+                if *buckets == 0 || *buckets > 4096 {
+                    problems.push(format!("buckets = {buckets}: use 1 to 4096"));
+                }
+                problems
+            }
+            PartitionBy::Geo { key } if key.is_empty() => {
+                vec!["geographic partitioning needs a `key` column".to_owned()]
+            }
+            PartitionBy::Geo { .. } => Vec::new(),
+        }
+    }
+
+    async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
+        let p = window_params(&ctx).await?;
+        let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
+        let (partitioner, mut expected) = self.partitioner(&p)?;
+        let mut partitioner = partitioner;
+        if let PartitionBy::Date { granularity } = &self.partition_by {
+            expected = window_keys(granularity.parse()?, &p.tz, from, to);
+        }
+        let params = p.clone();
+        let loaded = blocking(move || {
+            load_window(&params, from, to, &expected, move |b| partitioner.split(b))
+        })
+        .await?;
+        record_commits(&ctx, &p.output, &loaded).await?;
+        Ok(loaded.to_json())
+    }
 }

@@ -1,0 +1,130 @@
+//! `load_window`: the run's interval of a source, routed through the configured partitioner.
+
+use serde_json::json;
+use weir_core::TaskState;
+use weir_data::partitioners::Granularity;
+use weir_ops::{LoadWindow, PartitionBy, task, window_param_specs};
+
+use crate::{World, ts};
+
+fn source(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("orders.csv");
+    std::fs::write(
+        &path,
+        "order_id,region,event_time\n\
+         1,EU,2026-03-01T00:30:00Z\n\
+         2,US,2026-03-01T00:45:00Z\n\
+         3,EU,2026-03-01T23:10:00Z\n\
+         4,US,2026-03-02T00:00:00Z\n\
+         5,EU,not a time\n",
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn hours_of_the_interval_are_all_written_and_rows_land_in_their_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let out = dir.path().join("hourly");
+    let w = World::declaring(
+        vec![(
+            "ops",
+            vec![task("load", LoadWindow::by_date(Granularity::Hour))],
+        )],
+        window_param_specs(),
+    )
+    .await;
+    let conf = json!({"source": src, "output": out});
+    let ran = w.run(ts("2026-03-01T12:00:00Z"), conf, "load").await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    let loaded = ran.output.unwrap();
+    assert_eq!(
+        loaded["rows"], 3,
+        "rows 1-3 are in the UTC day; 4 is the next"
+    );
+    assert_eq!(loaded["source_rejects"], 1);
+    let parts = weir_data::Dataset::open(&out)
+        .unwrap()
+        .partitions()
+        .unwrap();
+    assert_eq!(
+        parts.len(),
+        24,
+        "every hour of the day is written, empty or not"
+    );
+    let rows = |p: &str| parts.iter().find(|i| i.partition == p).unwrap().rows;
+    assert_eq!(rows("dt=2026-03-01/hr=00"), 2);
+    assert_eq!(rows("dt=2026-03-01/hr=23"), 1);
+    assert_eq!(rows("dt=2026-03-01/hr=12"), 0);
+}
+
+#[tokio::test]
+async fn geo_and_hash_route_by_their_key_and_a_missing_key_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let geo = LoadWindow {
+        partition_by: PartitionBy::Geo {
+            key: "region".into(),
+        },
+    };
+    let hash = LoadWindow {
+        partition_by: PartitionBy::Hash {
+            key: "order_id".into(),
+            buckets: 4,
+        },
+    };
+    let missing = LoadWindow {
+        partition_by: PartitionBy::Geo {
+            key: "country".into(),
+        },
+    };
+    let zero = LoadWindow {
+        partition_by: PartitionBy::Hash {
+            key: "order_id".into(),
+            buckets: 0,
+        },
+    };
+    let w = World::declaring(
+        vec![
+            ("geo", vec![task("load", geo)]),
+            ("hash", vec![task("load", hash)]),
+            ("missing", vec![task("load", missing).retries(2)]),
+            ("zero", vec![task("load", zero).retries(2)]),
+        ],
+        window_param_specs(),
+    )
+    .await;
+    let day = ts("2026-03-01T00:00:00Z");
+    let conf = |name: &str| json!({"source": src, "output": dir.path().join(name)});
+    let ran = w.run_dag("geo", day, conf("geo"), "load").await;
+    let parts: Vec<(String, u64)> = weir_data::Dataset::open(&dir.path().join("geo"))
+        .unwrap()
+        .partitions()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.partition, p.rows))
+        .collect();
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    assert_eq!(
+        parts,
+        vec![("region=EU".into(), 2), ("region=US".into(), 1)]
+    );
+    let ran = w.run_dag("hash", day, conf("hash"), "load").await;
+    let total: u64 = ran.output.unwrap()["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert!(p["partition"].as_str().unwrap().starts_with("bucket=0"));
+            p["rows"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(total, 3);
+    w.run_dag("missing", day, conf("missing"), "load")
+        .await
+        .assert_failed_on_try(1, "column \"country\" not found");
+    w.run_dag("zero", day, conf("zero"), "load")
+        .await
+        .assert_failed_on_try(1, "buckets = 0: use 1 to 4096");
+}
