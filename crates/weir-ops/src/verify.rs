@@ -112,6 +112,8 @@ impl Operator for Verify {
             }
         };
         let mut manifests = ctx.store().manifests(&dataset_name(&dir)).await?;
+        let recorded: std::collections::HashSet<String> =
+            manifests.iter().map(|m| m.partition.clone()).collect();
         if let (Some(up), Some(listed)) = (&self.upstream, listed) {
             let wanted: Vec<String> = listed.partitions.into_iter().map(|p| p.partition).collect();
             if let Some(missing) = wanted
@@ -162,7 +164,7 @@ impl Operator for Verify {
             }
             let unrecorded = on_disk
                 .iter()
-                .filter(|p| !manifests.iter().any(|m| m.partition == p.partition))
+                .filter(|p| !recorded.contains(&p.partition))
                 .map(|p| p.partition.clone())
                 .collect();
             Ok::<_, weir_data::DataError>((
