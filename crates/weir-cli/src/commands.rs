@@ -150,7 +150,10 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
             tasks_list(&home, &run, dag.as_deref(), json).await
         }
         Command::Scheduler(args) => {
-            let ex = Arc::new(executor(&home, &cli.lease, registry).await?);
+            let mut ex = executor(&home, &cli.lease, registry).await?;
+            // With --once, a run whose sensors wait is left for the next pass, not waited for.
+            ex.set_yield_waiting_sensors(args.once);
+            let ex = Arc::new(ex);
             let scheduler = Scheduler::new(ex);
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -169,7 +172,11 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
                             "{} {} {}{}",
                             outcome.run.dag_id,
                             outcome.run.run_id,
-                            outcome.state,
+                            if outcome.state.is_terminal() {
+                                outcome.state.to_string()
+                            } else {
+                                "waiting (sensors poke again at a later pass)".to_owned()
+                            },
                             if outcome.resumed { " (resumed)" } else { "" }
                         );
                     },

@@ -24,6 +24,9 @@ pub enum TaskState {
     Failed,
     /// Failed with tries left; runs again once its retry delay has passed.
     UpForRetry,
+    /// A sensor in reschedule mode found its condition unmet: it gave its slot back and waits
+    /// (`retry_at`) for its next poke, in the same try (Airflow's `up_for_reschedule`).
+    UpForReschedule,
     /// Will not run because an upstream failed.
     UpstreamFailed,
     /// Will not run because its trigger rule says so, or its mapped input was empty.
@@ -33,7 +36,7 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 10] = [
+    pub const ALL: [TaskState; 11] = [
         TaskState::None,
         TaskState::Scheduled,
         TaskState::Queued,
@@ -41,6 +44,7 @@ impl TaskState {
         TaskState::Success,
         TaskState::Failed,
         TaskState::UpForRetry,
+        TaskState::UpForReschedule,
         TaskState::UpstreamFailed,
         TaskState::Skipped,
         TaskState::Removed,
@@ -55,6 +59,7 @@ impl TaskState {
             TaskState::Success => "success",
             TaskState::Failed => "failed",
             TaskState::UpForRetry => "up_for_retry",
+            TaskState::UpForReschedule => "up_for_reschedule",
             TaskState::UpstreamFailed => "upstream_failed",
             TaskState::Skipped => "skipped",
             TaskState::Removed => "removed",
@@ -73,7 +78,8 @@ impl TaskState {
             | TaskState::Scheduled
             | TaskState::Queued
             | TaskState::Running
-            | TaskState::UpForRetry => false,
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule => false,
         }
     }
 
@@ -92,8 +98,13 @@ impl TaskState {
             ),
             S::Queued => matches!(to, S::Running | S::Scheduled | S::None | S::Failed),
             // A running instance whose worker vanished is failed or retried by the recovery pass.
-            S::Running => matches!(to, S::Success | S::Failed | S::UpForRetry | S::Skipped),
-            S::UpForRetry => matches!(to, S::Scheduled | S::Queued | S::Failed | S::None),
+            S::Running => matches!(
+                to,
+                S::Success | S::Failed | S::UpForRetry | S::UpForReschedule | S::Skipped
+            ),
+            S::UpForRetry | S::UpForReschedule => {
+                matches!(to, S::Scheduled | S::Queued | S::Failed | S::None)
+            }
             // Clearing a finished instance makes it run again.
             S::Success | S::Failed | S::UpstreamFailed | S::Skipped | S::Removed => to == S::None,
         }
@@ -103,7 +114,11 @@ impl TaskState {
     pub fn is_claimable(self) -> bool {
         matches!(
             self,
-            TaskState::None | TaskState::Scheduled | TaskState::Queued | TaskState::UpForRetry
+            TaskState::None
+                | TaskState::Scheduled
+                | TaskState::Queued
+                | TaskState::UpForRetry
+                | TaskState::UpForReschedule
         )
     }
 

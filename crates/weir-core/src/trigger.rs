@@ -253,7 +253,8 @@ impl UpstreamCounts {
             | TaskState::Scheduled
             | TaskState::Queued
             | TaskState::Running
-            | TaskState::UpForRetry => {}
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule => {}
         }
         self.total += 1;
         if is_setup && state.is_terminal() && state != TaskState::Success {

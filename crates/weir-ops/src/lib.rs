@@ -7,6 +7,7 @@
 //! | [`Command`] | runs a program with the run's context in `WEIR_*` variables; exit code → outcome, output into the try's log | [`CommandOutput`] |
 //! | [`Sql`] | a DataFusion query over named datasets, run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
 //! | [`Verify`] | reads committed partitions back and compares rows, bytes, files and checksum with their manifests | [`Verified`] |
+//! | [`WaitFor`] | a sensor: waits until another DAG's partitions are committed (manifest + folder), poking every `poke_interval` until `timeout`; `reschedule` mode frees its slot between pokes (`up_for_reschedule`) | `{dataset, partitions}` |
 //! | [`WriteTable`] | loads a dataset or query result into a SQLite table: bulk insert, transaction batches, upsert by key, index drop/rebuild | [`TableWritten`] |
 //!
 //! An operator becomes a task with [`task`]; its config is checked when the DAG is built
@@ -17,6 +18,7 @@ pub mod load;
 mod sql;
 mod table;
 mod verify;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ pub use load::{Landed, LoadWindow, Loaded, PartitionBy, window_param_specs};
 pub use sql::{Sql, SqlOutput, SqlResult};
 pub use table::{TableMode, TableSink, TableWritten, WriteTable};
 pub use verify::{Verified, VerifiedPartition, Verify};
+pub use wait::{SensorMode, WaitFor};
 
 /// One building block of a pipeline.
 #[async_trait]
@@ -54,6 +57,7 @@ pub enum OperatorConfig {
     LoadWindow(LoadWindow),
     Sql(Sql),
     Verify(Verify),
+    WaitFor(WaitFor),
     WriteTable(WriteTable),
 }
 
@@ -64,6 +68,7 @@ impl OperatorConfig {
             OperatorConfig::LoadWindow(op) => Arc::new(op),
             OperatorConfig::Sql(op) => Arc::new(op),
             OperatorConfig::Verify(op) => Arc::new(op),
+            OperatorConfig::WaitFor(op) => Arc::new(op),
             OperatorConfig::WriteTable(op) => Arc::new(op),
         }
     }

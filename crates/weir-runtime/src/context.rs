@@ -26,6 +26,8 @@ pub struct TaskContext {
     /// The start of the data interval (Airflow's `logical_date`).
     pub logical_date: Timestamp,
     pub data_interval: DataInterval,
+    /// When the run first started (kept across resumes): what a sensor's timeout counts from.
+    pub run_started_at: Timestamp,
     /// The run's params: the DAG's declared defaults overridden by the run's conf, checked and
     /// typed when the run was created.
     pub params: Arc<BTreeMap<String, serde_json::Value>>,

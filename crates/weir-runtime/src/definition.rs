@@ -40,6 +40,9 @@ pub enum TaskError {
     /// The task decided it has nothing to do: it ends `skipped` (Airflow's
     /// `AirflowSkipException`).
     Skip(String),
+    /// A sensor's condition is not met yet: the instance gives its slot back, waits in
+    /// `up_for_reschedule` until `at`, then pokes again in the same try (no retry is used).
+    Reschedule { at: Timestamp, reason: String },
 }
 
 impl TaskError {
@@ -58,9 +61,18 @@ impl TaskError {
         TaskError::Skip(reason.into())
     }
 
+    /// Asks to poke again at `at` (see [`TaskError::Reschedule`]).
+    pub fn reschedule(at: Timestamp, reason: impl Into<String>) -> Self {
+        TaskError::Reschedule {
+            at,
+            reason: reason.into(),
+        }
+    }
+
     pub fn message(&self) -> &str {
         match self {
             TaskError::Retryable(m) | TaskError::Fatal(m) | TaskError::Skip(m) => m,
+            TaskError::Reschedule { reason, .. } => reason,
         }
     }
 
@@ -70,6 +82,10 @@ impl TaskError {
             TaskError::Retryable(m) => TaskError::Retryable(format!("{context}: {m}")),
             TaskError::Fatal(m) => TaskError::Fatal(format!("{context}: {m}")),
             TaskError::Skip(m) => TaskError::Skip(format!("{context}: {m}")),
+            TaskError::Reschedule { at, reason } => TaskError::Reschedule {
+                at,
+                reason: format!("{context}: {reason}"),
+            },
         }
     }
 }

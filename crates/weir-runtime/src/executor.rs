@@ -44,6 +44,10 @@ pub struct ExecutorOptions {
     /// Who this process is in the store's run-owner leases (`host:pid:start`); the lease length
     /// is [`ExecutorOptions::lease`] too.
     pub owner: String,
+    /// When all a run has left is sensors waiting in `up_for_reschedule`, give the run up
+    /// (unfinished, without an owner) instead of waiting: what `weir scheduler --once` wants,
+    /// so it returns while sensors wait and a later pass pokes them.
+    pub yield_waiting_sensors: bool,
 }
 
 /// A name for this process in owner leases: host, pid and start time, unique across restarts.
@@ -68,6 +72,7 @@ impl Default for ExecutorOptions {
             lease: SignedDuration::from_secs(30),
             home: PathBuf::from(".weir"),
             owner: process_owner_id(),
+            yield_waiting_sensors: false,
         }
     }
 }
@@ -131,6 +136,7 @@ impl Counts {
             | TaskState::Queued
             | TaskState::Running
             | TaskState::UpForRetry
+            | TaskState::UpForReschedule
             | TaskState::Removed => {}
         }
     }
@@ -194,6 +200,11 @@ impl Executor {
 
     pub fn options(&self) -> &ExecutorOptions {
         &self.opts
+    }
+
+    /// See [`ExecutorOptions::yield_waiting_sensors`].
+    pub fn set_yield_waiting_sensors(&mut self, yield_: bool) {
+        self.opts.yield_waiting_sensors = yield_;
     }
 
     pub(crate) fn dag(&self, dag_id: &str) -> Result<Arc<DagDef>> {
@@ -450,7 +461,7 @@ impl<'e> RunLoop<'e> {
                         let lease = ti.lease_until.unwrap_or(run.created_at);
                         foreign.push(Reverse((lease, pos, idx)));
                     }
-                    TaskState::UpForRetry => {
+                    TaskState::UpForRetry | TaskState::UpForReschedule => {
                         retries.push(Reverse((ti.retry_at.unwrap_or(run.created_at), pos, idx)));
                     }
                     TaskState::Scheduled | TaskState::Queued => ready.push_back((pos, idx)),
@@ -792,7 +803,12 @@ impl<'e> RunLoop<'e> {
         let now = self.ex.clock.now();
         let lease_until = now.saturating_add(self.ex.opts.lease).unwrap_or(now);
         for &((pos, idx), _) in &batch {
-            let next_try = self.tasks[pos].insts[idx].try_number + 1;
+            // A rescheduled sensor pokes again in the same try; anything else starts a new one.
+            let inst = &self.tasks[pos].insts[idx];
+            let next_try = match inst.state {
+                TaskState::UpForReschedule => inst.try_number,
+                _ => inst.try_number + 1,
+            };
             self.set_state(pos, idx, TaskState::Running, |c| {
                 c.try_number = next_try;
                 c.lease_until = Some(lease_until);
@@ -836,6 +852,7 @@ impl<'e> RunLoop<'e> {
                 start: self.run.interval_start,
                 end: self.run.interval_end,
             },
+            run_started_at: self.run.started_at.unwrap_or(self.run.created_at),
             params: self.params.clone(),
             zone: self.zone.clone(),
             item: items.and_then(|items| items.get(idx).cloned()),
@@ -921,6 +938,9 @@ impl<'e> RunLoop<'e> {
                 Err(TaskError::Fatal(e)) => {
                     tracing::info!("try {try_number} failed (not retryable): {e}")
                 }
+                Err(TaskError::Reschedule { at, reason }) => {
+                    tracing::info!("try {try_number} rescheduled to {at}: {reason}")
+                }
             });
         }
         let spec = &self.def.dag.tasks()[pos];
@@ -940,6 +960,16 @@ impl<'e> RunLoop<'e> {
             }
             Err(TaskError::Skip(reason)) => {
                 self.set_state(pos, idx, TaskState::Skipped, |c| c.error = Some(reason));
+            }
+            Err(TaskError::Reschedule { at, reason }) => {
+                // The slot is given back now (the permits drop with the finished try); the same
+                // try pokes again at `at`.
+                let at = at.max(now);
+                self.set_state(pos, idx, TaskState::UpForReschedule, |c| {
+                    c.error = Some(reason);
+                    c.retry_at = Some(at);
+                });
+                self.retries.push(Reverse((at, pos, idx)));
             }
             Err(TaskError::Retryable(message)) if spec.retry.should_retry(try_number) => {
                 let delay = spec.retry.delay_after(TryKey {
@@ -1016,6 +1046,18 @@ impl<'e> RunLoop<'e> {
         }
     }
 
+    /// All that is left is sensors waiting in `up_for_reschedule` (and this executor yields).
+    fn only_sensors_wait(&self) -> bool {
+        self.ex.opts.yield_waiting_sensors
+            && self.running.is_empty()
+            && self.ready.is_empty()
+            && self.foreign.is_empty()
+            && !self.retries.is_empty()
+            && self.retries.iter().all(|Reverse((_, pos, idx))| {
+                self.tasks[*pos].insts[*idx].state == TaskState::UpForReschedule
+            })
+    }
+
     async fn drive(&mut self) -> Result<RunState> {
         let heartbeat_every = (self.ex.opts.lease / 3)
             .unsigned_abs()
@@ -1025,6 +1067,14 @@ impl<'e> RunLoop<'e> {
         loop {
             self.decide().await?;
             self.launch(None).await?;
+            if self.only_sensors_wait() {
+                // Nothing to do until a sensor's next poke: give the run up unfinished, so
+                // `weir scheduler --once` returns; a later pass claims it and pokes again.
+                self.flush().await?;
+                self.ex.store.release_run(&self.fence).await?;
+                tracing::info!("only sensors wait; the run is left for a later pass");
+                return Ok(RunState::Running);
+            }
             if self.running.is_empty()
                 && self.ready.is_empty()
                 && self.retries.is_empty()

@@ -214,7 +214,13 @@ impl Scheduler {
                     let (dag, run, outcome) = joined.map_err(|e| RuntimeError::Internal(format!("run task failed: {e}")))?;
                     in_flight.remove(&(dag.clone(), run.clone()));
                     match outcome {
-                        Ok(outcome) => on_finished(&outcome),
+                        Ok(outcome) => {
+                            if !outcome.state.is_terminal() {
+                                // Its sensors wait: poked again at the next pass.
+                                held.insert((dag, run));
+                            }
+                            on_finished(&outcome)
+                        }
                         Err(e @ RuntimeError::RunHeld { .. }) => {
                             tracing::info!("{e}");
                             held.insert((dag, run));

@@ -103,6 +103,9 @@ pub trait RunStore: Send + Sync {
     async fn claim_run(&self, claim: ClaimRun) -> Result<RunClaim>;
     /// Extends the owner's lease; [`StoreError::Conflict`] when the fence is no longer the run's.
     async fn renew_run(&self, fence: &RunFence, lease_until: Timestamp) -> Result<()>;
+    /// Gives the run up unfinished (its sensors wait for a later poke): it keeps its state, has
+    /// no owner, and the next process to run it claims it at once.
+    async fn release_run(&self, fence: &RunFence) -> Result<()>;
     /// Ends the run in `to` and releases its ownership, if the fence still holds.
     async fn finish_run(&self, fence: &RunFence, to: RunState, at: Timestamp) -> Result<()>;
     /// Clears a run so it runs again: deletes its task instances and outputs (their history of

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rejects",
         include_str!("../migrations/sqlite/0004_rejects.sql"),
     ),
+    (
+        5,
+        "up_for_reschedule",
+        include_str!("../migrations/sqlite/0005_up_for_reschedule.sql"),
+    ),
 ];
 
 /// The SQLite metadata store.
@@ -400,6 +405,24 @@ impl RunStore for SqliteStore {
             "UPDATE dag_runs SET owner_lease_until = ? WHERE dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?",
         )
         .bind(micros(lease_until))
+        .bind(fence.dag_id.as_str())
+        .bind(fence.run_id.as_str())
+        .bind(&fence.owner)
+        .bind(fence.token as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Err(fenced(fence));
+        }
+        Ok(())
+    }
+
+    async fn release_run(&self, fence: &RunFence) -> Result<()> {
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET owner = NULL, owner_lease_until = NULL
+             WHERE dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?",
+        )
         .bind(fence.dag_id.as_str())
         .bind(fence.run_id.as_str())
         .bind(&fence.owner)

@@ -5,6 +5,7 @@ mod command;
 mod load;
 mod sql;
 mod table;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -107,6 +107,10 @@ impl RunStore for OffClockStore {
         let (s, f) = (self.0.clone(), fence.clone());
         off_clock(move || async move { s.renew_run(&f, lease_until).await }).await
     }
+    async fn release_run(&self, fence: &RunFence) -> weir_store::Result<()> {
+        let (s, f) = (self.0.clone(), fence.clone());
+        off_clock(move || async move { s.release_run(&f).await }).await
+    }
     async fn finish_run(
         &self,
         fence: &RunFence,
@@ -237,6 +241,7 @@ pub fn options(dir: &TempDir) -> ExecutorOptions {
         lease: secs(30),
         home: dir.path().join("home"),
         owner: "test-process".to_owned(),
+        yield_waiting_sensors: false,
     }
 }
 
