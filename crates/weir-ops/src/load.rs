@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use weir_core::ParamSpec;
 use weir_data::partitioners::{
     BucketScheme, DatePartitioner, GeoPartitioner, Granularity, HashPartitioner, Partitioner,
@@ -365,32 +365,6 @@ pub async fn record_commits(
         ctx.record_rejects(rejects).await?;
     }
     Ok(())
-}
-
-/// Checks that what landed reads back: each partition's row count on disk equals the count the
-/// load wrote.
-pub async fn verify_partitions(output: PathBuf, loaded: &Loaded) -> Result<Value, TaskError> {
-    let parts = loaded.partitions.clone();
-    blocking(move || {
-        let dataset = Dataset::open(&output)?;
-        let mut checked = Vec::new();
-        for part in parts {
-            let key = PartitionKey::parse(&part.partition)?;
-            let on_disk = dataset.count_rows(&key)?;
-            if on_disk != part.rows {
-                return Err(DataError::InvalidOptions {
-                    what: "partition verification",
-                    reason: format!(
-                        "{} holds {on_disk} rows but {} were written; re-run the interval",
-                        part.partition, part.rows
-                    ),
-                });
-            }
-            checked.push(json!({"partition": part.partition, "rows": on_disk}));
-        }
-        Ok(json!({"verified": checked}))
-    })
-    .await
 }
 
 /// Streams the whole `source`, routes every batch with `route` and commits each partition the

@@ -23,11 +23,8 @@ use weir_core::timetable::{parse_zone, window_schedule};
 use weir_data::{PartitionKey, local_date_hour_keys, split_by_key};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use weir_ops::blocking;
-use weir_ops::load::{
-    Loaded, load_window, output_dir, record_commits, verify_partitions, window_param_specs,
-    window_params,
-};
+use weir_ops::load::{load_window, record_commits, window_param_specs, window_params};
+use weir_ops::{Verify, blocking};
 
 pub const DAG_ID: &str = "110_01_02_hourly_batch_processing";
 pub const ZONE: &str = "America/New_York";
@@ -61,13 +58,9 @@ pub fn dag() -> DagDef {
                 .run(load_hour),
         )
         .task(
-            Task::new("verify_hour")
+            weir_ops::task("verify_hour", Verify::of_upstream("load_hour"))
                 .after(["load_hour"])
-                .run(|ctx| async move {
-                    let loaded: Loaded = ctx.input("load_hour").await?;
-                    verify_partitions(output_dir(&ctx)?, &loaded).await?;
-                    Ok(loaded.to_json())
-                }),
+                .doc("Read the committed hour back and check it against its manifest"),
         )
         .build()
         .expect("a valid DAG")
