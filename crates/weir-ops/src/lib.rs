@@ -103,23 +103,28 @@ pub fn task_of(id: impl Into<String>, op: Arc<dyn Operator>) -> Task {
     })
 }
 
-/// A path in a config: `{param:NAME}` stands for the run param NAME (itself expanded),
-/// `{home}` for the weir home and `{dag_id}` for the DAG's id; a relative path is taken from
+/// A path in a config: `{param:NAME}` stands for the run param NAME, then `{home}` (also in
+/// the param's value) for the weir home and `{dag_id}` for the DAG's id; a relative path is taken from
 /// the current folder.
 pub fn expand_path(ctx: &TaskContext, path: &Path) -> PathBuf {
-    let mut text = path.to_string_lossy().into_owned();
-    while let Some(at) = text.find("{param:") {
-        let Some(len) = text[at..].find('}') else {
+    // One pass: a param's value is inserted as it is, never expanded again (a value that
+    // names a param cannot make the expansion loop).
+    let source = path.to_string_lossy();
+    let mut text = String::with_capacity(source.len());
+    let mut rest: &str = &source;
+    while let Some(at) = rest.find("{param:") {
+        let Some(len) = rest[at..].find('}') else {
             break;
         };
-        let name = &text[at + 7..at + len];
-        let value = match ctx.params.get(name) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        };
-        text.replace_range(at..at + len + 1, &value);
+        text.push_str(&rest[..at]);
+        match ctx.params.get(&rest[at + 7..at + len]) {
+            Some(serde_json::Value::String(s)) => text.push_str(s),
+            Some(other) => text.push_str(&other.to_string()),
+            None => {}
+        }
+        rest = &rest[at + len + 1..];
     }
+    text.push_str(rest);
     PathBuf::from(
         text.replace("{home}", &ctx.home().to_string_lossy())
             .replace("{dag_id}", ctx.dag_id.as_str()),

@@ -225,11 +225,12 @@ impl Operator for Sql {
                 .await
                 .map_err(|e| TaskError::fatal(format!("table `{name}`: {e}")))?;
         }
-        // A query DataFusion refuses (a typo, a missing column) will refuse again: fatal.
+        // A query DataFusion refuses (a typo, a missing column) refuses again: fatal; an I/O
+        // error while it reads is retried.
         let batches = engine
             .sql_with_params(&self.query, &params)
             .await
-            .map_err(|e| TaskError::fatal(e.to_string()))?;
+            .map_err(TaskError::from)?;
         match &self.result {
             SqlResult::Rows { max_rows } => {
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();

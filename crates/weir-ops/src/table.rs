@@ -173,7 +173,7 @@ impl Operator for WriteTable {
         let batches = engine
             .sql_with_params(&query, &run_params(&ctx))
             .await
-            .map_err(|e| TaskError::fatal(e.to_string()))?;
+            .map_err(TaskError::from)?;
         let database = expand_path(&ctx, &self.database);
         let written = SqliteSink.load(self, &database, &batches).await?;
         tracing::info!(table = %self.table, rows = written.rows, transactions = written.transactions, "loaded");
@@ -410,73 +410,36 @@ impl TableSink for SqliteSink {
                 .join(", ")
         );
         let per_statement = (32_000 / names.len().max(1)).clamp(1, 500);
-        let (mut rows, mut transactions, mut in_tx) = (0u64, 0u64, 0usize);
-        let mut tx = conn
-            .begin()
-            .await
-            .map_err(db_err("starting a transaction"))?;
-        for batch in batches {
-            let cols = columns(batch)?;
-            let mut start = 0;
-            while start < batch.num_rows() {
-                let end = (start + per_statement)
-                    .min(batch.num_rows())
-                    .min(start + (spec.batch_rows - in_tx));
-                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(&insert);
-                q.push_values(start..end, |mut b, row| {
-                    for col in &cols {
-                        match col {
-                            Column::Int(a) => b.push_bind(a.is_valid(row).then(|| a.value(row))),
-                            Column::Real(a) => b.push_bind(a.is_valid(row).then(|| a.value(row))),
-                            Column::Bool(a) => b.push_bind(a.is_valid(row).then(|| a.value(row))),
-                            Column::Text(a) => {
-                                b.push_bind(a.is_valid(row).then(|| a.value(row).to_owned()))
-                            }
-                        };
+        let loaded = insert_all(
+            &mut conn,
+            spec,
+            &target,
+            &insert,
+            &conflict,
+            per_statement,
+            batches,
+            &indexes,
+        )
+        .await;
+        let (rows, transactions) = match loaded {
+            Ok(done) => done,
+            Err(e) => {
+                // Indexes dropped for the load are put back (a failed load must not leave the
+                // table without them; a retry would not know they existed).
+                if !matches!(spec.mode, TableMode::Replace) {
+                    for (_, sql) in &indexes {
+                        let _ = sqlx::query(&sql.replacen(
+                            "CREATE INDEX",
+                            "CREATE INDEX IF NOT EXISTS",
+                            1,
+                        ))
+                        .execute(&mut conn)
+                        .await;
                     }
-                });
-                q.push(&conflict);
-                q.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err("inserting rows"))?;
-                rows += (end - start) as u64;
-                in_tx += end - start;
-                start = end;
-                if in_tx >= spec.batch_rows {
-                    tx.commit().await.map_err(db_err("committing rows"))?;
-                    transactions += 1;
-                    in_tx = 0;
-                    tx = conn
-                        .begin()
-                        .await
-                        .map_err(db_err("starting a transaction"))?;
                 }
+                return Err(e);
             }
-        }
-        if matches!(spec.mode, TableMode::Replace) {
-            // The swap: in the same transaction as the last rows.
-            sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&spec.table)))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("dropping the old table"))?;
-            sqlx::query(&format!(
-                "ALTER TABLE {} RENAME TO {}",
-                quote(&target),
-                quote(&spec.table)
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("swapping the new table in"))?;
-        }
-        for (_, sql) in &indexes {
-            sqlx::query(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err("creating an index again"))?;
-        }
-        tx.commit().await.map_err(db_err("committing rows"))?;
-        transactions += 1;
+        };
         let table_rows = count(&mut conn, &spec.table).await?;
         Ok(TableWritten {
             database: database.to_path_buf(),
@@ -495,4 +458,87 @@ async fn count(conn: &mut SqliteConnection, table: &str) -> Result<u64, TaskErro
         .await
         .map_err(db_err("counting rows"))?;
     Ok(n as u64)
+}
+
+/// The inserts in transactions of `batch_rows`, the replace swap and the index rebuild in the
+/// last one; returns (rows, transactions).
+#[allow(clippy::too_many_arguments)]
+async fn insert_all(
+    conn: &mut SqliteConnection,
+    spec: &WriteTable,
+    target: &str,
+    insert: &str,
+    conflict: &str,
+    per_statement: usize,
+    batches: &[RecordBatch],
+    indexes: &[(String, String)],
+) -> Result<(u64, u64), TaskError> {
+    let (mut rows, mut transactions, mut in_tx) = (0u64, 0u64, 0usize);
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(db_err("starting a transaction"))?;
+    for batch in batches {
+        let cols = columns(batch)?;
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let end = (start + per_statement)
+                .min(batch.num_rows())
+                .min(start + (spec.batch_rows - in_tx));
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(insert);
+            q.push_values(start..end, |mut b, row| {
+                for col in &cols {
+                    match col {
+                        Column::Int(a) => b.push_bind(a.is_valid(row).then(|| a.value(row))),
+                        Column::Real(a) => b.push_bind(a.is_valid(row).then(|| a.value(row))),
+                        Column::Bool(a) => b.push_bind(a.is_valid(row).then(|| a.value(row))),
+                        Column::Text(a) => {
+                            b.push_bind(a.is_valid(row).then(|| a.value(row).to_owned()))
+                        }
+                    };
+                }
+            });
+            q.push(conflict);
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("inserting rows"))?;
+            rows += (end - start) as u64;
+            in_tx += end - start;
+            start = end;
+            if in_tx >= spec.batch_rows {
+                tx.commit().await.map_err(db_err("committing rows"))?;
+                transactions += 1;
+                in_tx = 0;
+                tx = conn
+                    .begin()
+                    .await
+                    .map_err(db_err("starting a transaction"))?;
+            }
+        }
+    }
+    if matches!(spec.mode, TableMode::Replace) {
+        // The swap: in the same transaction as the last rows.
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}", quote(&spec.table)))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("dropping the old table"))?;
+        sqlx::query(&format!(
+            "ALTER TABLE {} RENAME TO {}",
+            quote(target),
+            quote(&spec.table)
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("swapping the new table in"))?;
+    }
+    for (_, sql) in indexes {
+        sqlx::query(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("creating an index again"))?;
+    }
+    tx.commit().await.map_err(db_err("committing rows"))?;
+    transactions += 1;
+    Ok((rows, transactions))
 }

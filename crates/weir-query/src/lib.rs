@@ -46,6 +46,22 @@ pub enum QueryError {
     },
 }
 
+impl weir_core::Transient for QueryError {
+    /// Reading files may hit an I/O hiccup (a network filesystem, an object store) that a retry
+    /// survives; a query DataFusion refuses (a typo, a missing column, a type error) refuses
+    /// again, and so does a table that cannot be registered.
+    fn is_transient(&self) -> bool {
+        use datafusion::error::DataFusionError as E;
+        match self {
+            QueryError::Data(e) => e.is_transient(),
+            QueryError::DataFusion(E::IoError(e)) => e.is_transient(),
+            QueryError::DataFusion(E::ObjectStore(_)) => true,
+            QueryError::DataFusion(E::ArrowError(_, _) | E::ParquetError(_)) => false,
+            QueryError::DataFusion(_) | QueryError::Table { .. } => false,
+        }
+    }
+}
+
 /// One Parquet file a query plan reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScannedFile {

@@ -244,7 +244,11 @@ pub async fn backfill(
     while let Some((outcome, run_id)) = results.next().await {
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err(RuntimeError::RunHeld { .. }) => {
+            // Held by a live process, or taken over by one while this backfill drove it.
+            Err(
+                RuntimeError::RunHeld { .. }
+                | RuntimeError::Store(weir_store::StoreError::Fenced { .. }),
+            ) => {
                 report.held.push(run_id);
                 continue;
             }

@@ -317,7 +317,7 @@ impl Executor {
                 }
             }
         };
-        let run = self.get_run(dag_id, run_id).await?;
+        let mut run = self.get_run(dag_id, run_id).await?;
         self.load_pools(&def).await?;
         if run.state == RunState::Queued {
             self.store
@@ -329,6 +329,8 @@ impl Executor {
                     self.clock.now(),
                 )
                 .await?;
+            // Read back: `started_at` is what sensors count their timeout from.
+            run = self.get_run(dag_id, run_id).await?;
         }
         if resumed {
             tracing::info!(dag_id = %dag_id, run_id = %run_id, "took over a run whose owner's lease ran out");
@@ -852,7 +854,7 @@ impl<'e> RunLoop<'e> {
                 start: self.run.interval_start,
                 end: self.run.interval_end,
             },
-            run_started_at: self.run.started_at.unwrap_or(self.run.created_at),
+            run_started_at: self.run.started_at.unwrap_or_else(|| self.ex.clock.now()),
             params: self.params.clone(),
             zone: self.zone.clone(),
             item: items.and_then(|items| items.get(idx).cloned()),
@@ -1052,7 +1054,10 @@ impl<'e> RunLoop<'e> {
             && self.running.is_empty()
             && self.ready.is_empty()
             && self.foreign.is_empty()
-            && !self.retries.is_empty()
+            && self
+                .retries
+                .peek()
+                .is_some_and(|Reverse((at, _, _))| *at > self.ex.clock.now())
             && self.retries.iter().all(|Reverse((_, pos, idx))| {
                 self.tasks[*pos].insts[*idx].state == TaskState::UpForReschedule
             })

@@ -225,7 +225,13 @@ impl Scheduler {
                             tracing::info!("{e}");
                             held.insert((dag, run));
                         }
-                        Err(e) => return Err(e),
+                        // One run's trouble (taken over by another process, a conf that no
+                        // longer fits its DAG, a busy store) does not stop the others: it is
+                        // reported and tried again at the next pass.
+                        Err(e) => {
+                            tracing::error!(dag_id = %dag, run_id = %run, "{e}");
+                            held.insert((dag, run));
+                        }
                     }
                 }
                 _ = tokio::time::sleep(poll), if !once => {}

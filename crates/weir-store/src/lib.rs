@@ -56,15 +56,18 @@ impl weir_core::Transient for StoreError {
     /// store refused on purpose will refuse again.
     fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database(e) => !matches!(
-                e,
-                sqlx::Error::Configuration(_)
-                    | sqlx::Error::ColumnNotFound(_)
-                    | sqlx::Error::ColumnDecode { .. }
-                    | sqlx::Error::Decode(_)
-                    | sqlx::Error::TypeNotFound { .. }
-                    | sqlx::Error::Migrate(_)
-            ),
+            StoreError::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // Busy or locked: another process holds the database for a moment.
+                sqlx::Error::Database(db) => {
+                    let m = db.message();
+                    m.contains("locked") || m.contains("busy")
+                }
+                _ => false,
+            },
             StoreError::Corrupt(_)
             | StoreError::Conflict { .. }
             | StoreError::Fenced { .. }

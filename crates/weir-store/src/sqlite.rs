@@ -340,64 +340,68 @@ impl RunStore for SqliteStore {
     }
 
     async fn claim_run(&self, claim: ClaimRun) -> Result<RunClaim> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "SELECT state, owner, owner_token, owner_lease_until FROM dag_runs WHERE dag_id = ? AND run_id = ?",
-        )
-        .bind(claim.dag_id.as_str())
-        .bind(claim.run_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("run `{}` of DAG `{}`", claim.run_id, claim.dag_id))
-        })?;
-        let state = RunState::try_from(row.try_get::<&str, _>("state")?)?;
-        if state.is_terminal() {
-            return Ok(RunClaim::Finished(state));
-        }
-        let owner: Option<String> = row.try_get("owner")?;
-        let token = row.try_get::<i64, _>("owner_token")? as u64;
-        let lease = opt_ts(row.try_get("owner_lease_until")?)?;
-        if let (Some(id), Some(lease_until)) = (&owner, lease) {
-            if *id != claim.owner && lease_until > claim.now {
-                return Ok(RunClaim::Held(RunOwner {
-                    id: id.clone(),
-                    token,
-                    lease_until,
-                }));
-            }
-        }
-        let changed = sqlx::query(
+        let lookup = || async {
+            sqlx::query(
+                "SELECT state, owner, owner_token, owner_lease_until FROM dag_runs WHERE dag_id = ? AND run_id = ?",
+            )
+            .bind(claim.dag_id.as_str())
+            .bind(claim.run_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("run `{}` of DAG `{}`", claim.run_id, claim.dag_id))
+            })
+        };
+        // Who held it before (only to report a resume); the claim itself is one conditional
+        // UPDATE, atomic across processes, which waits for SQLite's write lock like any write.
+        let before: Option<String> = lookup().await?.try_get("owner")?;
+        let claimed: Option<i64> = sqlx::query_scalar(
             "UPDATE dag_runs SET owner = ?, owner_token = owner_token + 1, owner_lease_until = ?
-             WHERE dag_id = ? AND run_id = ? AND owner_token = ?",
+             WHERE dag_id = ? AND run_id = ? AND state IN ('queued', 'running')
+               AND (owner IS NULL OR owner = ? OR owner_lease_until <= ?)
+             RETURNING owner_token",
         )
         .bind(&claim.owner)
         .bind(micros(claim.lease_until))
         .bind(claim.dag_id.as_str())
         .bind(claim.run_id.as_str())
-        .bind(token as i64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            return Err(StoreError::Conflict {
+        .bind(&claim.owner)
+        .bind(micros(claim.now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(token) = claimed {
+            return Ok(RunClaim::Claimed {
+                resumed: before.is_some_and(|id| id != claim.owner),
+                fence: RunFence {
+                    dag_id: claim.dag_id,
+                    run_id: claim.run_id,
+                    owner: claim.owner,
+                    token: token as u64,
+                },
+            });
+        }
+        let row = lookup().await?;
+        let state = RunState::try_from(row.try_get::<&str, _>("state")?)?;
+        if state.is_terminal() {
+            return Ok(RunClaim::Finished(state));
+        }
+        match (
+            row.try_get::<Option<String>, _>("owner")?,
+            opt_ts(row.try_get("owner_lease_until")?)?,
+        ) {
+            (Some(id), Some(lease_until)) => Ok(RunClaim::Held(RunOwner {
+                id,
+                token: row.try_get::<i64, _>("owner_token")? as u64,
+                lease_until,
+            })),
+            _ => Err(StoreError::Conflict {
                 what: format!(
                     "the owner of run `{}` of DAG `{}`",
                     claim.run_id, claim.dag_id
                 ),
-                expected: format!("token {token}"),
-            });
+                expected: "a claimable run".to_owned(),
+            }),
         }
-        tx.commit().await?;
-        Ok(RunClaim::Claimed {
-            resumed: owner.is_some_and(|id| id != claim.owner),
-            fence: RunFence {
-                dag_id: claim.dag_id,
-                run_id: claim.run_id,
-                owner: claim.owner,
-                token: token + 1,
-            },
-        })
     }
 
     async fn renew_run(&self, fence: &RunFence, lease_until: Timestamp) -> Result<()> {
@@ -464,18 +468,12 @@ impl RunStore for SqliteStore {
         conf: Option<serde_json::Value>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for table in ["task_instances", "task_outputs"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE dag_id = ? AND run_id = ?"
-            ))
-            .bind(dag_id.as_str())
-            .bind(run_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Only a finished run is cleared: the state check and the clear are one write, so two
+        // processes re-running the same interval cannot clear a run the other is driving.
         let changed = sqlx::query(
-            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, owner = NULL, owner_lease_until = NULL, conf = COALESCE(?, conf),
-                clear_number = clear_number + 1 WHERE dag_id = ? AND run_id = ?",
+            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, owner = NULL, owner_lease_until = NULL,
+                conf = COALESCE(?, conf), clear_number = clear_number + 1
+             WHERE dag_id = ? AND run_id = ? AND state IN ('success', 'failed')",
         )
         .bind(conf.map(|c| c.to_string()))
         .bind(dag_id.as_str())
@@ -484,9 +482,28 @@ impl RunStore for SqliteStore {
         .await?
         .rows_affected();
         if changed != 1 {
-            return Err(StoreError::NotFound(format!(
-                "run `{run_id}` of DAG `{dag_id}`"
-            )));
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT state FROM dag_runs WHERE dag_id = ? AND run_id = ?")
+                    .bind(dag_id.as_str())
+                    .bind(run_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match exists {
+                Some(state) => StoreError::Conflict {
+                    what: format!("run `{run_id}` of DAG `{dag_id}` (it is {state})"),
+                    expected: "a finished run".to_owned(),
+                },
+                None => StoreError::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")),
+            });
+        }
+        for table in ["task_instances", "task_outputs"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE dag_id = ? AND run_id = ?"
+            ))
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -675,15 +692,20 @@ impl TaskInstanceStore for SqliteStore {
 
     async fn apply_fenced(&self, fence: &RunFence, changes: &[TiChange]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT owner_token FROM dag_runs WHERE dag_id = ? AND run_id = ? AND owner = ?",
+        // The fence check is the transaction's first statement and a write, so the transaction
+        // holds SQLite's write lock from here on: no other process can take the run over
+        // between the check and the changes.
+        let held = sqlx::query(
+            "UPDATE dag_runs SET owner_token = owner_token WHERE dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?",
         )
         .bind(fence.dag_id.as_str())
         .bind(fence.run_id.as_str())
         .bind(&fence.owner)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held != Some(fence.token as i64) {
+        .bind(fence.token as i64)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if held != 1 {
             return Err(fenced(fence));
         }
         for change in changes {

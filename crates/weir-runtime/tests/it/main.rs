@@ -7,6 +7,8 @@ mod pools;
 mod recovery;
 mod retries;
 mod scheduler;
+mod sensors;
 mod support;
 mod trigger_rules;
+mod typed;
 mod validation;
