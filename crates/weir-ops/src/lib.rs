@@ -4,6 +4,7 @@
 //! | operator | does | output (its downstreams read it with `ctx.input::<T>`) |
 //! |---|---|---|
 //! | [`LoadWindow`] | streams a source, keeps the run's interval, routes rows through a partitioner (date, hash, geo), commits atomically, records manifests and keeps rejects | [`Loaded`] |
+//! | [`Partition`] | lays out a whole source with any of the five partitioners (date, hash, geo, id range planned from the data, size learning from each commit), retiring partitions an earlier layout left | [`Loaded`] |
 //! | [`Command`] | runs a program with the run's context in `WEIR_*` variables; exit code → outcome, output into the try's log | [`CommandOutput`] |
 //! | [`Sql`] | a DataFusion query over named datasets, run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
 //! | [`Verify`] | reads committed partitions back and compares rows, bytes, files and checksum with their manifests | [`Verified`] |
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use weir_runtime::{Task, TaskContext, TaskError, TaskResult};
 
 pub use command::{Command, CommandOutput};
-pub use load::{Landed, LoadWindow, Loaded, PartitionBy, window_param_specs};
+pub use load::{Landed, Layout, LoadWindow, Loaded, Partition, PartitionBy, window_param_specs};
 pub use sql::{Sql, SqlOutput, SqlResult};
 pub use table::{TableMode, TableSink, TableWritten, WriteTable};
 pub use verify::{Verified, VerifiedPartition, Verify};
@@ -55,6 +56,7 @@ pub trait Operator: Send + Sync + std::fmt::Debug + 'static {
 pub enum OperatorConfig {
     Command(Command),
     LoadWindow(LoadWindow),
+    Partition(Partition),
     Sql(Sql),
     Verify(Verify),
     WaitFor(WaitFor),
@@ -66,6 +68,7 @@ impl OperatorConfig {
         match self {
             OperatorConfig::Command(op) => Arc::new(op),
             OperatorConfig::LoadWindow(op) => Arc::new(op),
+            OperatorConfig::Partition(op) => Arc::new(op),
             OperatorConfig::Sql(op) => Arc::new(op),
             OperatorConfig::Verify(op) => Arc::new(op),
             OperatorConfig::WaitFor(op) => Arc::new(op),

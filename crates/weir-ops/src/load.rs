@@ -15,6 +15,7 @@ use serde_json::Value;
 use weir_core::ParamSpec;
 use weir_data::partitioners::{
     BucketScheme, DatePartitioner, GeoPartitioner, Granularity, HashPartitioner, Partitioner,
+    RangeCounter, RangePartitioner, RangePlanBuilder, SizePartitioner,
 };
 use weir_data::{
     CommitReport, DataError, Dataset, PartitionKey, ReadOptions, SampleSpec, WriteOptions,
@@ -541,6 +542,222 @@ impl crate::Operator for LoadWindow {
         let params = p.clone();
         let loaded = blocking(move || {
             load_window(&params, from, to, &expected, move |b| partitioner.split(b))
+        })
+        .await?;
+        record_commits(&ctx, &p.output, &loaded).await?;
+        Ok(loaded.to_json())
+    }
+}
+
+/// Streams the whole source of `p` through `partitioner` and commits every partition it makes;
+/// the dataset then holds exactly those (partitions an earlier layout left are retired). A
+/// [`Partitioner::sequential`] one has each partition committed as soon as the next starts and
+/// learns its real size.
+pub fn partition_source(
+    p: &WindowParams,
+    partitioner: &mut dyn Partitioner,
+) -> Result<Loaded, DataError> {
+    let mut reader = open_source(&p.source, &ReadOptions::default())?;
+    let dataset = Dataset::open(&p.output)?;
+    let mut writers: BTreeMap<PartitionKey, weir_data::PartitionWriter> = BTreeMap::new();
+    let mut commits = Vec::new();
+    let mut rows = 0u64;
+    // Feed small slices, so a sequential (size) partitioner can learn from each commit.
+    let slice = if partitioner.sequential() {
+        4096
+    } else {
+        usize::MAX
+    };
+    for batch in reader.by_ref() {
+        let batch = batch?;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = slice.min(batch.num_rows() - offset);
+            for (key, part) in partitioner.split(&batch.slice(offset, len))? {
+                if part.num_rows() == 0 {
+                    continue;
+                }
+                if partitioner.sequential() {
+                    let done: Vec<PartitionKey> =
+                        writers.keys().filter(|k| **k != key).cloned().collect();
+                    for k in done {
+                        let commit = writers.remove(&k).expect("listed").commit()?;
+                        partitioner.committed(&k, commit.bytes)?;
+                        commits.push(commit);
+                    }
+                }
+                rows += part.num_rows() as u64;
+                let writer = match writers.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
+                        e.insert(w)
+                    }
+                };
+                writer.write(&part)?;
+            }
+            offset += len;
+        }
+    }
+    for (key, writer) in writers {
+        let commit = writer.commit()?;
+        partitioner.committed(&key, commit.bytes)?;
+        commits.push(commit);
+    }
+    let keep: Vec<String> = commits.iter().map(|c| c.partition.clone()).collect();
+    retire_others(&p.output, &keep)?;
+    let mut loaded = Loaded::new(commits, rows, 0).read_from(&mut reader);
+    loaded.dataset = Some(p.output.clone());
+    Ok(loaded)
+}
+
+/// How `partition` lays out a whole source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Layout {
+    /// `dt=` (or `dt=/hr=`) by the local date of the time column in the run's zone.
+    Date {
+        #[serde(default = "day")]
+        granularity: String,
+    },
+    /// `bucket=NN` by a stable hash of `key`.
+    Hash { key: String, buckets: u32 },
+    /// `COLUMN=VALUE` by the value of `key`.
+    Geo { key: String },
+    /// `range=NN`: equal-count ranges of the integer `key`, planned from the data (exactly, or
+    /// from a reservoir of `sample` keys and then recounted exactly).
+    Range {
+        key: String,
+        partitions: usize,
+        #[serde(default = "default_sample")]
+        sample: usize,
+    },
+    /// `chunk=NNNNN` files of about `target_bytes` each, the estimate corrected by every commit.
+    Size { target_bytes: u64 },
+}
+
+fn default_sample() -> usize {
+    weir_data::partitioners::DEFAULT_SAMPLE_CAPACITY
+}
+
+/// `partition`: lays out the run's whole source (not a time window) with one of the five
+/// partitioners, commits every partition atomically and retires partitions an earlier layout
+/// left, so a re-run replaces the dataset rather than mixing two layouts. Its output is
+/// [`Loaded`]. DAGs using it declare [`window_param_specs`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    pub layout: Layout,
+}
+
+impl Layout {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self {
+            Layout::Date { granularity } => {
+                if let Err(e) = granularity.parse::<Granularity>() {
+                    problems.push(e.to_string());
+                }
+            }
+            Layout::Hash { key, buckets } => {
+                if key.is_empty() {
+                    problems.push("hash partitioning needs a `key` column".to_owned());
+                }
+                if *buckets == 0 || *buckets > 4096 {
+                    problems.push(format!("buckets = {buckets}: use 1 to 4096"));
+                }
+            }
+            Layout::Geo { key } if key.is_empty() => {
+                problems.push("geographic partitioning needs a `key` column".to_owned())
+            }
+            Layout::Geo { .. } => {}
+            Layout::Range {
+                key,
+                partitions,
+                sample,
+            } => {
+                if key.is_empty() {
+                    problems.push("range partitioning needs an integer `key` column".to_owned());
+                }
+                if *partitions == 0 || *partitions > 4096 {
+                    problems.push(format!("partitions = {partitions}: use 1 to 4096"));
+                }
+                if *sample == 0 {
+                    problems.push("sample must be at least 1".to_owned());
+                }
+            }
+            Layout::Size { target_bytes } if *target_bytes < 1024 => {
+                problems.push(format!("target_bytes = {target_bytes}: use at least 1024"))
+            }
+            Layout::Size { .. } => {}
+        }
+        problems
+    }
+
+    /// The partitioner; range plans from a first pass over the source.
+    fn partitioner(&self, p: &WindowParams) -> Result<Box<dyn Partitioner>, DataError> {
+        Ok(match self {
+            Layout::Date { granularity } => Box::new(DatePartitioner::new(
+                p.time_column.clone(),
+                p.tz.clone(),
+                granularity.parse()?,
+            )),
+            Layout::Hash { key, buckets } => Box::new(HashPartitioner::new(
+                key.clone(),
+                *buckets,
+                BucketScheme::Jump,
+            )?),
+            Layout::Geo { key } => Box::new(GeoPartitioner::new(key.clone())?),
+            Layout::Range {
+                key,
+                partitions,
+                sample,
+            } => {
+                let mut builder = RangePlanBuilder::new(*partitions, *sample)?;
+                for batch in open_source(&p.source, &ReadOptions::default())? {
+                    builder.add_batch(&batch?, key)?;
+                }
+                let exact = builder.is_exact();
+                let mut plan = builder.finish();
+                if !exact {
+                    let mut counter = RangeCounter::new(&plan);
+                    for batch in open_source(&p.source, &ReadOptions::default())? {
+                        counter.add_batch(&batch?, key)?;
+                    }
+                    plan = counter.finish();
+                }
+                Box::new(RangePartitioner {
+                    plan,
+                    column: key.clone(),
+                })
+            }
+            Layout::Size { target_bytes } => {
+                let ratio = match p.write.format {
+                    weir_data::FileFormat::Parquet => 0.35,
+                    weir_data::FileFormat::Csv | weir_data::FileFormat::JsonLines => 1.0,
+                };
+                Box::new(SizePartitioner::with_initial_ratio(*target_bytes, ratio)?)
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Operator for Partition {
+    fn name(&self) -> &'static str {
+        "partition"
+    }
+
+    fn validate(&self) -> Vec<String> {
+        self.layout.problems()
+    }
+
+    async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
+        let p = window_params(&ctx).await?;
+        let (params, layout) = (p.clone(), self.layout.clone());
+        let loaded = blocking(move || {
+            let mut partitioner = layout.partitioner(&params)?;
+            partition_source(&params, partitioner.as_mut())
         })
         .await?;
         record_commits(&ctx, &p.output, &loaded).await?;

@@ -42,6 +42,13 @@ pub trait Partitioner: Send {
     fn committed(&mut self, _key: &PartitionKey, _bytes: u64) -> Result<(), DataError> {
         Ok(())
     }
+
+    /// Partitions come out one after another and are never returned to: a partition is
+    /// complete when the next one starts, so a loader commits it then (and reports it through
+    /// [`Partitioner::committed`]) instead of keeping every writer open.
+    fn sequential(&self) -> bool {
+        false
+    }
 }
 
 impl Partitioner for DatePartitioner {
@@ -131,6 +138,10 @@ impl Partitioner for SizePartitioner {
             Some(index) => self.record_actual(index, bytes),
             None => Ok(()),
         }
+    }
+
+    fn sequential(&self) -> bool {
+        true
     }
 }
 

@@ -128,3 +128,142 @@ async fn geo_and_hash_route_by_their_key_and_a_missing_key_fails_at_once() {
         .await
         .assert_failed_on_try(1, "buckets = 0: use 1 to 4096");
 }
+
+/// `n` orders with ids 1..=n, a region and a note of varying length, all in one day.
+fn many(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let path = dir.join("many.csv");
+    let mut text = String::from("order_id,region,event_time,note\n");
+    for i in 1..=n {
+        let region = ["EU", "US", "APAC"][i % 3];
+        text.push_str(&format!(
+            "{i},{region},2026-03-01T{:02}:{:02}:00Z,{}\n",
+            (i / 60) % 24,
+            i % 60,
+            "x".repeat(i % 50)
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn layout(by: weir_ops::Layout) -> weir_ops::Partition {
+    weir_ops::Partition { layout: by }
+}
+
+fn rows_by_partition(dir: &std::path::Path) -> Vec<(String, u64, u64)> {
+    weir_data::Dataset::open(dir)
+        .unwrap()
+        .partitions()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.partition, p.rows, p.bytes))
+        .collect()
+}
+
+#[tokio::test]
+async fn partition_lays_out_a_whole_source_by_range_size_or_hash_and_retires_stale_layouts() {
+    use weir_ops::Layout;
+    let dir = tempfile::tempdir().unwrap();
+    let src = many(dir.path(), 5000);
+    let w = World::declaring(
+        vec![
+            (
+                "range",
+                vec![task(
+                    "p",
+                    layout(Layout::Range {
+                        key: "order_id".into(),
+                        partitions: 4,
+                        sample: 100,
+                    }),
+                )],
+            ),
+            (
+                "size",
+                vec![task(
+                    "p",
+                    layout(Layout::Size {
+                        target_bytes: 16 * 1024,
+                    }),
+                )],
+            ),
+            (
+                "hash4",
+                vec![task(
+                    "p",
+                    layout(Layout::Hash {
+                        key: "order_id".into(),
+                        buckets: 4,
+                    }),
+                )],
+            ),
+            (
+                "hash2",
+                vec![task(
+                    "p",
+                    layout(Layout::Hash {
+                        key: "order_id".into(),
+                        buckets: 2,
+                    }),
+                )],
+            ),
+            (
+                "bad",
+                vec![
+                    task(
+                        "p",
+                        layout(Layout::Range {
+                            key: "order_id".into(),
+                            partitions: 0,
+                            sample: 10,
+                        }),
+                    )
+                    .retries(2),
+                ],
+            ),
+        ],
+        window_param_specs(),
+    )
+    .await;
+    let day = ts("2026-03-01T00:00:00Z");
+    let conf = |name: &str| json!({"source": src, "output": dir.path().join(name)});
+
+    // Ranges planned from a 100-key sample, then recounted: every row once, balanced.
+    let ran = w.run_dag("range", day, conf("range"), "p").await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    let ranges = rows_by_partition(&dir.path().join("range"));
+    let names: Vec<&str> = ranges.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["range=00", "range=01", "range=02", "range=03"]);
+    assert_eq!(ranges.iter().map(|r| r.1).sum::<u64>(), 5000);
+    assert!(
+        ranges.iter().all(|r| r.1 >= 800 && r.1 <= 1700),
+        "{ranges:?}"
+    );
+
+    // Size: several chunks of about the target each (the estimate learns from each commit).
+    let ran = w.run_dag("size", day, conf("size"), "p").await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    let chunks = rows_by_partition(&dir.path().join("size"));
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    assert_eq!(chunks.iter().map(|c| c.1).sum::<u64>(), 5000);
+    let (body, _last) = chunks.split_at(chunks.len() - 1);
+    assert!(body.iter().all(|c| c.2 <= 3 * 16 * 1024), "{chunks:?}");
+
+    // Four buckets, then two into the same dataset: buckets 02 and 03 are retired whole.
+    let out = dir.path().join("hash");
+    let same = json!({"source": src, "output": out});
+    w.run_dag("hash4", day, same.clone(), "p").await;
+    assert_eq!(rows_by_partition(&out).len(), 4);
+    let ran = w.run_dag("hash2", day, same, "p").await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    let buckets = rows_by_partition(&out);
+    assert_eq!(
+        buckets.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
+        ["bucket=00", "bucket=01"]
+    );
+    assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 5000);
+
+    w.run_dag("bad", day, conf("bad"), "p")
+        .await
+        .assert_failed_on_try(1, "partitions = 0: use 1 to 4096");
+}

@@ -1,7 +1,8 @@
 //! 110.2.3 Hash-based partitioning — `110_02_03_hash_based_partitioning`.
 //!
 //! What it demonstrates:
-//! - **Distribute data using hash functions**: rows go to `bucket=NN` by a stable 64-bit hash
+//! - **Distribute data using hash functions**: the `partition` operator (hash layout) puts rows
+//!   in `bucket=NN` by a stable 64-bit hash
 //!   (xxh64) of `--conf key` (default `customer_id`): the same key lands in the same bucket in
 //!   every run and on every machine, so joins and lookups by key read one bucket.
 //! - **Ensure even partition distribution**: the run reports each bucket's rows and the balance
@@ -21,11 +22,12 @@ use arrow::array::Array;
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
 use weir_data::partitioners::{BucketScheme, HashPartitioner, balance};
-use weir_data::{DataError, PartitionKey, ReadOptions, open_source};
+use weir_data::{DataError, ReadOptions, open_source};
+use weir_ops::{Layout, Loaded, Operator, Partition};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
-use weir_ops::load::{load_all, record_commits, window_param_specs, window_params};
+use weir_ops::load::{window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_03_hash_based_partitioning";
 
@@ -56,11 +58,7 @@ pub fn dag() -> DagDef {
         .expect("a valid DAG")
 }
 
-/// `bucket=NN`.
-pub fn bucket_key(bucket: usize, buckets: u32) -> PartitionKey {
-    let width = (buckets.saturating_sub(1)).to_string().len().max(2);
-    PartitionKey::new([("bucket", format!("{bucket:0width$}"))]).expect("a valid key")
-}
+pub use weir_data::partitioners::bucket_key;
 
 /// The most buckets a run may ask for: every bucket is an open writer and a folder, so a typo
 /// such as `partitions=100000000` is refused before the run starts rather than running for hours.
@@ -141,25 +139,18 @@ async fn assess_keys(ctx: TaskContext) -> Result<Value, TaskError> {
     Ok(json!({"chosen": scores[0]["key"], "candidates": scores}))
 }
 
+/// The whole source in `bucket=NN` partitions: the `partition` operator with a hash layout
+/// (re-running with fewer buckets retires the extra ones), plus the balance it achieved.
 async fn write_buckets(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx).await?;
     let key: String = ctx.param("key")?;
     let n: u32 = ctx.param("partitions")?;
-    let params = p.clone();
-    let loaded = blocking(move || {
-        let hp = HashPartitioner::new(key, n, BucketScheme::Jump)?;
-        load_all(&params, None, |batch| {
-            Ok(hp
-                .split(batch)?
-                .into_iter()
-                .map(|(b, rows)| (bucket_key(b, n), rows))
-                .collect())
-        })
-    })
-    .await?;
-    record_commits(&ctx, &p.output, &loaded).await?;
-    let rows: Vec<u64> = loaded.commits.iter().map(|c| c.rows).collect();
-    let mut out = loaded.to_json();
+    let layout = Partition {
+        layout: Layout::Hash { key, buckets: n },
+    };
+    let mut out = layout.execute(ctx).await?;
+    let loaded: Loaded = serde_json::from_value(out.clone())
+        .map_err(|e| TaskError::fatal(format!("the partition output: {e}")))?;
+    let rows: Vec<u64> = loaded.partitions.iter().map(|p| p.rows).collect();
     out["buckets"] = json!(n);
     out["balance_max_over_mean"] = json!(balance(&rows));
     Ok(out)

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
 use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlan, RangePlanBuilder};
-use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, open_source};
+use weir_data::{DataError, Dataset, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
@@ -71,11 +71,7 @@ pub fn dag() -> DagDef {
         .expect("a valid DAG")
 }
 
-/// `range=NN`, zero-padded to the width of the largest index.
-pub fn range_key(index: usize, count: usize) -> PartitionKey {
-    let width = count.saturating_sub(1).to_string().len().max(2);
-    PartitionKey::new([("range", format!("{index:0width$}"))]).expect("a valid key")
-}
+pub use weir_data::partitioners::range_key;
 
 async fn plan_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
     let p = window_params(&ctx).await?;

@@ -18,7 +18,7 @@
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
 use weir_data::partitioners::SizePartitioner;
-use weir_data::{CommitReport, Dataset, FileFormat, PartitionKey, ReadOptions, open_source};
+use weir_data::{CommitReport, Dataset, FileFormat, ReadOptions, open_source};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
@@ -47,10 +47,7 @@ pub fn dag() -> DagDef {
         .expect("a valid DAG")
 }
 
-/// `chunk=NNNNN`.
-pub fn chunk_key(index: usize) -> PartitionKey {
-    PartitionKey::new([("chunk", format!("{index:05}"))]).expect("a valid key")
-}
+pub use weir_data::partitioners::chunk_key;
 
 async fn write_chunks(ctx: TaskContext) -> Result<Value, TaskError> {
     let p = window_params(&ctx).await?;
