@@ -395,7 +395,6 @@ impl Dataset {
         }
     }
 
-    /// Rows of partition `key`, from the Parquet footers (no data is read).
     /// The SHA-1 of the partition's part files read back in order: what the commit recorded as
     /// its checksum, if no byte changed since.
     pub fn checksum(&self, key: &PartitionKey) -> Result<String, DataError> {
@@ -422,6 +421,7 @@ impl Dataset {
         Ok(sha.digest().to_string())
     }
 
+    /// Rows of partition `key`, from the Parquet footers (no data is read).
     pub fn count_rows(&self, key: &PartitionKey) -> Result<u64, DataError> {
         let dir = self.existing_partition(key)?;
         let mut rows = 0;

@@ -30,7 +30,7 @@ use weir_runtime::{Task, TaskContext, TaskError, TaskResult};
 
 pub use command::{Command, CommandOutput};
 pub use load::{Landed, Layout, LoadWindow, Loaded, Partition, PartitionBy, window_param_specs};
-pub use sql::{Sql, SqlOutput, SqlResult};
+pub use sql::{Sql, SqlOutput, SqlResult, identifier};
 pub use table::{TableMode, TableSink, TableWritten, WriteTable};
 pub use verify::{Verified, VerifiedPartition, Verify};
 pub use wait::{SensorMode, WaitFor};

@@ -105,6 +105,24 @@ impl Sql {
     }
 }
 
+/// A column name from a param, for a query's text: letters, digits and `_` only, quoted. Run
+/// values are bound as parameters; a column is an identifier, so it is checked instead, and
+/// anything else is refused naming the param.
+pub fn identifier(param: &str, name: &str) -> Result<String, TaskError> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(TaskError::fatal(format!(
+            "--conf {param}={name} is not a column name (letters, digits and _ only)"
+        )))
+    }
+}
+
 /// The run values a query may use, as typed parameters.
 pub(crate) fn run_params(ctx: &TaskContext) -> Vec<(String, QueryParam)> {
     let ts = |t: jiff::Timestamp| QueryParam::TimestampMicros(t.as_microsecond());

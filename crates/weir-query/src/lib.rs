@@ -262,10 +262,25 @@ impl QueryEngine {
             )));
         }
         // Text files do not carry their types: give DataFusion the schema kept beside them.
-        let schema = match (format, partitions.first()) {
-            (FileFormat::Parquet, _) | (_, None) => None,
-            (_, Some(p)) => Some(dataset.partition_schema(&p.key)?),
+        let file_schema = match partitions.first() {
+            Some(p) => Some(dataset.partition_schema(&p.key)?),
+            None => None,
         };
+        let schema = match format {
+            FileFormat::Parquet => None,
+            FileFormat::Csv | FileFormat::JsonLines => file_schema.clone(),
+        };
+        // A partition column the files also hold (a region split keeps its `region` column) is
+        // read from the files: the values are the same, and two columns of one name are an
+        // error in every SQL engine.
+        let columns: Vec<String> = columns
+            .into_iter()
+            .filter(|c| {
+                file_schema
+                    .as_ref()
+                    .is_none_or(|s| s.field_with_name(c).is_err())
+            })
+            .collect();
         let root = std::fs::canonicalize(dir).map_err(|e| table_err(e.to_string()))?;
         let url = format!("file://{}/", root.display());
         self.register_listing(name, &url, format, schema, &columns)

@@ -9,25 +9,24 @@
 //!   their free-text `note` blanked (personal data stays out of the analytics copy); every other
 //!   region keeps it. The hook sees only its region's rows.
 //! - **Coordinate cross-region aggregation**: after all regions are committed, `cross_region`
-//!   reads the regional partitions back and writes one aggregate dataset (`OUTPUT_cross_region`)
-//!   with rows and revenue per region and a total that must equal the sum of the regions, checked
-//!   against what the split counted.
+//!   runs one `sql` query over the regional partitions and commits the aggregate dataset
+//!   (`OUTPUT_cross_region`): rows and revenue per region and the all-regions total, read back
+//!   and checked against what the split counted.
 //!
 //! Run it: `weir dags run 110_02_05_geographic_partitioning --conf key=country`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Decimal128Array, Int64Array, StringArray, new_null_array,
-};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{Array, ArrayRef, BooleanArray, StringArray, new_null_array};
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
 use weir_data::partitioners::{GeoPartitioner, RegionCounts};
-use weir_data::{DataError, Dataset, PartitionKey, WriteOptions};
+use weir_data::{DataError, Dataset};
+use weir_ops::{Operator, Sql, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
@@ -133,10 +132,15 @@ struct Split {
     total: u64,
 }
 
+/// The cross-region aggregate is one `sql` query over the committed regional partitions —
+/// orders and exact revenue per region plus the all-regions total — committed to
+/// `OUTPUT_cross_region/dt=DAY`; a second query reads it back to check it against what the
+/// split counted.
 async fn cross_region(ctx: TaskContext) -> Result<Value, TaskError> {
     let split: Split = ctx.input("split_regions").await?;
     let regional = output_dir(&ctx)?;
     let key: String = ctx.param("key")?;
+    let column = identifier("key", &key)?;
     let aggregate_dir = regional.with_file_name(format!(
         "{}_cross_region",
         regional
@@ -144,85 +148,76 @@ async fn cross_region(ctx: TaskContext) -> Result<Value, TaskError> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| DAG_ID.to_owned())
     ));
-    let day = ctx.logical_date.to_zoned(ctx.zone.clone()).date();
-    let agg_dir = aggregate_dir.clone();
-    let (loaded, per_region) = blocking(move || {
-        let dataset = Dataset::open(&regional)?;
-        let mut per_region: BTreeMap<String, (i64, i128)> = BTreeMap::new();
-        for part in dataset.partitions()? {
-            let region = part.key.get(&key).unwrap_or_default().to_owned();
-            let entry = per_region.entry(region).or_default();
-            for batch in dataset.read_partition(&part.key)? {
-                entry.0 += batch.num_rows() as i64;
-                if let Some(amount) = batch.column_by_name("amount") {
-                    let cents = arrow::compute::cast(amount, &DataType::Decimal128(38, 2))
-                        .map_err(|e| DataError::arrow("reading amount", e))?;
-                    let cents = cents
-                        .as_any()
-                        .downcast_ref::<Decimal128Array>()
-                        .expect("Decimal128");
-                    entry.1 += (0..cents.len())
-                        .filter(|&i| !cents.is_null(i))
-                        .map(|i| cents.value(i))
-                        .sum::<i128>();
-                }
-            }
-        }
-        let total = per_region
-            .values()
-            .fold((0i64, 0i128), |t, v| (t.0 + v.0, t.1 + v.1));
-        let mut names: Vec<String> = per_region.keys().cloned().collect();
-        names.push("(all regions)".to_owned());
-        let mut rows: Vec<i64> = per_region.values().map(|v| v.0).collect();
-        rows.push(total.0);
-        let mut revenue: Vec<i128> = per_region.values().map(|v| v.1).collect();
-        revenue.push(total.1);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("region", DataType::Utf8, false),
-            Field::new("orders", DataType::Int64, false),
-            Field::new("revenue", DataType::Decimal128(38, 2), false),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(names)),
-                Arc::new(Int64Array::from(rows)),
-                Arc::new(
-                    Decimal128Array::from(revenue)
-                        .with_precision_and_scale(38, 2)
-                        .map_err(|e| DataError::arrow("revenue", e))?,
-                ),
-            ],
-        )
-        .map_err(|e| DataError::arrow("building the aggregate", e))?;
-        let key = PartitionKey::date(day);
-        let commit = Dataset::open(&agg_dir)?.write_partition(
-            &key,
-            schema,
-            [&batch],
-            WriteOptions::default(),
-        )?;
-        Ok((
-            Loaded::new(vec![commit.clone()], commit.rows, 0),
-            per_region,
-        ))
+    // Revenue is the sum of `amount` where the data has one (a source without it still gets
+    // its per-region counts).
+    let dir = regional.clone();
+    let has_amount = blocking(move || {
+        let dataset = Dataset::open(&dir)?;
+        Ok(match dataset.partitions()?.first() {
+            Some(p) => dataset
+                .partition_schema(&p.key)?
+                .field_with_name("amount")
+                .is_ok(),
+            None => false,
+        })
     })
     .await?;
+    let revenue = if has_amount {
+        "arrow_cast(sum(amount), 'Decimal128(38, 2)')"
+    } else {
+        "arrow_cast(0, 'Decimal128(38, 2)')"
+    };
+    let query = format!(
+        "SELECT arrow_cast({column}, 'Utf8') AS region, count(*) AS orders, {revenue} AS revenue, $ds AS dt \
+           FROM regional GROUP BY {column} \
+         UNION ALL \
+         SELECT '(all regions)' AS region, count(*) AS orders, {revenue} AS revenue, $ds AS dt FROM regional"
+    );
+    Sql::new(query)
+        .table("regional", &regional)
+        .into_dataset(&aggregate_dir, &["dt"])
+        .execute(ctx.clone())
+        .await?;
+    let rows = Sql::new(
+        "SELECT region, orders, arrow_cast(revenue, 'Utf8') AS revenue FROM agg WHERE dt = $ds",
+    )
+    .table("agg", &aggregate_dir)
+    .execute(ctx)
+    .await?;
+    let rows: Vec<AggregateRow> = serde_json::from_value(rows)
+        .map_err(|e| TaskError::fatal(format!("reading the aggregate back: {e}")))?;
     // Coordination check: what landed per region equals what the split counted.
-    for (region, (rows, _)) in &per_region {
-        let counted = split.per_region.get(region).copied().unwrap_or(0);
-        if counted != *rows as u64 {
+    let mut per_region = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.region != "(all regions)") {
+        let counted = split.per_region.get(&row.region).copied().unwrap_or(0);
+        if counted != row.orders {
             return Err(TaskError::fatal(format!(
-                "region {region} holds {rows} rows but the split wrote {counted}; re-run the DAG"
+                "region {} holds {} rows but the split wrote {counted}; re-run the DAG",
+                row.region, row.orders
             )));
         }
+        per_region.insert(
+            row.region.clone(),
+            json!({"orders": row.orders, "revenue": row.revenue}),
+        );
     }
-    record_commits(&ctx, &aggregate_dir, &loaded).await?;
-    let total: i64 = per_region.values().map(|v| v.0).sum();
+    let total: u64 = rows
+        .iter()
+        .find(|r| r.region == "(all regions)")
+        .map(|r| r.orders)
+        .unwrap_or(0);
     Ok(json!({
         "regions": per_region.len(),
         "total_orders": total,
-        "per_region": per_region.iter().map(|(r, v)| (r.clone(), json!({"orders": v.0, "revenue_cents": v.1.to_string()}))).collect::<BTreeMap<_, _>>(),
+        "per_region": per_region,
         "dataset": aggregate_dir,
     }))
+}
+
+/// One row of the cross-region aggregate, as the check reads it.
+#[derive(Debug, Deserialize)]
+struct AggregateRow {
+    region: String,
+    orders: u64,
+    revenue: String,
 }

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use weir_core::ParamSpec;
 use weir_core::timetable::{CronDataIntervalTimetable, parse_zone};
 use weir_data::PartitionKey;
-use weir_ops::{Operator, Sql};
+use weir_ops::{Operator, Sql, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::load::{dataset_name, output_dir};
@@ -131,23 +131,6 @@ async fn wait_for_daily(ctx: TaskContext, tz: jiff::tz::TimeZone) -> Result<Valu
         )));
     }
     Ok(json!({"days": days.iter().map(|d| d.to_string()).collect::<Vec<_>>()}))
-}
-
-/// A column name a query may name: letters, digits and `_`, quoted. Run values are bound as
-/// parameters; a column is an identifier, so it is checked and quoted instead.
-fn identifier(param: &str, name: &str) -> Result<String, TaskError> {
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(format!("\"{name}\""))
-    } else {
-        Err(TaskError::fatal(format!(
-            "--conf {param}={name} is not a column name (letters, digits and _ only)"
-        )))
-    }
 }
 
 /// The rollup is SQL over the committed daily partitions of the run's week (`dt` prunes to its

@@ -278,3 +278,46 @@ async fn an_object_store_location_without_a_registered_store_is_a_clear_error() 
         "{err}"
     );
 }
+
+/// Regression: a region split keeps its `region` column in the files, and `weir data query` over
+/// it failed with "duplicate qualified field name". The files' column is used; values agree.
+#[tokio::test]
+async fn a_partition_column_the_files_also_hold_is_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("order_id", DataType::Int64, false),
+        Field::new("region", DataType::Utf8, false),
+    ]));
+    let dataset = Dataset::open(dir.path()).unwrap();
+    for (region, ids) in [("EU", vec![1, 2, 3]), ("US", vec![4, 5])] {
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids.clone())),
+                Arc::new(StringArray::from(vec![region; ids.len()])),
+            ],
+        )
+        .unwrap();
+        dataset
+            .write_partition(
+                &PartitionKey::new([("region", region)]).unwrap(),
+                schema.clone(),
+                [&batch],
+                WriteOptions::default(),
+            )
+            .unwrap();
+    }
+    let engine = QueryEngine::new();
+    engine.register("geo", dir.path()).await.unwrap();
+    let batches = engine
+        .sql("SELECT region, count(*) AS n FROM geo GROUP BY region ORDER BY region")
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("| EU     | 3 |") && text.contains("| US     | 2 |"),
+        "{text}"
+    );
+}
