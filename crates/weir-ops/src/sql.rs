@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use weir_data::{Dataset, PartitionKey, WriteOptions};
 use weir_query::{QueryEngine, QueryParam};
 use weir_runtime::{TaskContext, TaskError, TaskResult};
-use weir_store::PartitionManifest;
 
-use crate::load::dataset_name;
 use crate::{Operator, blocking, expand_path, to_output};
 
 /// The key value of a null partition column (Hive's name for it).
@@ -263,33 +261,17 @@ impl Operator for Sql {
                 let dir = expand_path(&ctx, path);
                 let (by, target) = (partition_by.clone(), dir.clone());
                 let commits = blocking(move || write_partitioned(&target, &batches, &by)).await?;
-                let dataset = dataset_name(&dir);
-                let mut partitions = BTreeMap::new();
-                for c in &commits {
-                    partitions.insert(c.partition.clone(), c.rows);
-                    ctx.record_manifest(PartitionManifest {
-                        dataset: dataset.clone(),
-                        partition: c.partition.clone(),
-                        rows_in: c.rows,
-                        rows_out: c.rows,
-                        rows_rejected: 0,
-                        bytes: c.bytes,
-                        files: c.files,
-                        checksum: c.checksum.clone(),
-                        schema: c.schema.clone(),
-                        dag_id: String::new(),
-                        run_id: String::new(),
-                        task_id: String::new(),
-                        map_index: -1,
-                        try_number: 0,
-                        committed_at: jiff::Timestamp::UNIX_EPOCH,
-                    })
+                let partitions: BTreeMap<String, u64> = commits
+                    .iter()
+                    .map(|c| (c.partition.clone(), c.rows))
+                    .collect();
+                let rows = commits.iter().map(|c| c.rows).sum();
+                // The query's input is not a source: the manifests say rows in = rows out.
+                crate::load::record_commits(&ctx, &dir, &crate::Loaded::new(commits, rows, 0))
                     .await?;
-                    tracing::info!(partition = %c.partition, rows = c.rows, "committed");
-                }
                 to_output(&SqlOutput {
                     dataset: dir,
-                    rows: commits.iter().map(|c| c.rows).sum(),
+                    rows,
                     partitions,
                 })
             }
