@@ -3,7 +3,7 @@
 //! What it demonstrates:
 //! - **Partition data by date columns**: rows go to `dt=YYYY-MM-DD` (or `dt=/hr=` with
 //!   `--conf granularity=hour`) by the local date of `--conf time_column` in `--conf tz`
-//!   (default UTC; the run's interval is then that zone's day), through weir-data's `DatePartitioner`.
+//!   (default UTC; the run's interval is then that zone's day): the `load_window` operator by date.
 //! - **Use execution_date for partition**: each run writes the partitions of its own data interval
 //!   (the logical date's day), never "today", so backfills and re-runs land in the right place.
 //! - **Handle partition path generation**: Hive paths built from `PartitionKey`, whose values are
@@ -14,19 +14,18 @@
 //!
 //! Run it: `weir dags backfill 110_02_01_date_based_partitioning --from 2026-03-01 --to 2026-03-07`.
 
-use std::sync::Arc;
-
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
 use weir_core::timetable::window_schedule;
 use weir_data::Dataset;
-use weir_data::partitioners::{DatePartitioner, Granularity};
+use weir_data::partitioners::Granularity;
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
-use weir_ops::load::{load_window, output_dir, record_commits, window_param_specs, window_params};
+use weir_ops::load::{output_dir, window_param_specs};
+use weir_ops::{LoadWindow, Operator};
 
 pub const DAG_ID: &str = "110_02_01_date_based_partitioning";
 
@@ -68,40 +67,12 @@ pub fn dag() -> DagDef {
         .expect("a valid DAG")
 }
 
+/// The `load_window` operator by date (or hour): the run's interval, cut in the run's zone
+/// (`--conf tz`, else UTC), every partition of it written even when empty.
 async fn partition_by_date(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx).await?;
     let granularity: Granularity = ctx.param::<String>("granularity")?.parse()?;
-    let partitioner = Arc::new(DatePartitioner::new(
-        p.time_column.clone(),
-        p.tz.clone(),
-        granularity,
-    ));
-    // The run's day is its data interval, cut in the run's zone (`--conf tz`, else UTC); and
-    // the partitions it must (re)write even when empty.
-    let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
-    let day = from.to_zoned(p.tz.clone()).date();
-    let mut expected = Vec::new();
-    match granularity {
-        Granularity::Day => expected.push(partitioner.key_of(from)),
-        Granularity::Hour => {
-            let mut t = from;
-            while t < to {
-                let key = partitioner.key_of(t);
-                if !expected.contains(&key) {
-                    expected.push(key);
-                }
-                t = t
-                    .saturating_add(jiff::SignedDuration::from_mins(30))
-                    .map_err(|e| TaskError::fatal(e.to_string()))?;
-            }
-        }
-    }
-    let params = p.clone();
-    let loaded =
-        blocking(move || load_window(&params, from, to, &expected, move |b| partitioner.split(b)))
-            .await?;
-    record_commits(&ctx, &p.output, &loaded).await?;
-    let mut out = loaded.to_json();
+    let day = ctx.data_interval.start.to_zoned(ctx.zone.clone()).date();
+    let mut out = LoadWindow::by_date(granularity).execute(ctx).await?;
     out["day"] = json!(day.to_string());
     out["granularity"] = json!(granularity.as_str());
     Ok(out)
