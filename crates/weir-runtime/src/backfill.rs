@@ -176,19 +176,7 @@ pub async fn backfill(
     for entry in &plan.entries {
         match entry.action {
             PlanAction::Skip => report.skipped += 1,
-            PlanAction::Resume => {
-                let run = ex
-                    .store()
-                    .run_at(dag_id, entry.logical_date)
-                    .await?
-                    .ok_or_else(|| {
-                        RuntimeError::Internal(format!(
-                            "run at {} vanished during backfill",
-                            entry.logical_date
-                        ))
-                    })?;
-                to_run.push(run);
-            }
+            PlanAction::Resume => to_run.push(existing(&ex, dag_id, entry).await?),
             PlanAction::Create => {
                 let (run, _) = ex
                     .store()
@@ -207,16 +195,7 @@ pub async fn backfill(
                 to_run.push(run);
             }
             PlanAction::Rerun => {
-                let run = ex
-                    .store()
-                    .run_at(dag_id, entry.logical_date)
-                    .await?
-                    .ok_or_else(|| {
-                        RuntimeError::Internal(format!(
-                            "run at {} vanished during backfill",
-                            entry.logical_date
-                        ))
-                    })?;
+                let run = existing(&ex, dag_id, entry).await?;
                 ex.store()
                     .reset_run(dag_id, &run.run_id, Some(opts.conf.clone()))
                     .await?;
@@ -263,4 +242,17 @@ pub async fn backfill(
         report.runs.push((outcome.run, outcome.state));
     }
     Ok(report)
+}
+
+/// The stored run of a planned interval that the plan found existing.
+async fn existing(ex: &Executor, dag_id: &DagId, entry: &PlanEntry) -> Result<RunRecord> {
+    ex.store()
+        .run_at(dag_id, entry.logical_date)
+        .await?
+        .ok_or_else(|| {
+            RuntimeError::Internal(format!(
+                "run at {} vanished during backfill",
+                entry.logical_date
+            ))
+        })
 }

@@ -405,60 +405,31 @@ impl RunStore for SqliteStore {
     }
 
     async fn renew_run(&self, fence: &RunFence, lease_until: Timestamp) -> Result<()> {
-        let changed = sqlx::query(
-            "UPDATE dag_runs SET owner_lease_until = ? WHERE dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?",
-        )
-        .bind(micros(lease_until))
-        .bind(fence.dag_id.as_str())
-        .bind(fence.run_id.as_str())
-        .bind(&fence.owner)
-        .bind(fence.token as i64)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            return Err(fenced(fence));
-        }
-        Ok(())
+        fenced_update(&self.pool, fence, "owner_lease_until = ? WHERE", |q| {
+            q.bind(micros(lease_until))
+        })
+        .await
     }
 
     async fn release_run(&self, fence: &RunFence) -> Result<()> {
-        let changed = sqlx::query(
-            "UPDATE dag_runs SET owner = NULL, owner_lease_until = NULL
-             WHERE dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?",
+        fenced_update(
+            &self.pool,
+            fence,
+            "owner = NULL, owner_lease_until = NULL WHERE",
+            |q| q,
         )
-        .bind(fence.dag_id.as_str())
-        .bind(fence.run_id.as_str())
-        .bind(&fence.owner)
-        .bind(fence.token as i64)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            return Err(fenced(fence));
-        }
-        Ok(())
+        .await
     }
 
     async fn finish_run(&self, fence: &RunFence, to: RunState, at: Timestamp) -> Result<()> {
         RunState::Running.transition(to)?;
-        let changed = sqlx::query(
-            "UPDATE dag_runs SET state = ?, ended_at = ?, owner = NULL, owner_lease_until = NULL
-             WHERE dag_id = ? AND run_id = ? AND state = 'running' AND owner = ? AND owner_token = ?",
+        fenced_update(
+            &self.pool,
+            fence,
+            "state = ?, ended_at = ?, owner = NULL, owner_lease_until = NULL WHERE state = 'running' AND",
+            |q| q.bind(to.as_str()).bind(micros(at)),
         )
-        .bind(to.as_str())
-        .bind(micros(at))
-        .bind(fence.dag_id.as_str())
-        .bind(fence.run_id.as_str())
-        .bind(&fence.owner)
-        .bind(fence.token as i64)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            return Err(fenced(fence));
-        }
-        Ok(())
+        .await
     }
 
     async fn reset_run(
@@ -508,6 +479,33 @@ impl RunStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// `UPDATE dag_runs SET {set_where} <the fence>`: changes the run only while `fence` is its
+/// owner's, else [`StoreError::Fenced`]. `bind` binds the placeholders of `set_where`.
+async fn fenced_update(
+    pool: &sqlx::SqlitePool,
+    fence: &RunFence,
+    set_where: &str,
+    bind: impl for<'q> FnOnce(SqliteQuery<'q>) -> SqliteQuery<'q>,
+) -> Result<()> {
+    let sql = format!(
+        "UPDATE dag_runs SET {set_where} dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?"
+    );
+    let changed = bind(sqlx::query(&sql))
+        .bind(fence.dag_id.as_str())
+        .bind(fence.run_id.as_str())
+        .bind(&fence.owner)
+        .bind(fence.token as i64)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if changed != 1 {
+        return Err(fenced(fence));
+    }
+    Ok(())
 }
 
 fn fenced(fence: &RunFence) -> StoreError {

@@ -2,24 +2,11 @@
 
 use crate::weir;
 
+/// One line on stderr (see [`crate::fails_with`]) and nothing on stdout.
 fn fails_with(args: &[&str], needle: &str) {
     let home = tempfile::tempdir().unwrap();
-    let out = weir(home.path()).args(args).assert().failure();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(
-        stderr.contains(needle),
-        "stderr of {args:?} lacks {needle:?}: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "{args:?} printed more than one line: {stderr}"
-    );
-    assert!(
-        out.get_output().stdout.is_empty(),
-        "{args:?} printed to stdout"
-    );
+    let out = crate::fails_with_output(home.path(), args, needle);
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
 }
 
 #[test]

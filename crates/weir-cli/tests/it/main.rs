@@ -26,3 +26,35 @@ pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect()
 }
+
+/// Runs `weir args…` in `home` expecting failure with exactly one line on stderr containing
+/// `needle` and no panic; returns stderr.
+pub fn fails_with(home: &std::path::Path, args: &[&str], needle: &str) -> String {
+    String::from_utf8_lossy(&fails_with_output(home, args, needle).stderr).into_owned()
+}
+
+/// [`fails_with`], returning the whole output.
+pub fn fails_with_output(
+    home: &std::path::Path,
+    args: &[&str],
+    needle: &str,
+) -> std::process::Output {
+    let out = weir(home)
+        .args(args)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains(needle),
+        "stderr of {args:?} lacks {needle:?}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "{args:?} printed more than one line on stderr: {stderr}"
+    );
+    out
+}

@@ -10,24 +10,7 @@ use jiff::civil::date;
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
-use crate::{json_lines, weir};
-
-/// Runs `weir args…` expecting failure with exactly one line on stderr containing `needle`.
-fn fails_with(home: &Path, args: &[&str], needle: &str) -> String {
-    let out = weir(home).args(args).assert().failure();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(
-        stderr.contains(needle),
-        "stderr of {args:?} lacks {needle:?}: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "{args:?} printed more than one line on stderr: {stderr}"
-    );
-    stderr
-}
+use crate::{fails_with, json_lines, weir};
 
 fn runs(home: &Path, dag: &str) -> Vec<Value> {
     let out = weir(home)
