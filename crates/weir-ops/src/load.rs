@@ -188,6 +188,10 @@ pub struct Loaded {
     /// Rows of the whole source that could not be read (malformed), set aside.
     pub source_rejects: u64,
     pub partitions: Vec<Landed>,
+    /// What the partitioner learned while cutting (size-based: the on-disk ratio, estimated
+    /// against actual bytes), when it has something to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Value>,
     /// The commits themselves (checksums, schemas), for the manifests; not part of the output.
     #[serde(skip)]
     pub commits: Vec<CommitReport>,
@@ -215,6 +219,7 @@ impl Loaded {
                     files: c.files,
                 })
                 .collect(),
+            layout: None,
             commits,
             rows_read: None,
             rejects: Vec::new(),
@@ -247,7 +252,7 @@ pub fn load_window(
     mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
 ) -> Result<Loaded, DataError> {
     let column = p.time_column.clone();
-    stream_into_partitions(p, Some(&p.time_column), expected, |batch| {
+    stream_into_partitions(p, expected, |batch| {
         let window = weir_data::filter_time_window(batch, &column, from, to)?;
         if window.num_rows() == 0 {
             Ok(Vec::new())
@@ -261,12 +266,11 @@ pub fn load_window(
 /// partition's writer (opened on first use; `expected` ones up front) and commit them all.
 fn stream_into_partitions(
     p: &WindowParams,
-    time_column: Option<&str>,
     expected: &[PartitionKey],
     mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
 ) -> Result<Loaded, DataError> {
     let opts = ReadOptions {
-        time_column: time_column.map(str::to_owned),
+        time_column: Some(p.time_column.clone()),
         ..ReadOptions::default()
     };
     let mut reader = open_source(&p.source, &opts)?;
@@ -366,21 +370,6 @@ pub async fn record_commits(
         ctx.record_rejects(rejects).await?;
     }
     Ok(())
-}
-
-/// Streams the whole `source`, routes every batch with `route` and commits each partition the
-/// router produced. The dataset is then made to hold exactly those partitions: any partition a
-/// previous run left that this run did not write (say, with more buckets) is moved out, so a
-/// re-run replaces the dataset rather than mixing two layouts.
-pub fn load_all(
-    p: &WindowParams,
-    time_column: Option<&str>,
-    route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
-) -> Result<Loaded, DataError> {
-    let loaded = stream_into_partitions(p, time_column, &[], route)?;
-    let keep: Vec<String> = loaded.commits.iter().map(|c| c.partition.clone()).collect();
-    retire_others(&p.output, &keep)?;
-    Ok(loaded)
 }
 
 /// Moves every committed partition of the dataset at `root` that is not in `keep` out of the
@@ -608,6 +597,7 @@ pub fn partition_source(
     retire_others(&p.output, &keep)?;
     let mut loaded = Loaded::new(commits, rows, 0).read_from(&mut reader);
     loaded.dataset = Some(p.output.clone());
+    loaded.layout = partitioner.report();
     Ok(loaded)
 }
 

@@ -49,6 +49,12 @@ pub trait Partitioner: Send {
     fn sequential(&self) -> bool {
         false
     }
+
+    /// What the partitioner learned while cutting, for the task's output (size-based: the
+    /// on-disk ratio and estimated against actual bytes); `None` when there is nothing to say.
+    fn report(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 impl Partitioner for DatePartitioner {
@@ -142,6 +148,16 @@ impl Partitioner for SizePartitioner {
 
     fn sequential(&self) -> bool {
         true
+    }
+
+    fn report(&self) -> Option<serde_json::Value> {
+        let report = SizePartitioner::report(self);
+        Some(serde_json::json!({
+            "target_bytes": report.target_bytes,
+            "learned_ratio": report.ratio,
+            "estimated_bytes": report.estimated_reported(),
+            "actual_bytes": report.actual_reported(),
+        }))
     }
 }
 

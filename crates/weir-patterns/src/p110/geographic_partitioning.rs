@@ -24,14 +24,14 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
-use weir_data::partitioners::{GeoPartitioner, RegionCounts};
-use weir_data::{DataError, Dataset};
+use weir_data::partitioners::GeoPartitioner;
+use weir_data::{DataError, Dataset, PartitionKey};
 use weir_ops::{Operator, Sql, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
 use weir_ops::load::{
-    Loaded, load_all, output_dir, record_commits, window_param_specs, window_params,
+    Loaded, output_dir, partition_source, record_commits, window_param_specs, window_params,
 };
 
 pub const DAG_ID: &str = "110_02_05_geographic_partitioning";
@@ -97,27 +97,31 @@ fn redact_eu_rows(batch: &RecordBatch) -> Result<RecordBatch, DataError> {
     RecordBatch::try_new(batch.schema(), columns).map_err(|e| DataError::arrow("redacting note", e))
 }
 
+/// The whole source in `COLUMN=VALUE` partitions, the way the `partition` operator lays it out
+/// (every region committed atomically, stale regions retired), through a geographic
+/// partitioner carrying the per-region hooks; rows per region are read off the commits.
 async fn split_regions(ctx: TaskContext) -> Result<Value, TaskError> {
     let p = window_params(&ctx).await?;
     let key: String = ctx.param("key")?;
     let params = p.clone();
-    let (loaded, counts) = blocking(move || {
-        let geo = GeoPartitioner::new(key.clone())?
+    let column = key.clone();
+    let loaded = blocking(move || {
+        let mut geo = GeoPartitioner::new(column)?
             .with_hook("EU", Box::new(redact_note))
             .with_fallback_hook(Box::new(redact_eu_rows));
-        let mut counts = RegionCounts::default();
-        let loaded = load_all(&params, None, |batch| {
-            let parts = geo.split(batch)?;
-            counts.merge(&RegionCounts::from_parts(&key, &parts));
-            Ok(parts)
-        })?;
-        Ok((loaded, counts))
+        partition_source(&params, &mut geo)
     })
     .await?;
     record_commits(&ctx, &p.output, &loaded).await?;
+    let mut per_region = BTreeMap::new();
+    for landed in &loaded.partitions {
+        let partition = PartitionKey::parse(&landed.partition)?;
+        let region = partition.get(&key).unwrap_or_default().to_owned();
+        per_region.insert(region, landed.rows);
+    }
     let split = Split {
-        per_region: counts.per_region().clone(),
-        total: counts.total(),
+        per_region,
+        total: loaded.rows,
         loaded,
     };
     Ok(serde_json::to_value(split).expect("a Split serializes"))

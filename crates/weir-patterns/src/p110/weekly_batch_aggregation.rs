@@ -11,28 +11,28 @@
 //!   (`--conf group_by=region`): orders, the sum of `--conf measure=amount` as an exact decimal,
 //!   distinct customers, and days with data — committed to `OUTPUT/wk=YYYY-Www` atomically (a
 //!   re-run replaces it), the week's bounds bound as query parameters.
-//! - **Coordinate with daily DAGs**: `wait_for_daily` is a sensor: it succeeds only when all seven
-//!   daily partitions are committed (a manifest in the store and the folder on disk) and otherwise
-//!   retries every 5 minutes for an hour, then fails naming the missing days. The week is never
+//! - **Coordinate with daily DAGs**: `wait_for_daily` is the `wait_for` sensor over the daily
+//!   DAG's dataset: it succeeds only when the `dt=` partitions of all seven days of the week are
+//!   committed (a manifest in the store and the folder on disk). Until then it pokes every 5
+//!   minutes in `reschedule` mode — giving its slot back between pokes, waiting in
+//!   `up_for_reschedule` — and after an hour fails naming the missing days. The week is never
 //!   aggregated from six days.
 //!
 //! Run it after the daily backfill: `weir dags run 110_01_03_weekly_batch_aggregation
 //! --logical-date 2026-03-02` (params: `daily_output=DIR`, `output=DIR`, `group_by`, `measure`).
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
-use jiff::SignedDuration;
 use jiff::civil::Date;
-use serde_json::{Value, json};
+use serde_json::Value;
 use weir_core::ParamSpec;
 use weir_core::timetable::{CronDataIntervalTimetable, parse_zone};
 use weir_data::PartitionKey;
-use weir_ops::{Operator, Sql, identifier};
+use weir_ops::{Operator, SensorMode, Sql, WaitFor, expand_path, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
-use weir_ops::load::{dataset_name, output_dir};
+use weir_ops::load::output_dir;
 
 use crate::p110::daily_batch_processing;
 
@@ -41,7 +41,6 @@ pub const DAG_ID: &str = "110_01_03_weekly_batch_aggregation";
 pub fn dag() -> DagDef {
     let tz = parse_zone(daily_batch_processing::ZONE).expect("a known zone");
     let schedule = CronDataIntervalTimetable::new("0 0 * * 1", tz.clone()).expect("a valid cron");
-    let tz_wait = tz.clone();
     DagDef::builder(DAG_ID)
         .description("Roll seven committed daily partitions up into an ISO-week partition")
         .tags(["110.1", "batch-window", "intermediate"])
@@ -58,18 +57,27 @@ pub fn dag() -> DagDef {
             "output",
             "dataset folder of the weekly rollups (default: HOME/data/DAG_ID)",
         ))
-        .param(ParamSpec::path(
-            "daily_output",
-            "dataset folder of the daily partitions to roll up (default: the daily DAG's)",
-        ))
+        .param(
+            ParamSpec::path(
+                "daily_output",
+                "dataset folder of the daily partitions to roll up (default: the daily DAG's)",
+            )
+            .default(DAILY_OUTPUT),
+        )
         .param(ParamSpec::text("group_by", "column to group the week by").default("region"))
         .param(ParamSpec::text("measure", "decimal column to sum").default("amount"))
         .task(
-            Task::new("wait_for_daily")
-                .doc("Sensor: all seven daily partitions of the week are committed")
-                .retries(12)
-                .retry_delay(SignedDuration::from_mins(5))
-                .run(move |ctx| wait_for_daily(ctx, tz_wait.clone())),
+            weir_ops::task(
+                "wait_for_daily",
+                WaitFor {
+                    // No `partitions`: the `dt=` of every local day of the week.
+                    poke_interval: "5m".to_owned(),
+                    timeout: "1h".to_owned(),
+                    mode: SensorMode::Reschedule,
+                    ..WaitFor::new(DAILY_DATASET)
+                },
+            )
+            .doc("Sensor: all seven daily partitions of the week are committed"),
         )
         .task(
             Task::new("aggregate_week")
@@ -100,38 +108,10 @@ pub fn week_key(day: Date) -> PartitionKey {
         .expect("a valid key")
 }
 
-fn daily_dir(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
-    Ok(ctx
-        .param_opt::<PathBuf>("daily_output")?
-        .unwrap_or_else(|| ctx.home().join("data").join(daily_batch_processing::DAG_ID)))
-}
-
-async fn wait_for_daily(ctx: TaskContext, tz: jiff::tz::TimeZone) -> Result<Value, TaskError> {
-    let dir = daily_dir(&ctx)?;
-    let committed: HashSet<String> = ctx
-        .store()
-        .manifests(&dataset_name(&dir))
-        .await?
-        .into_iter()
-        .map(|m| m.partition)
-        .collect();
-    let days = week_days(&ctx, &tz);
-    let missing: Vec<String> = days
-        .iter()
-        .map(|d| PartitionKey::date(*d).to_path_string())
-        .filter(|p| !committed.contains(p) || !dir.join(p).is_dir())
-        .collect();
-    if !missing.is_empty() {
-        return Err(TaskError::retryable(format!(
-            "waiting for the daily DAG: {} of 7 daily partitions are not committed in {} ({}); run `weir dags backfill {}` for those days",
-            missing.len(),
-            dir.display(),
-            missing.join(", "),
-            daily_batch_processing::DAG_ID
-        )));
-    }
-    Ok(json!({"days": days.iter().map(|d| d.to_string()).collect::<Vec<_>>()}))
-}
+/// Where the daily DAG commits its partitions, unless `--conf daily_output` says otherwise.
+pub const DAILY_OUTPUT: &str = "{home}/data/110_01_01_daily_batch_processing";
+/// The dataset the sensor and the rollup read: the `daily_output` param.
+const DAILY_DATASET: &str = "{param:daily_output}";
 
 /// The rollup is SQL over the committed daily partitions of the run's week (`dt` prunes to its
 /// seven), committed to `wk=YYYY-Www` (ISO week-year and week of the Monday).
@@ -152,7 +132,7 @@ async fn aggregate_week(ctx: TaskContext) -> Result<Value, TaskError> {
          GROUP BY {g} ORDER BY {g}"
     );
     Sql::new(query)
-        .table("daily", daily_dir(&ctx)?)
+        .table("daily", expand_path(&ctx, Path::new(DAILY_DATASET)))
         .into_dataset(output_dir(&ctx)?, &["wk"])
         .execute(ctx)
         .await

@@ -13,10 +13,10 @@ use weir_runtime::Clock;
 
 use crate::support::*;
 
-/// A clock each reading of which is 5 minutes (the sensor's retry delay) after the previous one:
-/// whenever the executor schedules a retry at "now + 5 min", that instant has come by its next
-/// reading, so the sensor's 13 tries run back to back without any real waiting, and the recorded
-/// tries are still at least 5 minutes apart.
+/// A clock each reading of which is 5 minutes (the sensor's poke interval) after the previous
+/// one: whenever the executor schedules the next poke at "now + 5 min", that instant has come by
+/// its next reading, so the sensor's pokes over its hour run back to back without any real
+/// waiting.
 ///
 /// Not `tokio::time::pause()`: paused time auto-advances whenever the runtime is idle, including
 /// while the SQLite store's worker thread (sqlx) is answering, so the store's pool acquire timeout
@@ -52,7 +52,7 @@ struct Rollup {
 }
 
 /// Coordination with the daily DAG: with six of seven daily partitions committed the sensor
-/// `wait_for_daily` never succeeds (its 12 retries, 5 minutes apart, all fail) and
+/// `wait_for_daily` never succeeds (it pokes every 5 minutes for its hour, then fails) and
 /// `aggregate_week` never runs; once the seventh day is loaded, the week rolls up into
 /// `wk=2026-W10` with per-region orders and exact decimal revenue equal to independent sums over
 /// the ISO week's rows.
@@ -78,7 +78,7 @@ async fn week_waits_for_all_seven_days_then_rolls_up() {
         .await;
     assert_eq!(report.count(RunState::Success), 6, "{:?}", report.runs);
 
-    // The sensor's retries run on a stepping clock, on an executor over the same store: no real
+    // The sensor's pokes run on a stepping clock, on an executor over the same store: no real
     // waiting, and the data work above ran on the system clock.
     let stepping = w.executor_with_clock(Arc::new(StepClock::new()));
     let run = trigger_on(
@@ -102,27 +102,24 @@ async fn week_waits_for_all_seven_days_then_rolls_up() {
         ],
     )
     .await;
+    // One try that poked every 5 minutes, giving its slot back in between, until the hour was
+    // up: rescheduled pokes are the same try, not retries.
     let tries = w.tries(&outcome.run, "wait_for_daily").await;
-    assert_eq!(tries.len(), 13, "the first try and 12 retries");
-    for t in &tries {
-        let error = t.error.clone().unwrap_or_default();
-        assert!(
-            error.contains("1 of 7") && error.contains("dt=2026-03-08"),
-            "try {}: {error}",
-            t.try_number
-        );
-        assert!(!error.contains("dt=2026-03-07"), "{error}");
-    }
-    for pair in tries.windows(2) {
-        let gap = pair[1].started_at.unwrap().duration_since(pair[0].ended_at);
-        assert!(gap >= SignedDuration::from_mins(5), "retry after {gap:?}");
-    }
+    assert_eq!(tries.len(), 1, "a rescheduled sensor pokes within one try");
+    let error = tries[0].error.clone().unwrap_or_default();
     assert!(
-        tries[12]
-            .started_at
-            .unwrap()
-            .duration_since(tries[0].ended_at)
-            >= SignedDuration::from_mins(60)
+        error.contains("timed out after 1h")
+            && error.contains("1 of 7")
+            && error.contains("dt=2026-03-08"),
+        "{error}"
+    );
+    assert!(!error.contains("dt=2026-03-07"), "{error}");
+    let waited = tries[0]
+        .ended_at
+        .duration_since(outcome.run.started_at.expect("the run started"));
+    assert!(
+        waited >= SignedDuration::from_mins(60),
+        "gave up after {waited:?}"
     );
     assert!(w.tries(&outcome.run, "aggregate_week").await.is_empty());
     assert!(!weekly.exists() || partition_rows(&weekly).is_empty());
