@@ -6,7 +6,7 @@
 //! | [`LoadWindow`] | streams a source, keeps the run's interval, routes rows through a partitioner (date, hash, geo), commits atomically, records manifests and keeps rejects | [`Loaded`] |
 //! | [`Partition`] | lays out a whole source with any of the five partitioners (date, hash, geo, id range planned from the data, size learning from each commit), retiring partitions an earlier layout left | [`Loaded`] |
 //! | [`Command`] | runs a program with the run's context in `WEIR_*` variables; exit code → outcome, output into the try's log | [`CommandOutput`] |
-//! | [`Sql`] | a DataFusion query over named datasets, run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
+//! | [`Sql`] | a DataFusion query over named datasets and source files (`local_date(ts, $tz)` cuts local days as `dt=` does), run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
 //! | [`Verify`] | reads committed partitions back and compares rows, bytes, files and checksum with their manifests | [`Verified`] |
 //! | [`WaitFor`] | a sensor: waits until another DAG's partitions are committed (manifest + folder), poking every `poke_interval` until `timeout`; `reschedule` mode frees its slot between pokes (`up_for_reschedule`) | `{dataset, partitions}` |
 //! | [`WriteTable`] | loads a dataset or query result into a SQLite table: bulk insert, transaction batches, upsert by key, index drop/rebuild | [`TableWritten`] |
@@ -30,7 +30,7 @@ use weir_runtime::{Task, TaskContext, TaskError, TaskResult};
 
 pub use command::{Command, CommandOutput};
 pub use load::{Landed, Layout, LoadWindow, Loaded, Partition, PartitionBy, window_param_specs};
-pub use sql::{Sql, SqlOutput, SqlResult, identifier};
+pub use sql::{Sql, SqlOutput, SqlResult, Table, identifier};
 pub use table::{TableMode, TableSink, TableWritten, WriteTable};
 pub use verify::{Verified, VerifiedPartition, Verify};
 pub use wait::{SensorMode, WaitFor};

@@ -124,6 +124,17 @@ pub fn output_dir(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
         .unwrap_or_else(|| ctx.home().join("data").join(ctx.dag_id.as_str())))
 }
 
+/// A dataset derived from the run's output, next to it: `OUTPUT{suffix}` (the monthly close
+/// records of `OUTPUT` are in `OUTPUT_close`).
+pub fn sibling_dir(ctx: &TaskContext, suffix: &str) -> Result<PathBuf, TaskError> {
+    let base = output_dir(ctx)?;
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ctx.dag_id.to_string());
+    Ok(base.with_file_name(format!("{name}{suffix}")))
+}
+
 /// Where the sample orders live by default: `HOME/data/sample/orders.csv`. Loads generate it
 /// on first use (deterministically) when no `--conf source=...` is given.
 pub fn default_sample_path(home: &Path) -> PathBuf {

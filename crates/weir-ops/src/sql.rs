@@ -30,13 +30,30 @@ pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 pub struct Sql {
     /// The query. `$name` placeholders are bound to run values (see the module docs).
     pub query: String,
-    /// The tables it reads: name → dataset folder (`{home}` and `{dag_id}` are expanded). A
-    /// filter on a partition column (`dt`, `bucket`, …) prunes whole partitions.
+    /// The tables it reads, by name: a dataset folder (a filter on a partition column — `dt`,
+    /// `bucket`, … — prunes whole partitions) or a source file. Paths expand `{param:NAME}`,
+    /// `{home}` and `{dag_id}`.
     #[serde(default)]
-    pub tables: BTreeMap<String, PathBuf>,
+    pub tables: BTreeMap<String, Table>,
     /// What becomes of the result.
     #[serde(default)]
     pub result: SqlResult,
+}
+
+/// One table of a query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Table {
+    /// A dataset folder weir committed (`"{home}/data/orders"`).
+    Dataset(PathBuf),
+    /// A source file (CSV, JSON lines or Parquet), streamed the way `load_window` reads it:
+    /// `time_column` parsed to a UTC timestamp, unreadable rows kept in the rejects table
+    /// (`{ source = "…", time_column = "event_time" }`).
+    Source {
+        source: PathBuf,
+        #[serde(default)]
+        time_column: Option<String>,
+    },
 }
 
 /// Where a query's result goes.
@@ -89,8 +106,27 @@ impl Sql {
         }
     }
 
+    /// Reads the dataset folder `dir` as table `name`.
     pub fn table(mut self, name: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
-        self.tables.insert(name.into(), dir.into());
+        self.tables.insert(name.into(), Table::Dataset(dir.into()));
+        self
+    }
+
+    /// Streams the source file `path` as table `name`, its `time_column` (if any) parsed to a
+    /// UTC timestamp.
+    pub fn source(
+        mut self,
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        time_column: Option<&str>,
+    ) -> Self {
+        self.tables.insert(
+            name.into(),
+            Table::Source {
+                source: path.into(),
+                time_column: time_column.map(str::to_owned),
+            },
+        );
         self
     }
 
@@ -131,6 +167,11 @@ pub(crate) fn run_params(ctx: &TaskContext) -> Vec<(String, QueryParam)> {
         ),
         ("data_interval_end".to_owned(), ts(ctx.data_interval.end)),
         ("logical_date".to_owned(), ts(ctx.logical_date)),
+        // The zone the run is cut in, for `local_date(ts, $tz)`.
+        (
+            weir_runtime::ZONE_PARAM.to_owned(),
+            QueryParam::Text(ctx.zone.iana_name().unwrap_or("UTC").to_owned()),
+        ),
         (
             "ds".to_owned(),
             QueryParam::Text(
@@ -152,6 +193,9 @@ pub(crate) fn run_params(ctx: &TaskContext) -> Vec<(String, QueryParam)> {
         ),
     ];
     for (name, value) in ctx.params.iter() {
+        if name == weir_runtime::ZONE_PARAM {
+            continue;
+        }
         let param = match value {
             serde_json::Value::Bool(b) => QueryParam::Bool(*b),
             serde_json::Value::Number(n) => match n.as_i64() {
@@ -234,12 +278,29 @@ impl Operator for Sql {
             )));
         }
         let engine = QueryEngine::new();
-        for (name, dir) in &self.tables {
-            let dir = expand_path(&ctx, dir);
-            engine
-                .register(name, &dir)
-                .await
-                .map_err(|e| TaskError::fatal(format!("table `{name}`: {e}")))?;
+        for (name, table) in &self.tables {
+            match table {
+                Table::Dataset(dir) => {
+                    let dir = expand_path(&ctx, dir);
+                    engine
+                        .register(name, &dir)
+                        .await
+                        .map_err(|e| TaskError::fatal(format!("table `{name}`: {e}")))?;
+                }
+                Table::Source {
+                    source,
+                    time_column,
+                } => {
+                    let path = expand_path(&ctx, source);
+                    let opts = weir_data::ReadOptions {
+                        time_column: time_column.clone(),
+                        ..weir_data::ReadOptions::default()
+                    };
+                    engine
+                        .register_source(name, &path, opts)
+                        .map_err(|e| TaskError::fatal(format!("table `{name}`: {e}")))?;
+                }
+            }
         }
         // A query DataFusion refuses (a typo, a missing column) refuses again: fatal; an I/O
         // error while it reads is retried.
@@ -247,6 +308,8 @@ impl Operator for Sql {
             .sql_with_params(&self.query, &params)
             .await
             .map_err(TaskError::from)?;
+        // Rows a source table could not read are kept, like a load's.
+        let rejects = engine.take_rejects();
         match &self.result {
             SqlResult::Rows { max_rows } => {
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -255,7 +318,13 @@ impl Operator for Sql {
                         "the query returned {rows} rows, more than result.max_rows = {max_rows}; write big results to a dataset (result.kind = \"dataset\")"
                     )));
                 }
-                Ok(serde_json::Value::Array(rows_as_json(&batches)?))
+                let rows = rows_as_json(&batches)?;
+                if !rejects.is_empty() {
+                    let mut kept = crate::Loaded::new(Vec::new(), 0, 0);
+                    kept.rejects = rejects;
+                    crate::load::record_commits(&ctx, std::path::Path::new(""), &kept).await?;
+                }
+                Ok(serde_json::Value::Array(rows))
             }
             SqlResult::Dataset { path, partition_by } => {
                 let dir = expand_path(&ctx, path);
@@ -266,9 +335,11 @@ impl Operator for Sql {
                     .map(|c| (c.partition.clone(), c.rows))
                     .collect();
                 let rows = commits.iter().map(|c| c.rows).sum();
-                // The query's input is not a source: the manifests say rows in = rows out.
-                crate::load::record_commits(&ctx, &dir, &crate::Loaded::new(commits, rows, 0))
-                    .await?;
+                // The query's input is not one source: the manifests say rows in = rows out,
+                // and rows rejected for what its source tables set aside.
+                let mut loaded = crate::Loaded::new(commits, rows, 0);
+                loaded.rejects = rejects;
+                crate::load::record_commits(&ctx, &dir, &loaded).await?;
                 to_output(&SqlOutput {
                     dataset: dir,
                     rows,

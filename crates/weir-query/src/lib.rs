@@ -6,8 +6,10 @@
 //! This crate holds the DataFusion dependency on its own, so the crates that only read and write
 //! partitions (weir-data, the patterns) do not pay its build time and binary size.
 
+mod functions;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -27,7 +29,7 @@ use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 pub use url::Url;
-use weir_data::{Dataset, FileFormat};
+use weir_data::{Dataset, FileFormat, ReadOptions, Reject};
 
 /// The error type of weir-query.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,8 @@ fn mentions(sql: &str, name: &str) -> bool {
 /// A DataFusion session with weir datasets registered as tables.
 pub struct QueryEngine {
     ctx: SessionContext,
+    /// Rows the source tables could not read, set aside while queries ran.
+    rejects: Arc<Mutex<Vec<Reject>>>,
 }
 
 impl Default for QueryEngine {
@@ -137,9 +141,44 @@ impl QueryEngine {
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        QueryEngine {
-            ctx: SessionContext::new_with_config(config),
+        let ctx = SessionContext::new_with_config(config);
+        for f in functions::all() {
+            ctx.register_udf(f);
         }
+        QueryEngine {
+            ctx,
+            rejects: Arc::default(),
+        }
+    }
+
+    /// Registers the source file at `path` (CSV, JSON lines or Parquet) as table `name`, read
+    /// the way weir loads a source: streamed batch by batch (never all in memory), its
+    /// `opts.time_column` parsed to a UTC timestamp. Rows it cannot read are set aside, not
+    /// lost: [`QueryEngine::take_rejects`] hands them over after the query.
+    pub fn register_source(
+        &self,
+        name: &str,
+        path: &Path,
+        opts: ReadOptions,
+    ) -> Result<(), QueryError> {
+        let schema = weir_data::open_source(path, &opts)?.schema();
+        let stream = SourceStream {
+            path: path.to_path_buf(),
+            opts,
+            schema: schema.clone(),
+            rejects: self.rejects.clone(),
+        };
+        let table = datafusion::catalog::streaming::StreamingTable::try_new(
+            schema,
+            vec![Arc::new(stream)],
+        )?;
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(())
+    }
+
+    /// The rows source tables set aside since the last call (malformed, or a bad time).
+    pub fn take_rejects(&self) -> Vec<Reject> {
+        std::mem::take(&mut *self.rejects.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Makes the object store `store` readable under `url`'s scheme and authority (say
@@ -471,5 +510,59 @@ fn walk(plan: &dyn ExecutionPlan, report: &mut ExplainReport) {
     }
     for child in plan.children() {
         walk(child.as_ref(), report);
+    }
+}
+
+/// One source file as a stream of batches for DataFusion: each scan reopens it and reads it on
+/// a blocking thread, a couple of batches ahead of the query.
+#[derive(Debug)]
+struct SourceStream {
+    path: PathBuf,
+    opts: ReadOptions,
+    schema: SchemaRef,
+    rejects: Arc<Mutex<Vec<Reject>>>,
+}
+
+impl datafusion::physical_plan::streaming::PartitionStream for SourceStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(
+        &self,
+        _ctx: Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::execution::SendableRecordBatchStream {
+        use datafusion::error::DataFusionError;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(2);
+        let (path, opts, rejects) = (self.path.clone(), self.opts.clone(), self.rejects.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut reader = match weir_data::open_source(&path, &opts) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+                    return;
+                }
+            };
+            for batch in reader.by_ref() {
+                let batch = batch.map_err(|e| DataFusionError::External(Box::new(e)));
+                let failed = batch.is_err();
+                if tx.blocking_send(batch).is_err() || failed {
+                    return;
+                }
+            }
+            rejects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(reader.take_rejects());
+        });
+        let batches = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|batch| (batch, rx))
+        });
+        Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                batches,
+            ),
+        )
     }
 }

@@ -1,9 +1,9 @@
-//! [`DatePartitioner`]: splits batches by the local date (and optionally hour) of a timestamp
-//! column in a real time zone, to `dt=YYYY-MM-DD` or `dt=YYYY-MM-DD/hr=HH`.
+//! [`DatePartitioner`]: splits batches by the local date (hour, or month) of a timestamp
+//! column in a real time zone, to `dt=YYYY-MM-DD`, `dt=YYYY-MM-DD/hr=HH` or `mo=YYYY-MM`.
 //!
 //! A thin, configurable front for [`crate::partition_by_local_date`] and
 //! [`crate::partition_by_local_hour`], so a pattern can pick the granularity from its config
-//! (`"day"` / `"hour"`) instead of calling a different function. DST is handled there: a
+//! (`"hour"` / `"day"` / `"month"`) instead of calling a different function. DST is handled there: a
 //! spring-forward day has no `hr=02`, and both repeated hours of a fall-back day share one `hr=`.
 
 use std::fmt;
@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::window::{partition_by_local_date, partition_by_local_hour};
+use crate::window::{local_date_keys, partition_by_local_date, partition_by_local_hour, split_by_key};
 use crate::{DataError, PartitionKey};
 
 /// How finely a [`DatePartitioner`] cuts time.
@@ -26,6 +26,8 @@ pub enum Granularity {
     Day,
     /// One partition per local hour: `dt=YYYY-MM-DD/hr=HH`.
     Hour,
+    /// One partition per local calendar month: `mo=YYYY-MM`.
+    Month,
 }
 
 impl Granularity {
@@ -34,6 +36,7 @@ impl Granularity {
         match self {
             Granularity::Day => "day",
             Granularity::Hour => "hour",
+            Granularity::Month => "month",
         }
     }
 }
@@ -51,9 +54,12 @@ impl FromStr for Granularity {
         match s.trim().to_ascii_lowercase().as_str() {
             "day" | "daily" => Ok(Granularity::Day),
             "hour" | "hourly" => Ok(Granularity::Hour),
+            "month" | "monthly" => Ok(Granularity::Month),
             _ => Err(DataError::InvalidOptions {
                 what: "date granularity",
-                reason: format!("{s:?} is not a granularity; use \"day\" or \"hour\""),
+                reason: format!(
+                    "{s:?} is not a granularity; use \"hour\", \"day\" or \"month\""
+                ),
             }),
         }
     }
@@ -98,6 +104,7 @@ impl DatePartitioner {
         match self.granularity {
             Granularity::Day => PartitionKey::date(local.date()),
             Granularity::Hour => PartitionKey::date_hour(local.date(), local.hour()),
+            Granularity::Month => month_key(local.date()),
         }
     }
 
@@ -109,8 +116,24 @@ impl DatePartitioner {
         match self.granularity {
             Granularity::Day => partition_by_local_date(batch, &self.column, &self.tz),
             Granularity::Hour => partition_by_local_hour(batch, &self.column, &self.tz),
+            Granularity::Month => {
+                let months: Vec<(i16, i8)> = local_date_keys(batch, &self.column, &self.tz)?
+                    .into_iter()
+                    .map(|d| (d.year(), d.month()))
+                    .collect();
+                Ok(split_by_key(batch, &months)?
+                    .into_iter()
+                    .map(|((y, m), rows)| (month_key(jiff::civil::date(y, m, 1)), rows))
+                    .collect())
+            }
         }
     }
+}
+
+/// `mo=YYYY-MM` of the month containing `day`.
+pub fn month_key(day: jiff::civil::Date) -> PartitionKey {
+    PartitionKey::new([("mo", format!("{:04}-{:02}", day.year(), day.month()))])
+        .expect("a valid key")
 }
 
 #[cfg(test)]
@@ -125,6 +148,7 @@ mod tests {
             Granularity::Hour
         );
         assert!("week".parse::<Granularity>().is_err());
+        assert_eq!("monthly".parse::<Granularity>().unwrap(), Granularity::Month);
         assert_eq!(
             serde_json::to_string(&Granularity::Hour).unwrap(),
             "\"hour\""

@@ -23,7 +23,7 @@ use arrow::compute::take_record_batch;
 
 use crate::{DataError, PartitionKey};
 
-pub use date::{DatePartitioner, Granularity};
+pub use date::{DatePartitioner, Granularity, month_key};
 pub use geo::{GeoPartitioner, RegionCounts, RegionHook};
 pub use hash::{
     BucketScheme, HashPartitioner, balance, hash_bytes, hash_i64, jump_consistent_hash, xxh64,

@@ -31,7 +31,8 @@ use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
 use weir_ops::load::{
-    Loaded, output_dir, partition_source, record_commits, window_param_specs, window_params,
+    Loaded, output_dir, partition_source, record_commits, sibling_dir, window_param_specs,
+    window_params,
 };
 
 pub const DAG_ID: &str = "110_02_05_geographic_partitioning";
@@ -145,13 +146,7 @@ async fn cross_region(ctx: TaskContext) -> Result<Value, TaskError> {
     let regional = output_dir(&ctx)?;
     let key: String = ctx.param("key")?;
     let column = identifier("key", &key)?;
-    let aggregate_dir = regional.with_file_name(format!(
-        "{}_cross_region",
-        regional
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| DAG_ID.to_owned())
-    ));
+    let aggregate_dir = sibling_dir(&ctx, "_cross_region")?;
     // Revenue is the sum of `amount` where the data has one (a source without it still gets
     // its per-region counts).
     let dir = regional.clone();

@@ -7,9 +7,11 @@
 //! - **Handle variable month lengths**: the window comes from the calendar, never "30 days": 28,
 //!   29, 30 or 31 days, and 743 or 745 hours in the months with a DST change. The run reports
 //!   `days_in_month` and per-day row counts.
-//! - **Implement month-end processing**: `load_month` commits `OUTPUT/mo=YYYY-MM`;
-//!   `close_month` writes the month's close record (orders, days, first and last day with data)
-//!   to `OUTPUT_close/mo=YYYY-MM`.
+//! - **Implement month-end processing**: `load_month` is the `load_window` operator with a
+//!   month granularity: it commits `OUTPUT/mo=YYYY-MM`, then one `sql` query counts the rows of
+//!   each local day of the committed month (`local_date(event_time, $tz)`, the same zone rules
+//!   as `dt=` partitions). `close_month` is a `sql` query too: the month's close record (orders,
+//!   calendar days, first and last day with data) committed to `OUTPUT_close/mo=YYYY-MM`.
 //! - **Add month-close dependencies**: `check_month_complete` gates the close: every calendar day
 //!   of the month must have data, otherwise it fails naming the empty days and `close_month`
 //!   (all_success) ends `upstream_failed` — a month is never closed on partial data.
@@ -17,22 +19,16 @@
 //! Run it: `weir dags run 110_01_04_monthly_batch_processing --logical-date 2026-03-01`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, Int64Array, StringArray, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::timetable::{parse_zone, window_schedule};
-use weir_data::{DataError, Dataset, PartitionKey, WriteOptions, local_date_keys};
+use weir_data::PartitionKey;
+use weir_data::partitioners::Granularity;
+use weir_ops::load::{Loaded, output_dir, sibling_dir, window_param_specs};
+use weir_ops::{LoadWindow, Operator, Sql, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
-
-use weir_ops::blocking;
-use weir_ops::load::{
-    Loaded, load_window, output_dir, record_commits, window_param_specs, window_params,
-};
 
 pub const DAG_ID: &str = "110_01_04_monthly_batch_processing";
 pub const ZONE: &str = "America/New_York";
@@ -71,12 +67,11 @@ pub fn dag() -> DagDef {
 
 /// `mo=YYYY-MM`.
 pub fn month_key(first_day: Date) -> PartitionKey {
-    PartitionKey::new([(
-        "mo",
-        format!("{:04}-{:02}", first_day.year(), first_day.month()),
-    )])
-    .expect("a valid key")
+    weir_data::partitioners::month_key(first_day)
 }
+
+/// The month of the run, `YYYY-MM`, as SQL: the logical date is the month's first local day.
+const MONTH: &str = "to_char(to_date($ds), '%Y-%m')";
 
 /// The output of `load_month`: what landed and the rows of each local day.
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,39 +85,39 @@ struct LoadedMonth {
     per_day: BTreeMap<Date, u64>,
 }
 
+/// One row of the per-day count.
+#[derive(Debug, Deserialize)]
+struct DayRows {
+    day: Date,
+    rows: u64,
+}
+
 async fn load_month(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx).await?;
     // The data interval is the calendar month on the wall clock of the run's zone.
     let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
-    let first = from.to_zoned(p.tz.clone()).date().first_of_month();
-    let days_in_month = first.days_in_month() as u32;
-    let key = month_key(first);
-    let per_day: Arc<Mutex<BTreeMap<Date, u64>>> = Arc::default();
-    let (params, counts, tz, column) = (
-        p.clone(),
-        per_day.clone(),
-        p.tz.clone(),
-        p.time_column.clone(),
-    );
-    let loaded = blocking(move || {
-        let k = key.clone();
-        load_window(&params, from, to, std::slice::from_ref(&key), move |b| {
-            let mut counts = counts.lock().expect("per-day counts");
-            for day in local_date_keys(b, &column, &tz)? {
-                *counts.entry(day).or_default() += 1;
-            }
-            Ok(vec![(k.clone(), b.clone())])
-        })
-    })
+    let first = from.to_zoned(ctx.zone.clone()).date().first_of_month();
+    let loaded: Loaded = serde_json::from_value(
+        LoadWindow::by_date(Granularity::Month)
+            .execute(ctx.clone())
+            .await?,
+    )
+    .map_err(|e| TaskError::fatal(format!("the load_window output: {e}")))?;
+    let time = identifier("time_column", &ctx.param::<String>("time_column")?)?;
+    let days = Sql::new(format!(
+        "SELECT arrow_cast(local_date({time}, $tz), 'Utf8') AS day, count(*) AS rows \
+         FROM month WHERE mo = {MONTH} GROUP BY day ORDER BY day"
+    ))
+    .table("month", output_dir(&ctx)?)
+    .execute(ctx.clone())
     .await?;
-    record_commits(&ctx, &p.output, &loaded).await?;
-    let per_day = per_day.lock().expect("per-day counts").clone();
+    let days: Vec<DayRows> = serde_json::from_value(days)
+        .map_err(|e| TaskError::fatal(format!("the per-day counts: {e}")))?;
     let month = LoadedMonth {
         loaded,
         month: format!("{:04}-{:02}", first.year(), first.month()),
-        days_in_month,
+        days_in_month: first.days_in_month() as u32,
         hours_in_month: to.duration_since(from).as_hours(),
-        per_day,
+        per_day: days.into_iter().map(|d| (d.day, d.rows)).collect(),
     };
     Ok(serde_json::to_value(month).expect("a month serializes"))
 }
@@ -153,45 +148,21 @@ async fn check_month_complete(ctx: TaskContext) -> Result<Value, TaskError> {
     Ok(json!({"month": month, "complete": true, "days": first.days_in_month()}))
 }
 
+/// The close record is one `sql` query over the committed month: orders, the calendar's days
+/// (the day before the next month's first), and the first and last local day with data,
+/// committed to `OUTPUT_close/mo=YYYY-MM` (a re-run replaces it).
 async fn close_month(ctx: TaskContext) -> Result<Value, TaskError> {
-    let loaded: LoadedMonth = ctx.input("load_month").await?;
-    let month = loaded.month;
-    let orders = loaded.loaded.rows as i64;
-    let days = loaded.days_in_month;
-    let day_text = |d: Option<&Date>| d.map(|d| d.to_string()).unwrap_or_default();
-    let first_day = day_text(loaded.per_day.keys().next());
-    let last_day = day_text(loaded.per_day.keys().next_back());
-    let base = output_dir(&ctx)?;
-    let close_dir = base.with_file_name(format!(
-        "{}_close",
-        base.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| DAG_ID.to_owned())
-    ));
-    let key =
-        PartitionKey::new([("mo", month.clone())]).map_err(|e| TaskError::fatal(e.to_string()))?;
-    let (dir, m) = (close_dir.clone(), month.clone());
-    let commit = blocking(move || {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("month", DataType::Utf8, false),
-            Field::new("days_in_month", DataType::UInt32, false),
-            Field::new("orders", DataType::Int64, false),
-            Field::new("first_day", DataType::Utf8, false),
-            Field::new("last_day", DataType::Utf8, false),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec![m.as_str()])),
-            Arc::new(UInt32Array::from(vec![days])),
-            Arc::new(Int64Array::from(vec![orders])),
-            Arc::new(StringArray::from(vec![first_day.as_str()])),
-            Arc::new(StringArray::from(vec![last_day.as_str()])),
-        ];
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| DataError::arrow("building the close record", e))?;
-        Dataset::open(&dir)?.write_partition(&key, schema, [&batch], WriteOptions::default())
-    })
-    .await?;
-    Ok(
-        json!({"month": month, "orders": orders, "days_in_month": days, "closed": commit.partition, "close_dataset": close_dir}),
-    )
+    let time = identifier("time_column", &ctx.param::<String>("time_column")?)?;
+    let day = format!("local_date({time}, $tz)");
+    Sql::new(format!(
+        "SELECT {MONTH} AS month, {MONTH} AS mo, \
+                CAST(date_part('day', to_date($ds) + INTERVAL '1 month' - INTERVAL '1 day') AS INT UNSIGNED) AS days_in_month, \
+                count(*) AS orders, \
+                arrow_cast(min({day}), 'Utf8') AS first_day, arrow_cast(max({day}), 'Utf8') AS last_day \
+         FROM month WHERE mo = {MONTH}"
+    ))
+    .table("month", output_dir(&ctx)?)
+    .into_dataset(sibling_dir(&ctx, "_close")?, &["mo"])
+    .execute(ctx)
+    .await
 }

@@ -1,2 +1,3 @@
 //! Integration tests of weir-query.
+mod functions;
 mod pruning;
