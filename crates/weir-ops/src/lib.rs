@@ -34,6 +34,7 @@ pub use sql::{Sql, SqlOutput, SqlResult, Table, identifier};
 pub use table::{TableMode, TableSink, TableWritten, WriteTable};
 pub use verify::{Verified, VerifiedPartition, Verify};
 pub use wait::{SensorMode, WaitFor};
+pub use weir_query::QueryParam;
 
 /// One building block of a pipeline.
 #[async_trait]

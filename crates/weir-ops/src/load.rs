@@ -431,6 +431,9 @@ pub enum PartitionBy {
     Hash { key: String, buckets: u32 },
     /// `COLUMN=VALUE` by the value of `key` (a region, a country).
     Geo { key: String },
+    /// One partition for the run's whole interval, named by its local start in the run's zone:
+    /// `dt=YYYY-MM-DD/NAME=HHMM` (a shift, a custom window). Written even when empty.
+    Interval { name: String },
 }
 
 fn day() -> String {
@@ -459,6 +462,7 @@ impl LoadWindow {
     fn partitioner(
         &self,
         p: &WindowParams,
+        from: Timestamp,
     ) -> Result<(Box<dyn Partitioner>, Vec<PartitionKey>), TaskError> {
         Ok(match &self.partition_by {
             PartitionBy::Date { granularity } => {
@@ -475,7 +479,35 @@ impl LoadWindow {
                 Vec::new(),
             ),
             PartitionBy::Geo { key } => (Box::new(GeoPartitioner::new(key.clone())?), Vec::new()),
+            PartitionBy::Interval { name } => {
+                let key = interval_key(name, p.tz.clone(), from)?;
+                (Box::new(Whole(key.clone())), vec![key])
+            }
         })
+    }
+}
+
+/// `dt=YYYY-MM-DD/NAME=HHMM` of the local time `start` in `tz`.
+pub fn interval_key(name: &str, tz: TimeZone, start: Timestamp) -> Result<PartitionKey, DataError> {
+    let local = start.to_zoned(tz);
+    PartitionKey::new([
+        ("dt".to_owned(), local.date().to_string()),
+        (
+            name.to_owned(),
+            format!("{:02}{:02}", local.hour(), local.minute()),
+        ),
+    ])
+}
+
+/// Every row to one partition.
+struct Whole(PartitionKey);
+
+impl Partitioner for Whole {
+    fn split(
+        &mut self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError> {
+        Ok(vec![(self.0.clone(), batch.clone())])
     }
 }
 
@@ -528,13 +560,21 @@ impl crate::Operator for LoadWindow {
                 vec!["geographic partitioning needs a `key` column".to_owned()]
             }
             PartitionBy::Geo { .. } => Vec::new(),
+            PartitionBy::Interval { name } => {
+                match interval_key(name, TimeZone::UTC, Timestamp::UNIX_EPOCH) {
+                    Ok(_) if name != "dt" => Vec::new(),
+                    _ => vec![format!(
+                        "interval partitioning needs a `name` for its level other than dt (letters, digits and _), not {name:?}"
+                    )],
+                }
+            }
         }
     }
 
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
         let p = window_params(&ctx).await?;
         let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
-        let (partitioner, mut expected) = self.partitioner(&p)?;
+        let (partitioner, mut expected) = self.partitioner(&p, from)?;
         let mut partitioner = partitioner;
         if let PartitionBy::Date { granularity } = &self.partition_by {
             expected = window_keys(granularity.parse()?, &p.tz, from, to);

@@ -38,6 +38,10 @@ pub struct Sql {
     /// What becomes of the result.
     #[serde(default)]
     pub result: SqlResult,
+    /// More `$name` values a DAG written in Rust computes itself (a window start, a key),
+    /// bound like the run values; they win over a run value of the same name.
+    #[serde(skip)]
+    pub bind: Vec<(String, QueryParam)>,
 }
 
 /// One table of a query.
@@ -103,7 +107,14 @@ impl Sql {
             query: query.into(),
             tables: BTreeMap::new(),
             result: SqlResult::default(),
+            bind: Vec::new(),
         }
+    }
+
+    /// Binds `$name` to `value` for this query.
+    pub fn bind(mut self, name: impl Into<String>, value: QueryParam) -> Self {
+        self.bind.push((name.into(), value));
+        self
     }
 
     /// Reads the dataset folder `dir` as table `name`.
@@ -264,7 +275,9 @@ impl Operator for Sql {
     }
 
     async fn execute(&self, ctx: TaskContext) -> TaskResult {
-        let params = run_params(&ctx);
+        let mut params = run_params(&ctx);
+        params.retain(|(name, _)| !self.bind.iter().any(|(b, _)| b == name));
+        params.extend(self.bind.iter().cloned());
         let unknown = unknown_placeholders(&self.query, &params);
         if !unknown.is_empty() {
             return Err(TaskError::fatal(format!(

@@ -14,7 +14,9 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::window::{local_date_keys, partition_by_local_date, partition_by_local_hour, split_by_key};
+use crate::window::{
+    local_date_keys, partition_by_local_date, partition_by_local_hour, split_by_key,
+};
 use crate::{DataError, PartitionKey};
 
 /// How finely a [`DatePartitioner`] cuts time.
@@ -57,9 +59,7 @@ impl FromStr for Granularity {
             "month" | "monthly" => Ok(Granularity::Month),
             _ => Err(DataError::InvalidOptions {
                 what: "date granularity",
-                reason: format!(
-                    "{s:?} is not a granularity; use \"hour\", \"day\" or \"month\""
-                ),
+                reason: format!("{s:?} is not a granularity; use \"hour\", \"day\" or \"month\""),
             }),
         }
     }
@@ -148,7 +148,10 @@ mod tests {
             Granularity::Hour
         );
         assert!("week".parse::<Granularity>().is_err());
-        assert_eq!("monthly".parse::<Granularity>().unwrap(), Granularity::Month);
+        assert_eq!(
+            "monthly".parse::<Granularity>().unwrap(),
+            Granularity::Month
+        );
         assert_eq!(
             serde_json::to_string(&Granularity::Hour).unwrap(),
             "\"hour\""

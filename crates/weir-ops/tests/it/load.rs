@@ -267,3 +267,81 @@ async fn partition_lays_out_a_whole_source_by_range_size_or_hash_and_retires_sta
         .await
         .assert_failed_on_try(1, "partitions = 0: use 1 to 4096");
 }
+
+/// A month layout puts the interval's rows in `mo=YYYY-MM`; an interval layout in one
+/// `dt=/NAME=HHMM` named by the interval's local start — in the run's zone, so `--conf tz`
+/// moves both the interval and the name.
+#[tokio::test]
+async fn month_and_interval_layouts_write_one_partition_named_in_the_run_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let shift = LoadWindow {
+        partition_by: PartitionBy::Interval {
+            name: "shift".into(),
+        },
+    };
+    let w = World::declaring(
+        vec![
+            (
+                "ops",
+                vec![task("month", LoadWindow::by_date(Granularity::Month))],
+            ),
+            ("shift", vec![task("shift", shift)]),
+        ],
+        window_param_specs(),
+    )
+    .await;
+    let out = dir.path().join("monthly");
+    let conf = json!({"source": src, "output": out});
+    let ran = w.run(ts("2026-03-01T12:00:00Z"), conf, "month").await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    let parts = weir_data::Dataset::open(&out)
+        .unwrap()
+        .partitions()
+        .unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (parts[0].partition.as_str(), parts[0].rows),
+        ("mo=2026-03", 3)
+    );
+
+    // Tokyo's 2026-03-01 runs from 2026-02-28T15:00Z: rows 1 and 2, not 3 (23:10Z is the 2nd).
+    let out = dir.path().join("shifts");
+    let conf = json!({"source": src, "output": out, "tz": "Asia/Tokyo"});
+    let ran = w
+        .run_dag("shift", ts("2026-03-01T12:00:00Z"), conf, "shift")
+        .await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    assert_eq!(ran.output.unwrap()["rows"], 2);
+    let parts = weir_data::Dataset::open(&out)
+        .unwrap()
+        .partitions()
+        .unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (parts[0].partition.as_str(), parts[0].rows),
+        ("dt=2026-03-01/shift=0000", 2)
+    );
+}
+
+/// An interval layout named `dt` (it would clash with the date level) is a config error: the
+/// task fails on its first try naming the problem, and writes nothing.
+#[tokio::test]
+async fn an_interval_layout_named_dt_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let bad = LoadWindow {
+        partition_by: PartitionBy::Interval { name: "dt".into() },
+    };
+    let w = World::declaring(
+        vec![("ops", vec![task("load", bad.clone())])],
+        window_param_specs(),
+    )
+    .await;
+    assert!(!weir_ops::Operator::validate(&bad).is_empty());
+    let out = dir.path().join("out");
+    let conf = json!({"source": src, "output": out});
+    let ran = w.run(ts("2026-03-01T12:00:00Z"), conf, "load").await;
+    ran.assert_failed_on_try(1, "interval partitioning needs a `name`");
+    assert!(!out.exists());
+}

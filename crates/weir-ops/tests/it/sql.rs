@@ -187,3 +187,52 @@ async fn a_partition_changed_behind_weirs_back_fails_verification() {
         .await
         .assert_failed_on_try(1, "region=EU/part-00000.parquet");
 }
+
+/// A source file is a table: streamed with its time column parsed, `local_date(ts, $tz)` cutting
+/// the run zone's days, values a Rust DAG computes bound with `bind`; the row it cannot read is
+/// kept in the rejects table with its line.
+#[tokio::test]
+async fn a_source_file_is_a_table_and_its_unreadable_rows_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("orders.csv");
+    std::fs::write(
+        &src,
+        "order_id,region,event_time\n\
+         1,EU,2026-03-01T00:30:00Z\n\
+         2,US,2026-03-01T16:00:00Z\n\
+         3,EU,2026-03-02T01:00:00Z\n\
+         4,EU,yesterday\n",
+    )
+    .unwrap();
+    let query = "SELECT arrow_cast(local_date(event_time, $tz), 'Utf8') AS day, count(*) AS n \
+                 FROM src WHERE order_id >= $min_id GROUP BY day ORDER BY day";
+    let sql = Sql::new(query)
+        .source("src", &src, Some("event_time"))
+        .bind("min_id", weir_ops::QueryParam::Int(1));
+    let w = World::declaring(
+        vec![("ops", vec![task("days", sql)])],
+        vec![weir_core::ParamSpec::zone("tz", "the run's zone")],
+    )
+    .await;
+    // In Tokyo (UTC+9) 16:00Z on the 1st is already the 2nd.
+    let ran = w
+        .run(
+            ts("2026-03-01T06:00:00Z"),
+            json!({"tz": "Asia/Tokyo"}),
+            "days",
+        )
+        .await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    assert_eq!(
+        ran.output.unwrap(),
+        json!([{"day": "2026-03-01", "n": 1}, {"day": "2026-03-02", "n": 2}])
+    );
+    let rejects =
+        w.ex.store()
+            .rejects(&weir_store::RejectFilter::default())
+            .await
+            .unwrap();
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!((rejects[0].line, rejects[0].task_id.as_str()), (5, "days"));
+    assert!(rejects[0].raw.contains("yesterday"), "{:?}", rejects[0]);
+}

@@ -8,34 +8,26 @@
 //!   equivalent of an Airflow timetable plugin): next run after the last automated interval
 //!   within the start/end dates and catchup, and the interval of a manual run.
 //! - **Handle irregular intervals**: windows are 8 or 48 hours, and on the DST weekends 47 or 49;
-//!   each run loads exactly its window into `OUTPUT/dt=YYYY-MM-DD/shift=HHMM` (local start).
-//! - **Implement sliding windows**: `sliding_window` aggregates the trailing
-//!   `--conf slide_hours` (default 24) hours ending at the run's interval end, per region, into
-//!   `OUTPUT_sliding/window_end=YYYY-MM-DDTHHMM`: windows overlap, so a row counts in every
-//!   window that covers it, and re-running one replaces only that window.
+//!   each run loads exactly its window into `OUTPUT/dt=YYYY-MM-DD/shift=HHMM` (local start) with
+//!   the `load_window` operator (an interval layout: one partition per run).
+//! - **Implement sliding windows**: `sliding_window` is one `sql` query over the source file:
+//!   the trailing `--conf slide_hours` (default 24) hours ending at the run's interval end, per
+//!   region, committed to `OUTPUT_sliding/window_end=YYYY-MM-DDTHHMM`: windows overlap, so a row
+//!   counts in every window that covers it, and re-running one replaces only that window.
 //!
 //! Run it: `weir dags backfill 110_01_05_custom_batch_windows --from 2026-03-06 --to 2026-03-09`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int64Array, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
 use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use weir_core::timetable::parse_zone;
 use weir_core::{DagRunInfo, DataInterval, ParamSpec, TimeRestriction, Timetable};
-use weir_data::{DataError, Dataset, PartitionKey, ReadOptions, WriteOptions, open_source};
+use weir_ops::load::{sibling_dir, window_param_specs, window_params};
+use weir_ops::{LoadWindow, Operator, PartitionBy, QueryParam, Sql, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
-
-use weir_ops::blocking;
-use weir_ops::load::{
-    WindowParams, load_window, output_dir, record_commits, window_param_specs, window_params,
-};
 
 pub const DAG_ID: &str = "110_01_05_custom_batch_windows";
 pub const ZONE: &str = "Europe/London";
@@ -152,7 +144,6 @@ impl Timetable for ShiftTimetable {
 
 pub fn dag() -> DagDef {
     let tz = parse_zone(ZONE).expect("a known zone");
-    let tz_sliding = tz.clone();
     DagDef::builder(DAG_ID)
         .description("Irregular business-shift windows from a custom timetable, plus a trailing sliding window")
         .tags(["110.1", "batch-window", "intermediate"])
@@ -162,121 +153,85 @@ pub fn dag() -> DagDef {
         .max_active_runs(3)
         .params(window_param_specs())
         .param(ParamSpec::integer("slide_hours", 1, 24 * 366, "length of the trailing sliding window").default(24))
-        .task(Task::new("load_shift").retries(2).run(move |ctx| load_shift(ctx, tz.clone())))
-        .task(Task::new("sliding_window").retries(2).run(move |ctx| sliding_window(ctx, tz_sliding.clone())))
+        .task(Task::new("load_shift").retries(2).run(load_shift))
+        .task(Task::new("sliding_window").retries(2).run(sliding_window))
         .build()
         .expect("a valid DAG")
 }
 
-/// `dt=YYYY-MM-DD/shift=HHMM` of a window starting at `start`.
-pub fn shift_key(start: Timestamp, tz: &TimeZone) -> PartitionKey {
-    let local = start.to_zoned(tz.clone());
-    PartitionKey::new([
-        ("dt", local.date().to_string()),
-        ("shift", format!("{:02}{:02}", local.hour(), local.minute())),
-    ])
-    .expect("a valid key")
-}
-
-async fn load_shift(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskError> {
-    let p = window_params(&ctx).await?;
+/// The run's shift, whole, in `dt=/shift=`: `load_window` with an interval layout, plus the
+/// window's length in hours (8, or 47 to 49 for a weekend).
+async fn load_shift(ctx: TaskContext) -> Result<Value, TaskError> {
     let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
-    let key = shift_key(from, &dag_tz);
-    let params = p.clone();
-    let loaded = blocking(move || {
-        let k = key.clone();
-        load_window(&params, from, to, std::slice::from_ref(&key), move |b| {
-            Ok(vec![(k.clone(), b.clone())])
-        })
-    })
+    let mut out = LoadWindow {
+        partition_by: PartitionBy::Interval {
+            name: "shift".to_owned(),
+        },
+    }
+    .execute(ctx)
     .await?;
-    record_commits(&ctx, &p.output, &loaded).await?;
-    let mut out = loaded.to_json();
     out["window_hours"] = json!(to.duration_since(from).as_secs_f64() / 3600.0);
     Ok(out)
 }
 
-async fn sliding_window(ctx: TaskContext, dag_tz: TimeZone) -> Result<Value, TaskError> {
-    let p: WindowParams = window_params(&ctx).await?;
+/// The trailing window is SQL over the source file (its time column parsed as `load_window`
+/// parses it), the window's bounds bound as parameters; the result replaces
+/// `window_end=YYYY-MM-DDTHHMM`, and a second query reads the window's total back.
+async fn sliding_window(ctx: TaskContext) -> Result<Value, TaskError> {
+    let p = window_params(&ctx).await?;
     let hours: i64 = ctx.param("slide_hours")?;
     let end = ctx.data_interval.end;
     let start = end
         .saturating_sub(SignedDuration::from_hours(hours))
         .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let local_end = end.to_zoned(dag_tz.clone());
-    let key = PartitionKey::new([(
-        "window_end",
-        format!(
-            "{}T{:02}{:02}",
-            local_end.date(),
-            local_end.hour(),
-            local_end.minute()
-        ),
-    )])
-    .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let base = output_dir(&ctx)?;
-    let dir = base.with_file_name(format!(
-        "{}_sliding",
-        base.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| DAG_ID.to_owned())
-    ));
-    let out_dir = dir.clone();
-    let counts = blocking(move || {
-        let opts = ReadOptions {
-            time_column: Some(p.time_column.clone()),
-            ..ReadOptions::default()
-        };
-        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-        for batch in open_source(&p.source, &opts)? {
-            let window = weir_data::filter_time_window(&batch?, &p.time_column, start, end)?;
-            let Some(region) = window.column_by_name("region") else {
-                *counts.entry("(all)".to_owned()).or_default() += window.num_rows() as i64;
-                continue;
-            };
-            let region =
-                cast(region, &DataType::Utf8).map_err(|e| DataError::arrow("reading region", e))?;
-            let region = region
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("cast to Utf8");
-            for i in 0..region.len() {
-                let r = if region.is_null(i) {
-                    "(null)"
-                } else {
-                    region.value(i)
-                };
-                *counts.entry(r.to_owned()).or_default() += 1;
-            }
-        }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("region", DataType::Utf8, false),
-            Field::new("orders", DataType::Int64, false),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(
-                counts.keys().map(String::as_str).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from(
-                counts.values().copied().collect::<Vec<_>>(),
-            )),
-        ];
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| DataError::arrow("building the window", e))?;
-        let commit = Dataset::open(&out_dir)?.write_partition(
-            &key,
-            schema,
-            [&batch],
-            WriteOptions::default(),
-        )?;
-        Ok((counts, commit))
-    })
-    .await?;
-    let (counts, commit) = counts;
-    let total: i64 = counts.values().sum();
-    let loaded = weir_ops::Loaded::new(vec![commit.clone()], commit.rows, 0);
-    record_commits(&ctx, &dir, &loaded).await?;
-    Ok(
-        json!({"window_start": start.to_string(), "window_end": end.to_string(), "hours": hours, "orders": total, "by_region": counts, "dataset": dir}),
+    let local_end = end.to_zoned(ctx.zone.clone());
+    let window_end = format!(
+        "{}T{:02}{:02}",
+        local_end.date(),
+        local_end.hour(),
+        local_end.minute()
+    );
+    let time = identifier("time_column", &p.time_column)?;
+    let dir = sibling_dir(&ctx, "_sliding")?;
+    Sql::new(format!(
+        "SELECT coalesce(arrow_cast(region, 'Utf8'), '(null)') AS region, count(*) AS orders, \
+                $window_end AS window_end \
+         FROM src WHERE {time} >= $window_start AND {time} < $data_interval_end \
+         GROUP BY region ORDER BY region"
+    ))
+    .source("src", &p.source, Some(&p.time_column))
+    .bind(
+        "window_start",
+        QueryParam::TimestampMicros(start.as_microsecond()),
     )
+    .bind("window_end", QueryParam::Text(window_end.clone()))
+    .into_dataset(&dir, &["window_end"])
+    .execute(ctx.clone())
+    .await?;
+    let total =
+        Sql::new("SELECT region, orders FROM w WHERE window_end = $window_end ORDER BY region")
+            .table("w", &dir)
+            .bind("window_end", QueryParam::Text(window_end))
+            .execute(ctx)
+            .await?;
+    let rows: Vec<RegionOrders> = serde_json::from_value(total)
+        .map_err(|e| TaskError::fatal(format!("reading the window back: {e}")))?;
+    let orders: u64 = rows.iter().map(|r| r.orders).sum();
+    let by_region: std::collections::BTreeMap<String, u64> =
+        rows.into_iter().map(|r| (r.region, r.orders)).collect();
+    Ok(json!({
+        "window_start": start.to_string(),
+        "window_end": end.to_string(),
+        "hours": hours,
+        "orders": orders,
+        "by_region": by_region,
+        "dataset": dir,
+    }))
+}
+
+/// One row of a sliding window, as read back.
+#[derive(Debug, serde::Deserialize)]
+struct RegionOrders {
+    region: String,
+    orders: u64,
 }

@@ -24,7 +24,6 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::timetable::{parse_zone, window_schedule};
-use weir_data::PartitionKey;
 use weir_data::partitioners::Granularity;
 use weir_ops::load::{Loaded, output_dir, sibling_dir, window_param_specs};
 use weir_ops::{LoadWindow, Operator, Sql, identifier};
@@ -63,11 +62,6 @@ pub fn dag() -> DagDef {
         )
         .build()
         .expect("a valid DAG")
-}
-
-/// `mo=YYYY-MM`.
-pub fn month_key(first_day: Date) -> PartitionKey {
-    weir_data::partitioners::month_key(first_day)
 }
 
 /// The month of the run, `YYYY-MM`, as SQL: the logical date is the month's first local day.

@@ -90,10 +90,7 @@ async fn local_date_refuses_a_bad_zone_and_a_text_column() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("\"Mars/Olympus\" is not a time zone"),
-        "{err}"
-    );
+    assert!(err.contains("\"Mars/Olympus\" is not a time zone"), "{err}");
     let err = engine
         .sql("SELECT local_date(CAST(order_id AS VARCHAR), 'UTC') FROM src")
         .await
