@@ -5,10 +5,14 @@
 //! `GROUP BY local_date(event_time, $tz)` counts exactly the rows a `dt=` partition of that day
 //! holds — also across DST changes. `ts` is any timestamp (a zone-less one is read as UTC);
 //! `zone` is a constant, usually the run's `$tz`.
+//!
+//! `hash_bucket(key, buckets)`: the `bucket=` a hash layout of `buckets` buckets puts `key` in
+//! (xxh64, jump consistent hashing; an integer or text key), so a query can count a key's
+//! buckets before any data is written. A null key is an error, as in the layout.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Date32Array, Int64Array};
+use arrow::array::{Array, ArrayRef, Date32Array, Int64Array, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
@@ -19,7 +23,10 @@ use jiff::tz::TimeZone;
 
 /// Every function of this module, to register on a session.
 pub(crate) fn all() -> Vec<ScalarUDF> {
-    vec![ScalarUDF::new_from_impl(LocalDate::new())]
+    vec![
+        ScalarUDF::new_from_impl(LocalDate::new()),
+        ScalarUDF::new_from_impl(HashBucket::new()),
+    ]
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -114,4 +121,69 @@ fn local_dates(array: &ArrayRef, tz: &TimeZone) -> Result<ArrayRef> {
         out.push(Some(days));
     }
     Ok(Arc::new(Date32Array::from(out)))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct HashBucket {
+    signature: Signature,
+}
+
+impl HashBucket {
+    fn new() -> Self {
+        HashBucket {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for HashBucket {
+    fn name(&self) -> &str {
+        "hash_bucket"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::UInt32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let buckets = match &args.args[1] {
+            ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(n)) if (1..=i64::from(u32::MAX)).contains(&n) => n as u32,
+                other => {
+                    return exec_err!(
+                        "hash_bucket(key, buckets): buckets must be a whole number from 1, not {other}"
+                    );
+                }
+            },
+            ColumnarValue::Array(_) => {
+                return exec_err!("hash_bucket(key, buckets): buckets must be a constant");
+            }
+        };
+        let (array, scalar) = match &args.args[0] {
+            ColumnarValue::Array(a) => (a.clone(), false),
+            ColumnarValue::Scalar(s) => (s.to_array()?, true),
+        };
+        let field = arrow::datatypes::Field::new("key", array.data_type().clone(), true);
+        let batch = RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(vec![field])),
+            vec![array],
+        )?;
+        let partitioner = weir_data::partitioners::HashPartitioner::new(
+            "key",
+            buckets,
+            weir_data::partitioners::BucketScheme::Jump,
+        )
+        .and_then(|p| p.assign(&batch))
+        .map_err(|e| DataFusionError::Execution(format!("hash_bucket: {e}")))?;
+        let out: ArrayRef = Arc::new(UInt32Array::from(partitioner));
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
 }

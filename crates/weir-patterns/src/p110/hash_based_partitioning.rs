@@ -8,7 +8,9 @@
 //! - **Ensure even partition distribution**: the run reports each bucket's rows and the balance
 //!   (max / mean).
 //! - **Handle hash key selection**: `assess_keys` scores candidate keys (the chosen one plus
-//!   `order_id`, `customer_id` and `region` where present) by distinct values and bucket balance;
+//!   `order_id`, `customer_id` and `region` where present) by distinct values and bucket balance,
+//!   one `sql` query per key over the source: `hash_bucket(key, $partitions)` names the bucket
+//!   the layout would use, before anything is written;
 //!   a low-cardinality key such as `region` cannot fill 8 buckets and is flagged, and the run
 //!   refuses a key whose balance exceeds `--conf max_skew` (default 3.0).
 //! - **Implement consistent hashing**: buckets come from jump consistent hashing, so growing from
@@ -16,14 +18,12 @@
 //!
 //! Run it: `weir dags run 110_02_03_hash_based_partitioning --conf partitions=8`.
 
-use std::collections::HashSet;
-
-use arrow::array::Array;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
-use weir_data::partitioners::{BucketScheme, HashPartitioner, balance};
+use weir_data::partitioners::balance;
 use weir_data::{DataError, ReadOptions, open_source};
-use weir_ops::{Layout, Loaded, Operator, Partition};
+use weir_ops::{Layout, Loaded, Operator, Partition, Sql, SqlResult, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
@@ -64,79 +64,86 @@ pub use weir_data::partitioners::bucket_key;
 /// such as `partitions=100000000` is refused before the run starts rather than running for hours.
 pub const MAX_BUCKETS: i64 = 4096;
 
+/// How one candidate key would spread over the buckets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyScore {
+    key: String,
+    distinct: u64,
+    /// Fullest bucket over the mean (1.0 is perfect).
+    balance: f64,
+    rows_per_bucket: Vec<u64>,
+    /// At least ten distinct values per bucket.
+    enough_distinct: bool,
+}
+
+/// One bucket of a candidate, as the query counts it.
+#[derive(Debug, Deserialize)]
+struct BucketRows {
+    bucket: usize,
+    rows: u64,
+    distinct_values: u64,
+}
+
 async fn assess_keys(ctx: TaskContext) -> Result<Value, TaskError> {
     let p = window_params(&ctx).await?;
     let chosen: String = ctx.param("key")?;
     let n: u32 = ctx.param("partitions")?;
     let max_skew: f64 = ctx.param("max_skew")?;
-    let scores = blocking(move || {
-        let mut reader = open_source(&p.source, &ReadOptions::default())?;
-        let schema = reader.schema();
-        let mut candidates = vec![chosen.clone()];
-        for c in ["order_id", "customer_id", "region"] {
-            if c != chosen && schema.field_with_name(c).is_ok() {
-                candidates.push(c.to_owned());
-            }
-        }
-        if schema.field_with_name(&chosen).is_err() {
+    let (source, key) = (p.source.clone(), chosen.clone());
+    let candidates = blocking(move || {
+        let schema = open_source(&source, &ReadOptions::default())?.schema();
+        if schema.field_with_name(&key).is_err() {
             return Err(DataError::MissingColumn {
-                column: chosen.clone(),
-                place: p.source.display().to_string(),
+                column: key.clone(),
+                place: source.display().to_string(),
                 available: schema.fields().iter().map(|f| f.name().clone()).collect(),
             });
         }
-        let partitioners: Vec<HashPartitioner> = candidates
-            .iter()
-            .map(|c| HashPartitioner::new(c.clone(), n, BucketScheme::Jump))
-            .collect::<Result<_, _>>()?;
-        let mut counts = vec![vec![0u64; n as usize]; candidates.len()];
-        let mut distinct: Vec<HashSet<String>> = vec![HashSet::new(); candidates.len()];
-        for batch in reader.by_ref() {
-            let batch = batch?;
-            for (i, hp) in partitioners.iter().enumerate() {
-                for (b, c) in hp.counts(&batch)?.into_iter().enumerate() {
-                    counts[i][b] += c;
-                }
-                if distinct[i].len() <= 100_000 {
-                    let col = batch.column_by_name(&candidates[i]).expect("checked above");
-                    let text = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
-                        .map_err(|e| DataError::arrow("reading a candidate key", e))?;
-                    let text = text
-                        .as_any()
-                        .downcast_ref::<arrow::array::StringArray>()
-                        .expect("Utf8");
-                    for r in 0..text.len() {
-                        if !text.is_null(r) {
-                            distinct[i].insert(text.value(r).to_owned());
-                        }
-                    }
-                }
+        let mut candidates = vec![key.clone()];
+        for c in ["order_id", "customer_id", "region"] {
+            if c != key && schema.field_with_name(c).is_ok() {
+                candidates.push(c.to_owned());
             }
         }
-        Ok(candidates
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                json!({
-                    "key": c,
-                    "distinct": distinct[i].len(),
-                    "balance": balance(&counts[i]),
-                    "rows_per_bucket": counts[i],
-                    "enough_distinct": distinct[i].len() >= 10 * n as usize,
-                })
-            })
-            .collect::<Vec<_>>())
+        Ok(candidates)
     })
     .await?;
-    let chosen_balance = scores[0]["balance"].as_f64().unwrap_or(f64::INFINITY);
-    if chosen_balance > max_skew {
+    let mut scores = Vec::new();
+    for candidate in candidates {
+        // A key lands in exactly one bucket, so the buckets' distinct counts add up to the key's.
+        let column = identifier("key", &candidate)?;
+        let mut query = Sql::new(format!(
+            "SELECT hash_bucket({column}, $partitions) AS bucket, count(*) AS rows, \
+                    count(DISTINCT {column}) AS distinct_values \
+             FROM src GROUP BY bucket ORDER BY bucket"
+        ))
+        .source("src", &p.source, None);
+        query.result = SqlResult::Rows { max_rows: 4096 };
+        let buckets: Vec<BucketRows> = serde_json::from_value(query.execute(ctx.clone()).await?)
+            .map_err(|e| TaskError::fatal(format!("the bucket counts: {e}")))?;
+        let mut rows_per_bucket = vec![0u64; n as usize];
+        for b in &buckets {
+            rows_per_bucket[b.bucket] = b.rows;
+        }
+        let distinct: u64 = buckets.iter().map(|b| b.distinct_values).sum();
+        scores.push(KeyScore {
+            key: candidate,
+            distinct,
+            balance: balance(&rows_per_bucket),
+            rows_per_bucket,
+            enough_distinct: distinct >= 10 * u64::from(n),
+        });
+    }
+    let chosen_score = &scores[0];
+    if chosen_score.balance > max_skew {
         return Err(TaskError::fatal(format!(
-            "key `{}` spreads rows badly over {n} buckets (max/mean {chosen_balance:.2} > max_skew {max_skew}); pick a key with more distinct values, see {}",
-            scores[0]["key"].as_str().unwrap_or_default(),
-            Value::Array(scores.clone())
+            "key `{}` spreads rows badly over {n} buckets (max/mean {:.2} > max_skew {max_skew}); pick a key with more distinct values, see {}",
+            chosen_score.key,
+            chosen_score.balance,
+            json!(scores)
         )));
     }
-    Ok(json!({"chosen": scores[0]["key"], "candidates": scores}))
+    Ok(json!({"chosen": chosen_score.key, "candidates": scores}))
 }
 
 /// The whole source in `bucket=NN` partitions: the `partition` operator with a hash layout

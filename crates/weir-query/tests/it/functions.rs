@@ -111,3 +111,51 @@ async fn a_source_table_can_be_scanned_twice() {
         .unwrap();
     assert!(text(&batches).contains("| 5 |"), "{}", text(&batches));
 }
+
+/// `hash_bucket` names the bucket a hash layout puts each key in: the same as the partitioner's,
+/// for integer and text keys.
+#[tokio::test]
+async fn hash_bucket_matches_the_hash_layout() {
+    use arrow::array::{Array, Int64Array, StringArray, UInt32Array};
+    use weir_data::partitioners::{BucketScheme, HashPartitioner};
+    let (_dir, path) = source();
+    let engine = engine_over(&path);
+    let batches = engine
+        .sql(
+            "SELECT order_id, arrow_cast(order_id * 7919, 'Utf8') AS text_key, \
+                    hash_bucket(order_id, 8) AS b, hash_bucket(arrow_cast(order_id * 7919, 'Utf8'), 8) AS tb \
+             FROM src ORDER BY order_id",
+        )
+        .await
+        .unwrap();
+    let hp = HashPartitioner::new("k", 8, BucketScheme::Jump).unwrap();
+    let mut seen = 0;
+    let mut buckets = std::collections::BTreeSet::new();
+    for batch in &batches {
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let ids = col("order_id");
+        let ids = ids.as_any().downcast_ref::<Int64Array>().unwrap();
+        let texts = col("text_key");
+        let texts = texts.as_any().downcast_ref::<StringArray>().unwrap();
+        let (b, tb) = (col("b"), col("tb"));
+        let b = b.as_any().downcast_ref::<UInt32Array>().unwrap();
+        let tb = tb.as_any().downcast_ref::<UInt32Array>().unwrap();
+        for i in 0..batch.num_rows() {
+            assert_eq!(b.value(i), hp.bucket_of_i64(ids.value(i)));
+            assert_eq!(tb.value(i), hp.bucket_of_str(texts.value(i)));
+            buckets.insert(b.value(i));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 5);
+    assert!(buckets.len() > 1, "five ids all in one bucket? {buckets:?}");
+    let err = engine
+        .sql("SELECT hash_bucket(order_id, 0) FROM src")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("buckets must be a whole number from 1"),
+        "{err}"
+    );
+}
