@@ -111,11 +111,15 @@ pub fn task_of(id: impl Into<String>, op: Arc<dyn Operator>) -> Task {
 /// the param's value) for the weir home and `{dag_id}` for the DAG's id; a relative path is taken from
 /// the current folder.
 pub fn expand_path(ctx: &TaskContext, path: &Path) -> PathBuf {
+    PathBuf::from(expand_text(ctx, &path.to_string_lossy()))
+}
+
+/// A text in a config with [`expand_path`]'s placeholders filled in.
+pub fn expand_text(ctx: &TaskContext, source: &str) -> String {
     // One pass: a param's value is inserted as it is, never expanded again (a value that
     // names a param cannot make the expansion loop).
-    let source = path.to_string_lossy();
     let mut text = String::with_capacity(source.len());
-    let mut rest: &str = &source;
+    let mut rest: &str = source;
     while let Some(at) = rest.find("{param:") {
         let Some(len) = rest[at..].find('}') else {
             break;
@@ -129,10 +133,8 @@ pub fn expand_path(ctx: &TaskContext, path: &Path) -> PathBuf {
         rest = &rest[at + len + 1..];
     }
     text.push_str(rest);
-    PathBuf::from(
-        text.replace("{home}", &ctx.home().to_string_lossy())
-            .replace("{dag_id}", ctx.dag_id.as_str()),
-    )
+    text.replace("{home}", &ctx.home().to_string_lossy())
+        .replace("{dag_id}", ctx.dag_id.as_str())
 }
 
 /// Runs blocking work (file and data IO) off the async threads; its error classifies itself

@@ -15,12 +15,13 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, StringArray};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use weir_data::{Dataset, PartitionKey, WriteOptions};
-use weir_query::{QueryEngine, QueryParam};
+use weir_query::{QueryEngine, QueryError, QueryParam};
 use weir_runtime::{TaskContext, TaskError, TaskResult};
 
-use crate::{Operator, blocking, expand_path, to_output};
+use crate::{Operator, expand_path, to_output};
 
 /// The key value of a null partition column (Hive's name for it).
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -72,11 +73,16 @@ pub enum SqlResult {
     },
     /// The rows are committed atomically to the dataset at `path`, one partition per value of
     /// the `partition_by` columns (which leave the files and become the folder names); a
-    /// re-run replaces the partitions it writes. Without `partition_by`, one `part=all`.
+    /// re-run replaces the partitions it writes. Without `partition_by`, one `part=all`. The
+    /// batches stream into the partitions as the query makes them (a big result is never held
+    /// whole) and are committed only once the query has finished.
     Dataset {
         path: PathBuf,
         #[serde(default)]
         partition_by: Vec<String>,
+        /// `parquet` (default), `csv` or `jsonl`; `{param:NAME}` takes it from a run param.
+        #[serde(default)]
+        format: Option<String>,
     },
 }
 
@@ -145,6 +151,7 @@ impl Sql {
         self.result = SqlResult::Dataset {
             path: path.into(),
             partition_by: partition_by.iter().map(|s| s.to_string()).collect(),
+            format: None,
         };
         self
     }
@@ -269,6 +276,13 @@ impl Operator for Sql {
             SqlResult::Dataset { path, .. } if path.as_os_str().is_empty() => {
                 problems.push("result.path is empty; name the dataset folder".to_owned())
             }
+            SqlResult::Dataset {
+                format: Some(f), ..
+            } if !f.contains("{param:") => {
+                if let Err(e) = f.parse::<weir_data::FileFormat>() {
+                    problems.push(format!("result.format: {e}"));
+                }
+            }
             _ => {}
         }
         problems
@@ -316,21 +330,27 @@ impl Operator for Sql {
             }
         }
         // A query DataFusion refuses (a typo, a missing column) refuses again: fatal; an I/O
-        // error while it reads is retried.
-        let batches = engine
-            .sql_with_params(&self.query, &params)
+        // error while it reads is retried. Its batches stream: a big result is never held whole.
+        let mut stream = engine
+            .sql_stream_with_params(&self.query, &params)
             .await
             .map_err(TaskError::from)?;
-        // Rows a source table could not read are kept, like a load's.
-        let rejects = engine.take_rejects();
         match &self.result {
             SqlResult::Rows { max_rows } => {
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                if rows > *max_rows {
-                    return Err(TaskError::fatal(format!(
-                        "the query returned {rows} rows, more than result.max_rows = {max_rows}; write big results to a dataset (result.kind = \"dataset\")"
-                    )));
+                let mut batches = Vec::new();
+                let mut rows = 0;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(|e| TaskError::from(QueryError::from(e)))?;
+                    rows += batch.num_rows();
+                    if rows > *max_rows {
+                        return Err(TaskError::fatal(format!(
+                            "the query returned more than result.max_rows = {max_rows} rows; write big results to a dataset (result.kind = \"dataset\")"
+                        )));
+                    }
+                    batches.push(batch);
                 }
+                // Rows a source table could not read are kept, like a load's.
+                let rejects = engine.take_rejects();
                 let rows = rows_as_json(&batches)?;
                 if !rejects.is_empty() {
                     let mut kept = crate::Loaded::new(Vec::new(), 0, 0);
@@ -339,10 +359,58 @@ impl Operator for Sql {
                 }
                 Ok(serde_json::Value::Array(rows))
             }
-            SqlResult::Dataset { path, partition_by } => {
+            SqlResult::Dataset {
+                path,
+                partition_by,
+                format,
+            } => {
                 let dir = expand_path(&ctx, path);
-                let (by, target) = (partition_by.clone(), dir.clone());
-                let commits = blocking(move || write_partitioned(&target, &batches, &by)).await?;
+                let write = WriteOptions {
+                    format: match format {
+                        Some(f) => crate::expand_text(&ctx, f).parse()?,
+                        None => weir_data::FileFormat::Parquet,
+                    },
+                    ..WriteOptions::default()
+                };
+                // The writer runs on a blocking thread, fed a batch at a time; it commits only
+                // when told the query finished, so a query failing half-way commits nothing.
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<RecordBatch>>(2);
+                let (schema, by, target) = (stream.schema(), partition_by.clone(), dir.clone());
+                let writer = tokio::task::spawn_blocking(move || {
+                    let mut out = PartitionedWriter::new(&target, &schema, &by, write)?;
+                    while let Some(message) = rx.blocking_recv() {
+                        match message {
+                            Some(batch) => out.write(&batch)?,
+                            None => return out.commit().map(Some),
+                        }
+                    }
+                    Ok(None)
+                });
+                let mut failed = None;
+                while let Some(batch) = stream.next().await {
+                    match batch {
+                        Ok(batch) => {
+                            if tx.send(Some(batch)).await.is_err() {
+                                break; // the writer failed; its error is below
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if failed.is_none() {
+                    let _ = tx.send(None).await;
+                }
+                drop(tx);
+                let written = writer
+                    .await
+                    .map_err(|e| TaskError::fatal(format!("the result writer stopped: {e}")))?;
+                if let Some(e) = failed {
+                    return Err(TaskError::from(QueryError::from(e)));
+                }
+                let commits = written?.unwrap_or_default();
                 let partitions: BTreeMap<String, u64> = commits
                     .iter()
                     .map(|c| (c.partition.clone(), c.rows))
@@ -351,7 +419,7 @@ impl Operator for Sql {
                 // The query's input is not one source: the manifests say rows in = rows out,
                 // and rows rejected for what its source tables set aside.
                 let mut loaded = crate::Loaded::new(commits, rows, 0);
-                loaded.rejects = rejects;
+                loaded.rejects = engine.take_rejects();
                 crate::load::record_commits(&ctx, &dir, &loaded).await?;
                 to_output(&SqlOutput {
                     dataset: dir,
@@ -382,40 +450,60 @@ pub(crate) fn rows_as_json(batches: &[RecordBatch]) -> Result<Vec<serde_json::Va
         .map_err(|e| TaskError::fatal(format!("the result does not convert to JSON: {e}")))
 }
 
-/// Commits `batches` under `dir`, one partition per distinct value of the `by` columns.
-fn write_partitioned(
-    dir: &std::path::Path,
-    batches: &[RecordBatch],
-    by: &[String],
-) -> Result<Vec<weir_data::CommitReport>, weir_data::DataError> {
-    use weir_data::DataError;
-    let dataset = Dataset::open(dir)?;
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
-    let schema = first.schema();
-    let mut by_idx = Vec::new();
-    for name in by {
-        let idx = schema
-            .index_of(name)
-            .map_err(|_| DataError::MissingColumn {
-                column: name.clone(),
-                place: "the query result".to_owned(),
-                available: schema.fields().iter().map(|f| f.name().clone()).collect(),
-            })?;
-        by_idx.push(idx);
+/// Writes a query's batches under a dataset folder, one partition per distinct value of the
+/// `by` columns (which leave the files), and commits them all at the end.
+struct PartitionedWriter {
+    dataset: Dataset,
+    by: Vec<String>,
+    by_idx: Vec<usize>,
+    kept: Vec<usize>,
+    file_schema: arrow::datatypes::SchemaRef,
+    write: WriteOptions,
+    writers: BTreeMap<PartitionKey, weir_data::PartitionWriter>,
+}
+
+impl PartitionedWriter {
+    fn new(
+        dir: &std::path::Path,
+        schema: &arrow::datatypes::SchemaRef,
+        by: &[String],
+        write: WriteOptions,
+    ) -> Result<Self, weir_data::DataError> {
+        use weir_data::DataError;
+        let mut by_idx = Vec::new();
+        for name in by {
+            let idx = schema
+                .index_of(name)
+                .map_err(|_| DataError::MissingColumn {
+                    column: name.clone(),
+                    place: "the query result".to_owned(),
+                    available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+                })?;
+            by_idx.push(idx);
+        }
+        let kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !by_idx.contains(i))
+            .collect();
+        let file_schema = Arc::new(
+            schema
+                .project(&kept)
+                .map_err(|e| DataError::arrow("projecting the result", e))?,
+        );
+        Ok(PartitionedWriter {
+            dataset: Dataset::open(dir)?,
+            by: by.to_vec(),
+            by_idx,
+            kept,
+            file_schema,
+            write,
+            writers: BTreeMap::new(),
+        })
     }
-    let kept: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| !by_idx.contains(i))
-        .collect();
-    let file_schema = Arc::new(
-        schema
-            .project(&kept)
-            .map_err(|e| DataError::arrow("projecting the result", e))?,
-    );
-    let mut writers: BTreeMap<PartitionKey, weir_data::PartitionWriter> = BTreeMap::new();
-    for batch in batches {
-        let keys: Vec<StringArray> = by_idx
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), weir_data::DataError> {
+        use weir_data::DataError;
+        let keys: Vec<StringArray> = self
+            .by_idx
             .iter()
             .map(|&i| {
                 let text = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
@@ -444,26 +532,33 @@ fn write_partitioned(
                 .or_insert_with(|| vec![false; batch.num_rows()])[row] = true;
         }
         let projected = batch
-            .project(&kept)
+            .project(&self.kept)
             .map_err(|e| DataError::arrow("projecting the result", e))?;
         for (values, mask) in groups {
-            let key = if by.is_empty() {
+            let key = if self.by.is_empty() {
                 PartitionKey::new([("part", "all")])?
             } else {
-                PartitionKey::new(by.iter().cloned().zip(values))?
+                PartitionKey::new(self.by.iter().cloned().zip(values))?
             };
             let rows = arrow::compute::filter_record_batch(&projected, &BooleanArray::from(mask))
                 .map_err(|e| DataError::arrow("splitting the result", e))?;
-            let writer = match writers.entry(key) {
+            let writer = match self.writers.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    let w =
-                        dataset.writer(e.key(), file_schema.clone(), WriteOptions::default())?;
+                    let w = self.dataset.writer(
+                        e.key(),
+                        self.file_schema.clone(),
+                        self.write.clone(),
+                    )?;
                     e.insert(w)
                 }
             };
             writer.write(&rows)?;
         }
+        Ok(())
     }
-    writers.into_values().map(|w| w.commit()).collect()
+
+    fn commit(self) -> Result<Vec<weir_data::CommitReport>, weir_data::DataError> {
+        self.writers.into_values().map(|w| w.commit()).collect()
+    }
 }

@@ -366,18 +366,35 @@ impl QueryEngine {
         sql: &str,
         params: &[(String, QueryParam)],
     ) -> Result<Vec<RecordBatch>, QueryError> {
+        Ok(self.bound(sql, params).await?.collect().await?)
+    }
+
+    /// [`QueryEngine::sql_with_params`] as a stream of batches, for results too big to hold:
+    /// batches come as the query makes them.
+    pub async fn sql_stream_with_params(
+        &self,
+        sql: &str,
+        params: &[(String, QueryParam)],
+    ) -> Result<datafusion::execution::SendableRecordBatchStream, QueryError> {
+        Ok(self.bound(sql, params).await?.execute_stream().await?)
+    }
+
+    async fn bound(
+        &self,
+        sql: &str,
+        params: &[(String, QueryParam)],
+    ) -> Result<datafusion::dataframe::DataFrame, QueryError> {
         let df = self.ctx.sql(sql).await?;
         let used: Vec<(String, ScalarValue)> = params
             .iter()
             .filter(|(name, _)| mentions(sql, name))
             .map(|(name, value)| (name.clone(), value.to_scalar()))
             .collect();
-        let df = if used.is_empty() {
+        Ok(if used.is_empty() {
             df
         } else {
             df.with_param_values(ParamValues::from(used))?
-        };
-        Ok(df.collect().await?)
+        })
     }
 
     /// Runs a query and reports its physical plan and what it read: the files left after

@@ -96,7 +96,7 @@ async fn bad_queries_fail_on_the_first_try_naming_the_problem() {
         .assert_failed_on_try(1, "table `orders`");
     w.run(day, json!({}), "too_many")
         .await
-        .assert_failed_on_try(1, "returned 5 rows, more than result.max_rows = 3");
+        .assert_failed_on_try(1, "returned more than result.max_rows = 3 rows");
 }
 
 #[tokio::test]
@@ -235,4 +235,40 @@ async fn a_source_file_is_a_table_and_its_unreadable_rows_are_kept() {
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     assert_eq!((rejects[0].line, rejects[0].task_id.as_str()), (5, "days"));
     assert!(rejects[0].raw.contains("yesterday"), "{:?}", rejects[0]);
+}
+
+/// A result streams into its partitions and is committed only when the query has finished: a
+/// query that fails while it runs (a division by zero in one row) commits nothing. A format
+/// that does not exist is a config error before any run.
+#[tokio::test]
+async fn a_query_failing_while_it_streams_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = dir.path().join("orders");
+    write_orders(&orders);
+    let out = dir.path().join("out");
+    let sql = Sql::new("SELECT region, 10 / (order_id - 4) AS x FROM orders")
+        .table("orders", &orders)
+        .into_dataset(&out, &["region"]);
+    let w = World::new(vec![task("divide", sql)]).await;
+    let ran = w.run(ts("2026-03-01T00:00:00Z"), json!({}), "divide").await;
+    ran.assert_failed_on_try(1, "Divide by zero");
+    let committed = if out.exists() {
+        weir_data::Dataset::open(&out)
+            .unwrap()
+            .partitions()
+            .unwrap()
+    } else {
+        Vec::new()
+    };
+    assert!(committed.is_empty(), "{committed:?}");
+
+    let mut bad = Sql::new("SELECT 1 AS x").into_dataset(&out, &[]);
+    if let weir_ops::SqlResult::Dataset { format, .. } = &mut bad.result {
+        *format = Some("xlsx".to_owned());
+    }
+    let problems = weir_ops::Operator::validate(&bad);
+    assert!(
+        problems.iter().any(|p| p.contains("result.format")),
+        "{problems:?}"
+    );
 }

@@ -15,8 +15,9 @@
 //!   orders), so equal-width ranges would leave one range with most rows; quantile ranges stay
 //!   balanced, and one key is never split across two ranges.
 //! - **Implement range-based queries**: `write_range` is mapped over the ranges (one task instance
-//!   per range, in parallel) and each reads only its range with the plan's predicate
-//!   `lo <= key <= hi`; `check_ranges` verifies every row landed in exactly one range.
+//!   per range, in parallel), and each is one `sql` query over the source with its range's bounds
+//!   bound as parameters — `WHERE key >= $lo AND key <= $hi` — streamed into its `range=NN`
+//!   partition; `check_ranges` verifies every row landed in exactly one range.
 //!
 //! Run it: `weir dags run 110_02_02_id_range_partitioning --conf partitions=8` (add
 //! `--conf sample=100000` to cap the planning sample at 100,000 keys, 800 KB).
@@ -24,12 +25,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
-use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlan, RangePlanBuilder};
-use weir_data::{DataError, Dataset, ReadOptions, open_source};
+use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlanBuilder};
+use weir_data::{DataError, ReadOptions, open_source};
+use weir_ops::{Operator, QueryParam, Sql, SqlOutput, SqlResult, identifier};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
-use weir_ops::load::{Loaded, record_commits, retire_others, window_param_specs, window_params};
+use weir_ops::load::{retire_others, window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_02_id_range_partitioning";
 pub const PLAN_FILE: &str = "_range_plan.json";
@@ -150,49 +152,43 @@ struct RangeItem {
 /// What each `write_range` instance returns.
 #[derive(Debug, Serialize, Deserialize)]
 struct WrittenRange {
-    #[serde(flatten)]
-    loaded: Loaded,
+    partition: String,
+    rows: u64,
     lo: i64,
     hi: i64,
 }
 
+/// One range, as a query: the source rows whose key is in `[lo, hi]`, committed to `range=NN`
+/// in the run's format; the count must be the plan's.
 async fn write_range(ctx: TaskContext) -> Result<Value, TaskError> {
     let p = window_params(&ctx).await?;
     let key: String = ctx.param("key")?;
     let item: RangeItem = ctx.mapped_item()?;
-    let (index, count) = (item.index, item.count);
-    let plan_path = p.output.join(PLAN_FILE);
-    let output = p.output.clone();
-    let loaded = blocking(move || {
-        let text = std::fs::read_to_string(&plan_path).map_err(|e| DataError::Io {
-            action: "read",
-            path: plan_path.clone(),
-            source: e,
-        })?;
-        let plan = RangePlan::from_json(&text)?;
-        let partition = range_key(index, count);
-        let mut reader = open_source(&p.source, &ReadOptions::default())?;
-        let dataset = Dataset::open(&output)?;
-        let mut writer = dataset.writer(&partition, reader.schema(), p.write.clone())?;
-        for batch in reader.by_ref() {
-            let rows = plan.filter(&batch?, &key, index)?;
-            writer.write(&rows)?;
-        }
-        let commit = writer.commit()?;
-        let rows = commit.rows;
-        Ok(Loaded::new(vec![commit], rows, 0).read_from(&mut reader))
-    })
-    .await?;
-    record_commits(&ctx, &p.output, &loaded).await?;
-    let expected = item.rows;
-    if loaded.rows != expected {
+    let partition = range_key(item.index, item.count);
+    let range = partition.get("range").unwrap_or_default().to_owned();
+    let column = identifier("key", &key)?;
+    let mut query = Sql::new(format!(
+        "SELECT *, $range AS range FROM src WHERE {column} >= $lo AND {column} <= $hi"
+    ))
+    .source("src", &p.source, None)
+    .bind("lo", QueryParam::Int(item.lo))
+    .bind("hi", QueryParam::Int(item.hi))
+    .bind("range", QueryParam::Text(range))
+    .into_dataset(&p.output, &["range"]);
+    if let SqlResult::Dataset { format, .. } = &mut query.result {
+        *format = Some(ctx.param::<String>("format")?);
+    }
+    let written: SqlOutput = serde_json::from_value(query.execute(ctx).await?)
+        .map_err(|e| TaskError::fatal(format!("the sql output: {e}")))?;
+    if written.rows != item.rows {
         return Err(TaskError::fatal(format!(
-            "range {index} holds {} rows but the plan counted {expected}; the source changed during the run, run it again",
-            loaded.rows
+            "range {} holds {} rows but the plan counted {}; the source changed during the run, run it again",
+            item.index, written.rows, item.rows
         )));
     }
     let written = WrittenRange {
-        loaded,
+        partition: partition.to_path_string(),
+        rows: written.rows,
         lo: item.lo,
         hi: item.hi,
     };
@@ -202,12 +198,9 @@ async fn write_range(ctx: TaskContext) -> Result<Value, TaskError> {
 async fn check_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
     let p = window_params(&ctx).await?;
     let ranges: Vec<WrittenRange> = ctx.input("write_range").await?;
-    let rows: Vec<u64> = ranges.iter().map(|r| r.loaded.rows).collect();
+    let rows: Vec<u64> = ranges.iter().map(|r| r.rows).collect();
     let total: u64 = rows.iter().sum();
-    let keep: Vec<String> = ranges
-        .iter()
-        .flat_map(|r| r.loaded.partitions.iter().map(|p| p.partition.clone()))
-        .collect();
+    let keep: Vec<String> = ranges.iter().map(|r| r.partition.clone()).collect();
     let output = p.output.clone();
     let retired = blocking(move || retire_others(&output, &keep)).await?;
     let mean = total as f64 / rows.len().max(1) as f64;
