@@ -426,6 +426,12 @@ pub enum PartitionBy {
     Date {
         #[serde(default = "day")]
         granularity: String,
+        /// Write the whole local periods the interval touches, also their rows just outside
+        /// it: on a fall-back night the local hour 01 happens twice (two UTC hours, two runs),
+        /// and each run then writes the one `hr=01` with the rows of both, so neither erases
+        /// the other's and a re-run is idempotent.
+        #[serde(default)]
+        whole_local: bool,
     },
     /// `bucket=NN` by a stable hash of `key` (jump consistent hashing).
     Hash { key: String, buckets: u32 },
@@ -455,6 +461,7 @@ impl LoadWindow {
         LoadWindow {
             partition_by: PartitionBy::Date {
                 granularity: granularity.as_str().to_owned(),
+                whole_local: false,
             },
         }
     }
@@ -465,7 +472,7 @@ impl LoadWindow {
         from: Timestamp,
     ) -> Result<(Box<dyn Partitioner>, Vec<PartitionKey>), TaskError> {
         Ok(match &self.partition_by {
-            PartitionBy::Date { granularity } => {
+            PartitionBy::Date { granularity, .. } => {
                 let granularity: Granularity = granularity.parse()?;
                 let dp = DatePartitioner::new(p.time_column.clone(), p.tz.clone(), granularity);
                 (Box::new(dp), Vec::new())
@@ -542,7 +549,7 @@ impl crate::Operator for LoadWindow {
 
     fn validate(&self) -> Vec<String> {
         match &self.partition_by {
-            PartitionBy::Date { granularity } => match granularity.parse::<Granularity>() {
+            PartitionBy::Date { granularity, .. } => match granularity.parse::<Granularity>() {
                 Ok(_) => Vec::new(),
                 Err(e) => vec![e.to_string()],
             },
@@ -573,15 +580,35 @@ impl crate::Operator for LoadWindow {
 
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
         let p = window_params(&ctx).await?;
-        let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
+        let (mut from, mut to) = (ctx.data_interval.start, ctx.data_interval.end);
         let (partitioner, mut expected) = self.partitioner(&p, from)?;
         let mut partitioner = partitioner;
-        if let PartitionBy::Date { granularity } = &self.partition_by {
+        let mut only_expected = false;
+        if let PartitionBy::Date {
+            granularity,
+            whole_local,
+        } = &self.partition_by
+        {
             expected = window_keys(granularity.parse()?, &p.tz, from, to);
+            if *whole_local {
+                // A zone's offset changes by at most an hour: a local period the interval
+                // touches lies within an hour of it. Read that, keep the interval's periods.
+                let hour = jiff::SignedDuration::from_hours(1);
+                from = from.saturating_sub(hour).unwrap_or(from);
+                to = to.saturating_add(hour).unwrap_or(to);
+                only_expected = true;
+            }
         }
         let params = p.clone();
         let loaded = blocking(move || {
-            load_window(&params, from, to, &expected, move |b| partitioner.split(b))
+            let keep = expected.clone();
+            load_window(&params, from, to, &expected, move |b| {
+                let mut parts = partitioner.split(b)?;
+                if only_expected {
+                    parts.retain(|(key, _)| keep.contains(key));
+                }
+                Ok(parts)
+            })
         })
         .await?;
         record_commits(&ctx, &p.output, &loaded).await?;

@@ -6,7 +6,8 @@
 //! - **Handle high-frequency scheduling**: catchup off (a paused scheduler does not fire 100 runs
 //!   on restart), `max_active_runs` 6 so a slow hour does not pile up runs without bound, and
 //!   retries with a short delay because the next hour is coming anyway.
-//! - **Implement hourly partitioning**: `OUTPUT/dt=YYYY-MM-DD/hr=HH` in the DAG's zone
+//! - **Implement hourly partitioning**: the `load_window` operator writes
+//!   `OUTPUT/dt=YYYY-MM-DD/hr=HH` in the DAG's zone
 //!   (America/New_York; `--conf tz` overrides). A partition holds every row whose *local* date
 //!   and hour match it. On the fall-back night the local hour 01 happens twice: both runs write
 //!   the one `hr=01` partition with the rows of both occurrences, so neither run erases the
@@ -18,13 +19,9 @@
 //! 2026-03-08T05:00`.
 
 use jiff::SignedDuration;
-use serde_json::Value;
 use weir_core::timetable::{parse_zone, window_schedule};
-use weir_data::{PartitionKey, local_date_hour_keys, split_by_key};
-use weir_runtime::{DagDef, Task, TaskContext, TaskError};
-
-use weir_ops::load::{load_window, record_commits, window_param_specs, window_params};
-use weir_ops::{Verify, blocking};
+use weir_ops::{LoadWindow, PartitionBy, Verify, window_param_specs};
+use weir_runtime::DagDef;
 
 pub const DAG_ID: &str = "110_01_02_hourly_batch_processing";
 pub const ZONE: &str = "America/New_York";
@@ -49,13 +46,22 @@ pub fn dag() -> DagDef {
         .pool(POOL, 2)
         .params(window_param_specs())
         .task(
-            Task::new("load_hour")
-                .doc("Stream the source, keep the local hour's rows, commit dt=/hr=")
-                .pool(POOL, 1)
-                .retries(3)
-                .retry_delay(SignedDuration::from_secs(20))
-                .execution_timeout(SignedDuration::from_mins(20))
-                .run(load_hour),
+            // The whole local hour: on the fall-back night both runs of hr=01 write its rows
+            // of both occurrences.
+            weir_ops::task(
+                "load_hour",
+                LoadWindow {
+                    partition_by: PartitionBy::Date {
+                        granularity: "hour".to_owned(),
+                        whole_local: true,
+                    },
+                },
+            )
+            .doc("Stream the source, keep the local hour's rows, commit dt=/hr=")
+            .pool(POOL, 1)
+            .retries(3)
+            .retry_delay(SignedDuration::from_secs(20))
+            .execution_timeout(SignedDuration::from_mins(20)),
         )
         .task(
             weir_ops::task("verify_hour", Verify::of_upstream("load_hour"))
@@ -64,39 +70,4 @@ pub fn dag() -> DagDef {
         )
         .build()
         .expect("a valid DAG")
-}
-
-async fn load_hour(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx).await?;
-    let local = ctx.data_interval.start.to_zoned(p.tz.clone());
-    let target = (local.date(), local.hour());
-    let key = PartitionKey::date_hour(target.0, target.1);
-    // A local hour spans at most the interval plus the repeated hour on either side (DST shifts
-    // are at most one hour): read that, keep the rows whose local date and hour match.
-    let hour = SignedDuration::from_hours(1);
-    let from = ctx
-        .data_interval
-        .start
-        .saturating_sub(hour)
-        .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let to = ctx
-        .data_interval
-        .end
-        .saturating_add(hour)
-        .map_err(|e| TaskError::fatal(e.to_string()))?;
-    let (params, tz, time_column) = (p.clone(), p.tz.clone(), p.time_column.clone());
-    let loaded = blocking(move || {
-        let k = key.clone();
-        load_window(&params, from, to, std::slice::from_ref(&key), move |b| {
-            let keys = local_date_hour_keys(b, &time_column, &tz)?;
-            Ok(split_by_key(b, &keys)?
-                .into_iter()
-                .filter(|(local, _)| *local == target)
-                .map(|(_, rows)| (k.clone(), rows))
-                .collect())
-        })
-    })
-    .await?;
-    record_commits(&ctx, &p.output, &loaded).await?;
-    Ok(loaded.to_json())
 }
