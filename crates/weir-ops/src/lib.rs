@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`LoadWindow`] | streams a source, keeps the run's interval, routes rows through a partitioner (date, hash, geo), commits atomically, records manifests and keeps rejects | [`Loaded`] |
 //! | [`Partition`] | lays out a whole source with any of the five partitioners (date, hash, geo, id range planned from the data, size learning from each commit), retiring partitions an earlier layout left | [`Loaded`] |
+//! | [`PlanRanges`] | plans equal-count ranges of an integer key from the source (a bounded reservoir, recounted exactly), writes `_range_plan.json` | a **list** of [`RangeItem`] a mapped task can `expand` over |
 //! | [`Command`] | runs a program with the run's context in `WEIR_*` variables; exit code → outcome, output into the try's log | [`CommandOutput`] |
 //! | [`Sql`] | a DataFusion query over named datasets and source files (`local_date(ts, $tz)` cuts local days as `dt=` does), run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
 //! | [`Verify`] | reads committed partitions back and compares rows, bytes, files and checksum with their manifests | [`Verified`] |
@@ -16,6 +17,7 @@
 
 mod command;
 pub mod load;
+mod ranges;
 mod sql;
 mod table;
 mod verify;
@@ -30,6 +32,7 @@ use weir_runtime::{Task, TaskContext, TaskError, TaskResult};
 
 pub use command::{Command, CommandOutput};
 pub use load::{Landed, Layout, LoadWindow, Loaded, Partition, PartitionBy, window_param_specs};
+pub use ranges::{PLAN_FILE, PlanRanges, RangeItem, plan_ranges};
 pub use sql::{Sql, SqlOutput, SqlResult, Table, identifier};
 pub use table::{TableMode, TableSink, TableWritten, WriteTable};
 pub use verify::{Verified, VerifiedPartition, Verify};
@@ -58,6 +61,7 @@ pub enum OperatorConfig {
     Command(Command),
     LoadWindow(LoadWindow),
     Partition(Partition),
+    PlanRanges(PlanRanges),
     Sql(Sql),
     Verify(Verify),
     WaitFor(WaitFor),
@@ -70,6 +74,7 @@ impl OperatorConfig {
             OperatorConfig::Command(op) => Arc::new(op),
             OperatorConfig::LoadWindow(op) => Arc::new(op),
             OperatorConfig::Partition(op) => Arc::new(op),
+            OperatorConfig::PlanRanges(op) => Arc::new(op),
             OperatorConfig::Sql(op) => Arc::new(op),
             OperatorConfig::Verify(op) => Arc::new(op),
             OperatorConfig::WaitFor(op) => Arc::new(op),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use weir_core::ParamSpec;
 use weir_data::partitioners::{
     BucketScheme, DatePartitioner, GeoPartitioner, Granularity, HashPartitioner, Partitioner,
-    RangeCounter, RangePartitioner, RangePlanBuilder, SizePartitioner,
+    RangePartitioner, SizePartitioner,
 };
 use weir_data::{
     CommitReport, DataError, Dataset, PartitionKey, ReadOptions, SampleSpec, WriteOptions,
@@ -86,21 +86,57 @@ pub fn window_param_specs() -> Vec<ParamSpec> {
     ]
 }
 
+/// What a loading operator's config says instead of the run's params (a DAG file names its
+/// source in the task, not in `--conf`); anything unset comes from the params when the DAG
+/// declares them, else from the defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceOverrides {
+    pub source: Option<PathBuf>,
+    pub time_column: Option<String>,
+    pub output: Option<PathBuf>,
+    pub format: Option<String>,
+}
+
+/// A declared param's value, or `default` when the DAG does not declare it.
+fn param_or<T: serde::de::DeserializeOwned>(
+    ctx: &TaskContext,
+    name: &str,
+    default: T,
+) -> Result<T, TaskError> {
+    if ctx.declares(name) {
+        Ok(ctx.param_opt(name)?.unwrap_or(default))
+    } else {
+        Ok(default)
+    }
+}
+
 /// The write options of `--conf format=…`, `compression=…` and `row_group_size=…`.
 pub fn write_options(ctx: &TaskContext) -> Result<WriteOptions, TaskError> {
+    let defaults = WriteOptions::default();
     Ok(WriteOptions {
-        format: ctx.param::<String>("format")?.parse()?,
-        compression: ctx.param::<String>("compression")?.parse()?,
-        row_group_size: ctx.param("row_group_size")?,
-        ..WriteOptions::default()
+        format: param_or(ctx, "format", "parquet".to_owned())?.parse()?,
+        compression: param_or(ctx, "compression", "zstd".to_owned())?.parse()?,
+        row_group_size: param_or(ctx, "row_group_size", defaults.row_group_size)?,
+        ..defaults
     })
 }
 
 /// Reads the window params, generating the default sample data when no source is given.
 pub async fn window_params(ctx: &TaskContext) -> Result<WindowParams, TaskError> {
-    let source = match ctx.param_opt::<PathBuf>("source")? {
-        Some(path) => path,
-        None => ensure_sample(ctx.home()).await?,
+    window_params_with(ctx, &SourceOverrides::default()).await
+}
+
+/// [`window_params`] with what an operator's config sets in place of the params.
+pub async fn window_params_with(
+    ctx: &TaskContext,
+    with: &SourceOverrides,
+) -> Result<WindowParams, TaskError> {
+    let source = match &with.source {
+        Some(path) => crate::expand_path(ctx, path),
+        None => match param_or::<Option<PathBuf>>(ctx, "source", None)? {
+            Some(path) => path,
+            None => ensure_sample(ctx.home()).await?,
+        },
     };
     if !source.exists() {
         return Err(TaskError::fatal(format!(
@@ -108,19 +144,28 @@ pub async fn window_params(ctx: &TaskContext) -> Result<WindowParams, TaskError>
             source.display()
         )));
     }
+    let mut write = write_options(ctx)?;
+    if let Some(format) = &with.format {
+        write.format = format.parse()?;
+    }
     Ok(WindowParams {
         source,
-        time_column: ctx.param("time_column")?,
+        time_column: match &with.time_column {
+            Some(column) => column.clone(),
+            None => param_or(ctx, "time_column", "event_time".to_owned())?,
+        },
         tz: ctx.zone.clone(),
-        output: output_dir(ctx)?,
-        write: write_options(ctx)?,
+        output: match &with.output {
+            Some(path) => crate::expand_path(ctx, path),
+            None => output_dir(ctx)?,
+        },
+        write,
     })
 }
 
 /// `--conf output=DIR`, or `HOME/data/DAG_ID`.
 pub fn output_dir(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
-    Ok(ctx
-        .param_opt::<PathBuf>("output")?
+    Ok(param_or::<Option<PathBuf>>(ctx, "output", None)?
         .unwrap_or_else(|| ctx.home().join("data").join(ctx.dag_id.as_str())))
 }
 
@@ -454,15 +499,45 @@ fn day() -> String {
 #[serde(deny_unknown_fields)]
 pub struct LoadWindow {
     pub partition_by: PartitionBy,
+    /// The source file (CSV, JSON lines or Parquet; `{param:NAME}`, `{home}` expanded);
+    /// default `--conf source`, else the generated sample orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    /// The column of event times; default `--conf time_column`, else `event_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_column: Option<String>,
+    /// The dataset folder; default `--conf output`, else `HOME/data/DAG_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<PathBuf>,
+    /// `parquet`, `csv` or `jsonl`; default `--conf format`, else Parquet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 impl LoadWindow {
-    pub fn by_date(granularity: Granularity) -> Self {
+    pub fn new(partition_by: PartitionBy) -> Self {
         LoadWindow {
-            partition_by: PartitionBy::Date {
-                granularity: granularity.as_str().to_owned(),
-                whole_local: false,
-            },
+            partition_by,
+            source: None,
+            time_column: None,
+            output: None,
+            format: None,
+        }
+    }
+
+    pub fn by_date(granularity: Granularity) -> Self {
+        LoadWindow::new(PartitionBy::Date {
+            granularity: granularity.as_str().to_owned(),
+            whole_local: false,
+        })
+    }
+
+    fn overrides(&self) -> SourceOverrides {
+        SourceOverrides {
+            source: self.source.clone(),
+            time_column: self.time_column.clone(),
+            output: self.output.clone(),
+            format: self.format.clone(),
         }
     }
 
@@ -579,7 +654,7 @@ impl crate::Operator for LoadWindow {
     }
 
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
-        let p = window_params(&ctx).await?;
+        let p = window_params_with(&ctx, &self.overrides()).await?;
         let (mut from, mut to) = (ctx.data_interval.start, ctx.data_interval.end);
         let (partitioner, mut expected) = self.partitioner(&p, from)?;
         let mut partitioner = partitioner;
@@ -716,6 +791,40 @@ fn default_sample() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct Partition {
     pub layout: Layout,
+    /// The source file (CSV, JSON lines or Parquet; `{param:NAME}`, `{home}` expanded);
+    /// default `--conf source`, else the generated sample orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
+    /// The column of event times; default `--conf time_column`, else `event_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_column: Option<String>,
+    /// The dataset folder; default `--conf output`, else `HOME/data/DAG_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<PathBuf>,
+    /// `parquet`, `csv` or `jsonl`; default `--conf format`, else Parquet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl Partition {
+    pub fn new(layout: Layout) -> Self {
+        Partition {
+            layout,
+            source: None,
+            time_column: None,
+            output: None,
+            format: None,
+        }
+    }
+
+    fn overrides(&self) -> SourceOverrides {
+        SourceOverrides {
+            source: self.source.clone(),
+            time_column: self.time_column.clone(),
+            output: self.output.clone(),
+            format: self.format.clone(),
+        }
+    }
 }
 
 impl Layout {
@@ -781,19 +890,7 @@ impl Layout {
                 partitions,
                 sample,
             } => {
-                let mut builder = RangePlanBuilder::new(*partitions, *sample)?;
-                for batch in open_source(&p.source, &ReadOptions::default())? {
-                    builder.add_batch(&batch?, key)?;
-                }
-                let exact = builder.is_exact();
-                let mut plan = builder.finish();
-                if !exact {
-                    let mut counter = RangeCounter::new(&plan);
-                    for batch in open_source(&p.source, &ReadOptions::default())? {
-                        counter.add_batch(&batch?, key)?;
-                    }
-                    plan = counter.finish();
-                }
+                let (plan, _) = crate::plan_ranges(&p.source, key, *partitions, *sample)?;
                 Box::new(RangePartitioner {
                     plan,
                     column: key.clone(),
@@ -821,7 +918,7 @@ impl crate::Operator for Partition {
     }
 
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
-        let p = window_params(&ctx).await?;
+        let p = window_params_with(&ctx, &self.overrides()).await?;
         let (params, layout) = (p.clone(), self.layout.clone());
         let loaded = blocking(move || {
             let mut partitioner = layout.partitioner(&params)?;

@@ -39,10 +39,23 @@ pub struct Sql {
     /// What becomes of the result.
     #[serde(default)]
     pub result: SqlResult,
-    /// More `$name` values a DAG written in Rust computes itself (a window start, a key),
-    /// bound like the run values; they win over a run value of the same name.
+    /// Tables that are upstream tasks' datasets: name in the query → upstream task id, whose
+    /// output names the dataset it committed (`load_window`, `partition`, a `sql` dataset).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// More `$name` values, bound like the run values and winning over one of the same name:
+    /// numbers, booleans or text (a DAG file's `{{ item.lo }}` renders to its typed value).
+    #[serde(default)]
+    pub bind: BTreeMap<String, serde_json::Value>,
+    /// Typed values a DAG written in Rust computes itself (an instant), bound likewise.
     #[serde(skip)]
-    pub bind: Vec<(String, QueryParam)>,
+    pub typed: Vec<(String, QueryParam)>,
+}
+
+/// The dataset an upstream's output names.
+#[derive(Debug, Deserialize)]
+struct DatasetOf {
+    dataset: Option<PathBuf>,
 }
 
 /// One table of a query.
@@ -113,13 +126,21 @@ impl Sql {
             query: query.into(),
             tables: BTreeMap::new(),
             result: SqlResult::default(),
-            bind: Vec::new(),
+            inputs: BTreeMap::new(),
+            bind: BTreeMap::new(),
+            typed: Vec::new(),
         }
     }
 
     /// Binds `$name` to `value` for this query.
     pub fn bind(mut self, name: impl Into<String>, value: QueryParam) -> Self {
-        self.bind.push((name.into(), value));
+        self.typed.push((name.into(), value));
+        self
+    }
+
+    /// Reads the dataset upstream task `task` committed as table `name`.
+    pub fn input(mut self, name: impl Into<String>, task: impl Into<String>) -> Self {
+        self.inputs.insert(name.into(), task.into());
         self
     }
 
@@ -214,18 +235,22 @@ pub(crate) fn run_params(ctx: &TaskContext) -> Vec<(String, QueryParam)> {
         if name == weir_runtime::ZONE_PARAM {
             continue;
         }
-        let param = match value {
-            serde_json::Value::Bool(b) => QueryParam::Bool(*b),
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => QueryParam::Int(i),
-                None => QueryParam::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            serde_json::Value::String(s) => QueryParam::Text(s.clone()),
-            other => QueryParam::Text(other.to_string()),
-        };
-        params.push((name.clone(), param));
+        params.push((name.clone(), json_param(value)));
     }
     params
+}
+
+/// A JSON value as a query parameter: a number, a boolean or text.
+fn json_param(value: &serde_json::Value) -> QueryParam {
+    match value {
+        serde_json::Value::Bool(b) => QueryParam::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => QueryParam::Int(i),
+            None => QueryParam::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => QueryParam::Text(s.clone()),
+        other => QueryParam::Text(other.to_string()),
+    }
 }
 
 fn local_date(t: jiff::Timestamp, ctx: &TaskContext) -> String {
@@ -290,8 +315,14 @@ impl Operator for Sql {
 
     async fn execute(&self, ctx: TaskContext) -> TaskResult {
         let mut params = run_params(&ctx);
-        params.retain(|(name, _)| !self.bind.iter().any(|(b, _)| b == name));
-        params.extend(self.bind.iter().cloned());
+        let mut extra: Vec<(String, QueryParam)> = self
+            .bind
+            .iter()
+            .map(|(name, value)| (name.clone(), json_param(value)))
+            .collect();
+        extra.extend(self.typed.iter().cloned());
+        params.retain(|(name, _)| !extra.iter().any(|(b, _)| b == name));
+        params.extend(extra);
         let unknown = unknown_placeholders(&self.query, &params);
         if !unknown.is_empty() {
             return Err(TaskError::fatal(format!(
@@ -305,6 +336,26 @@ impl Operator for Sql {
             )));
         }
         let engine = QueryEngine::new();
+        for (name, task) in &self.inputs {
+            let value: serde_json::Value = ctx.input(task).await?;
+            // A mapped upstream gives a list of outputs, all of one dataset.
+            let first = match &value {
+                serde_json::Value::Array(items) => items.first().cloned().unwrap_or_default(),
+                other => other.clone(),
+            };
+            let dir = serde_json::from_value::<DatasetOf>(first)
+                .ok()
+                .and_then(|d| d.dataset)
+                .ok_or_else(|| {
+                    TaskError::fatal(format!(
+                        "input `{name}`: task `{task}` committed no dataset (its output names none); read a load_window, partition or sql dataset task"
+                    ))
+                })?;
+            engine
+                .register(name, &dir)
+                .await
+                .map_err(|e| TaskError::fatal(format!("input `{name}` (task `{task}`): {e}")))?;
+        }
         for (name, table) in &self.tables {
             match table {
                 Table::Dataset(dir) => {

@@ -62,6 +62,11 @@ impl std::fmt::Debug for TaskContext {
 }
 
 impl TaskContext {
+    /// Whether the DAG declares the param `name`.
+    pub fn declares(&self, name: &str) -> bool {
+        self.declared.get(name).is_some()
+    }
+
     /// A declared param the run has a value for (its conf's, or the declared default), read
     /// into `T`. Reading an undeclared param, or one that is not set and has no default, is an
     /// error that names it; never a silent default.

@@ -63,28 +63,20 @@ async fn hours_of_the_interval_are_all_written_and_rows_land_in_their_hour() {
 async fn geo_and_hash_route_by_their_key_and_a_missing_key_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
-    let geo = LoadWindow {
-        partition_by: PartitionBy::Geo {
-            key: "region".into(),
-        },
-    };
-    let hash = LoadWindow {
-        partition_by: PartitionBy::Hash {
-            key: "order_id".into(),
-            buckets: 4,
-        },
-    };
-    let missing = LoadWindow {
-        partition_by: PartitionBy::Geo {
-            key: "country".into(),
-        },
-    };
-    let zero = LoadWindow {
-        partition_by: PartitionBy::Hash {
-            key: "order_id".into(),
-            buckets: 0,
-        },
-    };
+    let geo = LoadWindow::new(PartitionBy::Geo {
+        key: "region".into(),
+    });
+    let hash = LoadWindow::new(PartitionBy::Hash {
+        key: "order_id".into(),
+        buckets: 4,
+    });
+    let missing = LoadWindow::new(PartitionBy::Geo {
+        key: "country".into(),
+    });
+    let zero = LoadWindow::new(PartitionBy::Hash {
+        key: "order_id".into(),
+        buckets: 0,
+    });
     let w = World::declaring(
         vec![
             ("geo", vec![task("load", geo)]),
@@ -147,7 +139,7 @@ fn many(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
 }
 
 fn layout(by: weir_ops::Layout) -> weir_ops::Partition {
-    weir_ops::Partition { layout: by }
+    weir_ops::Partition::new(by)
 }
 
 fn rows_by_partition(dir: &std::path::Path) -> Vec<(String, u64, u64)> {
@@ -275,11 +267,9 @@ async fn partition_lays_out_a_whole_source_by_range_size_or_hash_and_retires_sta
 async fn month_and_interval_layouts_write_one_partition_named_in_the_run_zone() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
-    let shift = LoadWindow {
-        partition_by: PartitionBy::Interval {
-            name: "shift".into(),
-        },
-    };
+    let shift = LoadWindow::new(PartitionBy::Interval {
+        name: "shift".into(),
+    });
     let w = World::declaring(
         vec![
             (
@@ -330,9 +320,7 @@ async fn month_and_interval_layouts_write_one_partition_named_in_the_run_zone() 
 async fn an_interval_layout_named_dt_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let src = source(dir.path());
-    let bad = LoadWindow {
-        partition_by: PartitionBy::Interval { name: "dt".into() },
-    };
+    let bad = LoadWindow::new(PartitionBy::Interval { name: "dt".into() });
     let w = World::declaring(
         vec![("ops", vec![task("load", bad.clone())])],
         window_param_specs(),

@@ -163,11 +163,9 @@ pub fn dag() -> DagDef {
 /// window's length in hours (8, or 47 to 49 for a weekend).
 async fn load_shift(ctx: TaskContext) -> Result<Value, TaskError> {
     let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
-    let mut out = LoadWindow {
-        partition_by: PartitionBy::Interval {
-            name: "shift".to_owned(),
-        },
-    }
+    let mut out = LoadWindow::new(PartitionBy::Interval {
+        name: "shift".to_owned(),
+    })
     .execute(ctx)
     .await?;
     out["window_hours"] = json!(to.duration_since(from).as_secs_f64() / 3600.0);

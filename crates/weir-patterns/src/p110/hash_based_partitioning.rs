@@ -151,9 +151,7 @@ async fn assess_keys(ctx: TaskContext) -> Result<Value, TaskError> {
 async fn write_buckets(ctx: TaskContext) -> Result<Value, TaskError> {
     let key: String = ctx.param("key")?;
     let n: u32 = ctx.param("partitions")?;
-    let layout = Partition {
-        layout: Layout::Hash { key, buckets: n },
-    };
+    let layout = Partition::new(Layout::Hash { key, buckets: n });
     let mut out = layout.execute(ctx).await?;
     let loaded: Loaded = serde_json::from_value(out.clone())
         .map_err(|e| TaskError::fatal(format!("the partition output: {e}")))?;

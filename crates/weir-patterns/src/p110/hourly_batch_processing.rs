@@ -50,12 +50,10 @@ pub fn dag() -> DagDef {
             // of both occurrences.
             weir_ops::task(
                 "load_hour",
-                LoadWindow {
-                    partition_by: PartitionBy::Date {
-                        granularity: "hour".to_owned(),
-                        whole_local: true,
-                    },
-                },
+                LoadWindow::new(PartitionBy::Date {
+                    granularity: "hour".to_owned(),
+                    whole_local: true,
+                }),
             )
             .doc("Stream the source, keep the local hour's rows, commit dt=/hr=")
             .pool(POOL, 1)

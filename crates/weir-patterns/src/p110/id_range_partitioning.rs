@@ -25,16 +25,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
-use weir_data::partitioners::{DEFAULT_SAMPLE_CAPACITY, RangeCounter, RangePlanBuilder};
-use weir_data::{DataError, ReadOptions, open_source};
-use weir_ops::{Operator, QueryParam, Sql, SqlOutput, SqlResult, identifier};
+use weir_data::partitioners::DEFAULT_SAMPLE_CAPACITY;
+use weir_ops::{
+    Operator, PlanRanges, QueryParam, RangeItem, Sql, SqlOutput, SqlResult, identifier,
+};
 use weir_runtime::{DagDef, Task, TaskContext, TaskError};
 
 use weir_ops::blocking;
 use weir_ops::load::{retire_others, window_param_specs, window_params};
 
 pub const DAG_ID: &str = "110_02_02_id_range_partitioning";
-pub const PLAN_FILE: &str = "_range_plan.json";
+pub use weir_ops::PLAN_FILE;
 
 pub fn dag() -> DagDef {
     DagDef::builder(DAG_ID)
@@ -75,78 +76,18 @@ pub fn dag() -> DagDef {
 
 pub use weir_data::partitioners::range_key;
 
+/// The `plan_ranges` operator with the run's key, count and sample: one mapped item per range,
+/// the plan file next to the partitions.
 async fn plan_ranges(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx).await?;
-    let key: String = ctx.param("key")?;
-    let partitions: usize = ctx.param("partitions")?;
-    let sample: usize = ctx.param("sample")?;
-    let (plan, sampled) = blocking(move || {
-        // Pass 1: row count, min, max and a bounded sample of the keys, batch by batch.
-        let mut builder = RangePlanBuilder::new(partitions, sample)?;
-        let mut reader = open_source(&p.source, &ReadOptions::default())?;
-        for batch in reader.by_ref() {
-            builder.add_batch(&batch?, &key)?;
-        }
-        let sampled = !builder.is_exact();
-        let mut plan = builder.finish();
-        if sampled {
-            // Pass 2: the sampled plan's counts are estimates; count every range's rows exactly.
-            let mut counter = RangeCounter::new(&plan);
-            let mut reader = open_source(&p.source, &ReadOptions::default())?;
-            for batch in reader.by_ref() {
-                counter.add_batch(&batch?, &key)?;
-            }
-            plan = counter.finish();
-        }
-        std::fs::create_dir_all(&p.output).map_err(|e| DataError::Io {
-            action: "create",
-            path: p.output.clone(),
-            source: e,
-        })?;
-        let path = p.output.join(PLAN_FILE);
-        let tmp = p.output.join(format!(".{PLAN_FILE}.tmp"));
-        std::fs::write(&tmp, plan.to_json()).map_err(|e| DataError::Io {
-            action: "write",
-            path: tmp.clone(),
-            source: e,
-        })?;
-        std::fs::rename(&tmp, &path).map_err(|e| DataError::Io {
-            action: "write",
-            path: path.clone(),
-            source: e,
-        })?;
-        Ok((plan, sampled))
-    })
-    .await?;
-    let count = plan.len();
-    // One mapped instance per range: its index, bounds and expected rows (exact either way).
-    let items: Vec<RangeItem> = plan
-        .ranges()
-        .iter()
-        .enumerate()
-        .map(|(i, r)| RangeItem {
-            index: i,
-            count,
-            lo: r.lo,
-            hi: r.hi,
-            rows: r.rows,
-            sampled,
-        })
-        .collect();
-    Ok(serde_json::to_value(items).expect("range items serialize"))
-}
-
-/// What `plan_ranges` hands each mapped `write_range`: one range of the plan.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RangeItem {
-    index: usize,
-    count: usize,
-    lo: i64,
-    hi: i64,
-    /// Rows the plan counted in the range (exact).
-    rows: u64,
-    /// The plan came from a sample (then recounted exactly).
-    sampled: bool,
+    PlanRanges {
+        key: ctx.param("key")?,
+        partitions: ctx.param("partitions")?,
+        sample: ctx.param("sample")?,
+        source: None,
+        output: None,
+    }
+    .execute(ctx)
+    .await
 }
 
 /// What each `write_range` instance returns.
@@ -165,7 +106,6 @@ async fn write_range(ctx: TaskContext) -> Result<Value, TaskError> {
     let key: String = ctx.param("key")?;
     let item: RangeItem = ctx.mapped_item()?;
     let partition = range_key(item.index, item.count);
-    let range = partition.get("range").unwrap_or_default().to_owned();
     let column = identifier("key", &key)?;
     let mut query = Sql::new(format!(
         "SELECT *, $range AS range FROM src WHERE {column} >= $lo AND {column} <= $hi"
@@ -173,7 +113,7 @@ async fn write_range(ctx: TaskContext) -> Result<Value, TaskError> {
     .source("src", &p.source, None)
     .bind("lo", QueryParam::Int(item.lo))
     .bind("hi", QueryParam::Int(item.hi))
-    .bind("range", QueryParam::Text(range))
+    .bind("range", QueryParam::Text(item.range.clone()))
     .into_dataset(&p.output, &["range"]);
     if let SqlResult::Dataset { format, .. } = &mut query.result {
         *format = Some(ctx.param::<String>("format")?);

@@ -50,11 +50,9 @@ pub use weir_data::partitioners::chunk_key;
 /// chunk and what the partitioner learned (`layout`: the ratio, estimated against actual bytes).
 async fn write_chunks(ctx: TaskContext) -> Result<Value, TaskError> {
     let target: u64 = ctx.param("target_bytes")?;
-    let layout = Partition {
-        layout: Layout::Size {
-            target_bytes: target,
-        },
-    };
+    let layout = Partition::new(Layout::Size {
+        target_bytes: target,
+    });
     let mut out = layout.execute(ctx).await?;
     let loaded: Loaded = serde_json::from_value(out.clone())
         .map_err(|e| TaskError::fatal(format!("the partition output: {e}")))?;
