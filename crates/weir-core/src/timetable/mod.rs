@@ -161,6 +161,23 @@ pub fn window_schedule(expr: &str, tz: TimeZone) -> Result<Arc<dyn Timetable>, S
     Ok(Arc::new(CronDataIntervalTimetable::new(expr, tz)?))
 }
 
+/// A schedule as a user writes it: `none` (or empty: manual runs only), `every DURATION`
+/// (`every 90m`: elapsed time), a preset (`@daily`) or a five-field cron, in `tz`.
+pub fn parse_schedule(
+    expr: &str,
+    tz: TimeZone,
+) -> Result<Option<Arc<dyn Timetable>>, ScheduleError> {
+    let text = expr.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") || text.eq_ignore_ascii_case("@none") {
+        return Ok(None);
+    }
+    if let Some(every) = text.strip_prefix("every ") {
+        let delta = parse_duration(every.trim())?;
+        return Ok(Some(Arc::new(DeltaDataIntervalTimetable::new(delta)?)));
+    }
+    window_schedule(text, tz).map(Some)
+}
+
 /// The first `count` runs a DAG starting at `start` gets with catchup on.
 pub fn preview(tt: &dyn Timetable, start: Timestamp, count: usize) -> Vec<DagRunInfo> {
     let restriction = TimeRestriction {

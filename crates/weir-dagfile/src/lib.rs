@@ -1,0 +1,816 @@
+//! DAG files: pipelines written in TOML from the operator catalogue, which the stock `weir`
+//! binary loads at start — no Rust, no compile.
+//!
+//! ```toml
+//! [dag]
+//! id = "orders_daily"
+//! schedule = "@daily"             # a preset, a 5-field cron, "every 90m", or "none"
+//! timezone = "America/New_York"
+//! start_date = "2026-03-01"
+//!
+//! [params]
+//! source = { default = "orders.csv", doc = "CSV of orders" }
+//!
+//! [[tasks]]
+//! id = "load"
+//! op = "load_window"
+//! source = "{{ params.source }}"
+//! partition_by = "dt"
+//!
+//! [[tasks]]
+//! id = "per_region"
+//! op = "sql"
+//! inputs = { orders = "load" }
+//! query = "SELECT region, count(*) AS orders FROM orders GROUP BY region"
+//! ```
+//!
+//! A task is `id`, `op` (an operator of [`weir_ops::OperatorConfig`]), the task settings
+//! (`after`, `retries`, `retry_delay`, `retry_backoff`, `max_retry_delay`, `pool`,
+//! `pool_slots`, `trigger_rule`, `execution_timeout`, `expand`, `doc`) and the operator's own
+//! keys. [`parse`] reports every problem of a file at once, each with its line.
+
+mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use toml::Spanned;
+use weir_core::timetable::{parse_duration, parse_schedule, parse_start, parse_zone};
+use weir_core::{CoreError, DagProblem, ParamSpec, TriggerRule};
+use weir_runtime::{DagDef, Task, TaskError};
+
+pub use template::VARIABLES;
+
+/// One problem of a DAG file: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    /// 1-based; `None` for the file as a whole.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// A DAG loaded from a file.
+#[derive(Debug)]
+pub struct DagFile {
+    pub path: PathBuf,
+    /// The first 12 hex digits of the SHA-1 of the file's text: which version of it this is.
+    pub version: String,
+    pub def: DagDef,
+}
+
+/// What loading folders of DAG files gave: the DAGs, and the files that did not load.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub dags: Vec<DagFile>,
+    /// Every problem of every file that did not load (Airflow's import errors).
+    pub errors: Vec<Problem>,
+}
+
+/// The `*.toml` files of `dir`, sorted; a folder that does not exist has none.
+pub fn dag_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Problem {
+                path: dir.to_path_buf(),
+                line: None,
+                message: format!("cannot list the DAG folder: {e}"),
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every DAG file of `dirs`. A broken file never stops the others: its problems are
+/// listed in [`Loaded::errors`]. Two files declaring one DAG id: the second is an error.
+pub fn load_dirs(dirs: &[PathBuf]) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in dirs {
+        let files = match dag_files(dir) {
+            Ok(files) => files,
+            Err(problem) => {
+                loaded.errors.push(problem);
+                continue;
+            }
+        };
+        for path in files {
+            match load_file(&path) {
+                Ok(dag) => {
+                    let id = dag.def.dag.id.to_string();
+                    if let Some(first) = seen.get(&id) {
+                        loaded.errors.push(Problem {
+                            path: path.clone(),
+                            line: None,
+                            message: format!(
+                                "DAG id `{id}` is already declared by {}; give one of them another id",
+                                first.display()
+                            ),
+                        });
+                        continue;
+                    }
+                    seen.insert(id, path);
+                    loaded.dags.push(dag);
+                }
+                Err(problems) => loaded.errors.extend(problems),
+            }
+        }
+    }
+    loaded
+}
+
+/// Reads and parses one DAG file.
+pub fn load_file(path: &Path) -> Result<DagFile, Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read the file: {e}"),
+        }]
+    })?;
+    let def = parse(path, &text)?;
+    let version = sha1_smol::Sha1::from(text.as_bytes()).digest().to_string()[..12].to_owned();
+    Ok(DagFile {
+        path: path.to_path_buf(),
+        version,
+        def,
+    })
+}
+
+type Table = BTreeMap<String, Spanned<toml::Value>>;
+
+#[derive(serde::Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    dag: Option<Spanned<Table>>,
+    #[serde(default)]
+    params: Table,
+    #[serde(default)]
+    tasks: Vec<Spanned<Table>>,
+}
+
+/// Collects problems with their lines.
+struct Report<'a> {
+    path: &'a Path,
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn at(&mut self, offset: Option<usize>, message: impl Into<String>) {
+        let line = offset.map(|o| self.line_of(o));
+        self.problems.push(Problem {
+            path: self.path.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// Where `key = ` is written in the table that starts at `span` (a `[table]` header's
+    /// span covers the header only: the table's keys follow it up to the next header).
+    fn key_offset(&self, span: &std::ops::Range<usize>, key: &str) -> Option<usize> {
+        let mut offset = span.start;
+        for (i, line) in self
+            .text
+            .get(span.start..)?
+            .split_inclusive('\n')
+            .enumerate()
+        {
+            let trimmed = line.trim_start();
+            if i > 0 && trimmed.starts_with('[') {
+                return None;
+            }
+            if let Some(rest) = trimmed.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(offset + (line.len() - trimmed.len()));
+                }
+            }
+            offset += line.len();
+        }
+        None
+    }
+}
+
+/// The task settings a task table may hold besides its operator's keys.
+const TASK_KEYS: &[&str] = &[
+    "id",
+    "op",
+    "after",
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "pool",
+    "pool_slots",
+    "trigger_rule",
+    "execution_timeout",
+    "expand",
+    "doc",
+];
+
+/// The operators a task's `op` may name.
+pub const OPERATORS: &[&str] = &[
+    "command",
+    "load_window",
+    "partition",
+    "plan_ranges",
+    "sql",
+    "verify",
+    "wait_for",
+    "write_table",
+];
+
+/// Parses the DAG file `text` (read from `path`) into a DAG; every problem at once otherwise.
+pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
+    let mut r = Report {
+        path,
+        text,
+        problems: Vec::new(),
+    };
+    // Syntax and shape.
+    let top: Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            r.at(e.span().map(|s| s.start), format!("TOML: {}", e.message()));
+            return Err(r.problems);
+        }
+    };
+    for (key, value) in &top {
+        if !["dag", "params", "tasks"].contains(&key.as_str()) {
+            r.at(
+                Some(value.span().start),
+                format!("unknown table `{key}`; a DAG file has [dag], [params] and [[tasks]]"),
+            );
+        }
+    }
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            r.at(
+                e.span().map(|s| s.start),
+                format!(
+                    "{}; [dag] and [params] are tables and [[tasks]] an array of tables",
+                    e.message()
+                ),
+            );
+            return Err(r.problems);
+        }
+    };
+    let Some(dag) = raw.dag else {
+        r.at(
+            None,
+            "no [dag] table; start the file with [dag] and its `id`",
+        );
+        return Err(r.problems);
+    };
+
+    // [dag]
+    let dag_span = dag.span();
+    let dag = dag.into_inner();
+    let text_of = |r: &mut Report, key: &str, v: &Spanned<toml::Value>| -> Option<String> {
+        match v.get_ref() {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Datetime(d) => Some(d.to_string()),
+            other => {
+                r.at(
+                    Some(v.span().start),
+                    format!("`{key}` must be text, not {}", other.type_str()),
+                );
+                None
+            }
+        }
+    };
+    let id = match dag.get("id") {
+        Some(v) => text_of(&mut r, "id", v),
+        None => {
+            r.at(Some(dag_span.start), "[dag] has no `id`");
+            None
+        }
+    };
+    let mut builder = DagDef::builder(id.clone().unwrap_or_else(|| "invalid".to_owned()));
+    let zone = match dag.get("timezone") {
+        Some(v) => match text_of(&mut r, "timezone", v).map(|z| parse_zone(&z)) {
+            Some(Ok(tz)) => tz,
+            Some(Err(e)) => {
+                r.at(Some(v.span().start), e.to_string());
+                jiff::tz::TimeZone::UTC
+            }
+            None => jiff::tz::TimeZone::UTC,
+        },
+        None => jiff::tz::TimeZone::UTC,
+    };
+    for (key, v) in &dag {
+        let at = Some(v.span().start);
+        match key.as_str() {
+            "id" | "timezone" => {}
+            "schedule" => {
+                if let Some(s) = text_of(&mut r, key, v) {
+                    match parse_schedule(&s, zone.clone()) {
+                        Ok(Some(tt)) => builder = builder.schedule(tt),
+                        Ok(None) => {}
+                        Err(e) => r.at(at, format!("schedule {s:?}: {e}")),
+                    }
+                }
+            }
+            "start_date" | "end_date" => {
+                if let Some(s) = text_of(&mut r, key, v) {
+                    match parse_start(&s, &zone) {
+                        Ok(t) if key == "start_date" => builder = builder.start_date(t),
+                        Ok(t) => builder = builder.end_date(t),
+                        Err(e) => r.at(at, format!("{key}: {e}")),
+                    }
+                }
+            }
+            "catchup" => match v.get_ref().as_bool() {
+                Some(b) => builder = builder.catchup(b),
+                None => r.at(at, "`catchup` must be true or false"),
+            },
+            "description" => {
+                if let Some(s) = text_of(&mut r, key, v) {
+                    builder = builder.description(s);
+                }
+            }
+            "tags" => match v.get_ref().as_array() {
+                Some(tags) => {
+                    builder = builder.tags(
+                        tags.iter()
+                            .filter_map(|t| t.as_str().map(str::to_owned))
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                None => r.at(at, "`tags` must be a list of texts"),
+            },
+            "max_active_runs" | "max_active_tasks" => match v.get_ref().as_integer() {
+                Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => {
+                    builder = if key == "max_active_runs" {
+                        builder.max_active_runs(n as u32)
+                    } else {
+                        builder.max_active_tasks(n as u32)
+                    }
+                }
+                _ => r.at(at, format!("`{key}` must be a whole number from 1")),
+            },
+            other => r.at(
+                r.key_offset(&dag_span, other).or(at),
+                format!(
+                    "unknown key `{other}` in [dag]; it takes id, schedule, timezone, start_date, end_date, catchup, description, tags, max_active_runs, max_active_tasks"
+                ),
+            ),
+        }
+    }
+
+    // [params]
+    let mut declared = Vec::new();
+    for (name, v) in &raw.params {
+        if let Some(spec) = param_spec(&mut r, name, v) {
+            declared.push(name.clone());
+            builder = builder.param(spec);
+        }
+    }
+
+    // [[tasks]]
+    let env = template::environment();
+    let task_ids: BTreeSet<String> = raw
+        .tasks
+        .iter()
+        .filter_map(|t| t.get_ref().get("id")?.get_ref().as_str().map(str::to_owned))
+        .collect();
+    let mut task_lines: BTreeMap<String, usize> = BTreeMap::new();
+    for task in &raw.tasks {
+        let span = task.span();
+        if let Some(t) = task_of(&mut r, &env, &span, task.get_ref(), &task_ids, &declared) {
+            task_lines.insert(t.0.clone(), span.start);
+            builder = builder.task(t.1);
+        }
+    }
+    if raw.tasks.is_empty() {
+        r.at(None, "no [[tasks]]; a DAG needs at least one task");
+    }
+
+    let built = builder.build();
+    match built {
+        Ok(def) if r.problems.is_empty() => Ok(def),
+        Ok(_) => Err(r.problems),
+        Err(CoreError::InvalidDag { problems, .. }) => {
+            for p in problems {
+                let task = match &p {
+                    DagProblem::DuplicateTask { task }
+                    | DagProblem::UnknownUpstream { task, .. }
+                    | DagProblem::InvalidMapping { task, .. } => Some(task.clone()),
+                    DagProblem::Cycle { tasks } => tasks.first().cloned(),
+                    DagProblem::InvalidSetting { task, .. } => task.clone(),
+                };
+                // Unknown upstreams are reported with their own line already.
+                if matches!(p, DagProblem::UnknownUpstream { .. }) {
+                    continue;
+                }
+                let at = task.and_then(|t| task_lines.get(&t).copied());
+                r.at(at, p.to_string());
+            }
+            Err(r.problems)
+        }
+        Err(e) => {
+            r.at(None, e.to_string());
+            Err(r.problems)
+        }
+    }
+}
+
+/// A `[params]` entry: `name = { default = …, doc = "…", type = "…", min, max, choices }`,
+/// or a bare default. The type is the default's unless given.
+fn param_spec(r: &mut Report, name: &str, v: &Spanned<toml::Value>) -> Option<ParamSpec> {
+    let at = Some(v.span().start);
+    let (table, bare) = match v.get_ref() {
+        toml::Value::Table(t) => (t.clone(), None),
+        other => (toml::Table::new(), Some(other.clone())),
+    };
+    for key in table.keys() {
+        if !["default", "doc", "type", "min", "max", "choices"].contains(&key.as_str()) {
+            r.at(
+                at,
+                format!(
+                    "param `{name}`: unknown key `{key}`; a param takes default, doc, type, min, max, choices"
+                ),
+            );
+        }
+    }
+    let default = bare.or_else(|| table.get("default").cloned());
+    let doc = table
+        .get("doc")
+        .and_then(|d| d.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let kind = match table.get("type").and_then(|t| t.as_str()) {
+        Some(k) => k.to_owned(),
+        None => match &default {
+            Some(toml::Value::Integer(_)) => "integer".to_owned(),
+            Some(toml::Value::Float(_)) => "number".to_owned(),
+            Some(toml::Value::Boolean(_)) => "boolean".to_owned(),
+            _ if table.contains_key("choices") => "choice".to_owned(),
+            _ => "text".to_owned(),
+        },
+    };
+    let int = |k: &str, d: i64| table.get(k).and_then(|v| v.as_integer()).unwrap_or(d);
+    let num = |k: &str, d: f64| {
+        table
+            .get(k)
+            .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+            .unwrap_or(d)
+    };
+    let spec = match kind.as_str() {
+        "text" => ParamSpec::text(name, doc),
+        "path" => ParamSpec::path(name, doc),
+        "zone" => ParamSpec::zone(name, doc),
+        "integer" => ParamSpec::integer(name, int("min", i64::MIN), int("max", i64::MAX), doc),
+        "number" => ParamSpec::number(name, num("min", f64::MIN), num("max", f64::MAX), doc),
+        "boolean" => ParamSpec::boolean(name, doc),
+        "choice" => {
+            let choices: Vec<String> = table
+                .get("choices")
+                .and_then(|c| c.as_array())
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if choices.is_empty() {
+                r.at(
+                    at,
+                    format!("param `{name}`: a choice needs `choices = [\"…\"]`"),
+                );
+                return None;
+            }
+            ParamSpec::choice(name, choices, doc)
+        }
+        other => {
+            r.at(
+                at,
+                format!(
+                    "param `{name}`: unknown type `{other}`; use text, path, zone, integer, number, boolean or choice"
+                ),
+            );
+            return None;
+        }
+    };
+    let Some(default) = default else {
+        return Some(spec);
+    };
+    let value = toml_to_json(&default);
+    match spec.check(&value) {
+        Ok(_) => Some(spec.default(value)),
+        Err(e) => {
+            r.at(
+                at,
+                format!("param `{name}`: the default {value} is invalid: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn toml_to_json(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => Value::from(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// DAG-file shorthands, made into the operator configs they stand for.
+fn desugar(op: &str, config: &mut Map<String, Value>) -> Result<(), String> {
+    if op == "load_window" {
+        if let Some(Value::String(by)) = config.get("partition_by").cloned() {
+            let (granularity, whole_local) = match by.as_str() {
+                "dt" | "day" => ("day", false),
+                "hr" | "hour" | "dt/hr" => ("hour", true),
+                "mo" | "month" => ("month", false),
+                other => {
+                    return Err(format!(
+                        "partition_by = {other:?}: use \"dt\", \"hour\" or \"month\", or a table such as {{ by = \"hash\", key = \"customer_id\", buckets = 8 }}"
+                    ));
+                }
+            };
+            config.insert(
+                "partition_by".to_owned(),
+                serde_json::json!({"by": "date", "granularity": granularity, "whole_local": whole_local}),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One `[[tasks]]` table as a task, or its problems reported.
+fn task_of(
+    r: &mut Report,
+    env: &minijinja::Environment<'static>,
+    span: &std::ops::Range<usize>,
+    table: &Table,
+    task_ids: &BTreeSet<String>,
+    declared: &[String],
+) -> Option<(String, Task)> {
+    let start = Some(span.start);
+    let Some(id) = table.get("id").and_then(|v| v.get_ref().as_str()) else {
+        r.at(start, "a task has no `id`");
+        return None;
+    };
+    let id = id.to_owned();
+    let line_of_key = |r: &Report, key: &str| {
+        r.key_offset(span, key)
+            .or(table.get(key).map(|v| v.span().start))
+    };
+    let Some(op) = table.get("op").and_then(|v| v.get_ref().as_str()) else {
+        r.at(
+            start,
+            format!(
+                "task `{id}` has no `op`; name one of {}",
+                OPERATORS.join(", ")
+            ),
+        );
+        return None;
+    };
+    if !OPERATORS.contains(&op) {
+        r.at(
+            line_of_key(r, "op"),
+            format!(
+                "task `{id}`: unknown operator `{op}`; use one of {}",
+                OPERATORS.join(", ")
+            ),
+        );
+        return None;
+    }
+    let problems_before = r.problems.len();
+    let mut config = Map::new();
+    config.insert("operator".to_owned(), Value::String(op.to_owned()));
+    for (key, v) in table {
+        if !TASK_KEYS.contains(&key.as_str()) {
+            config.insert(key.clone(), toml_to_json(v.get_ref()));
+        }
+    }
+    if let Err(e) = desugar(op, &mut config) {
+        r.at(line_of_key(r, "partition_by"), format!("task `{id}`: {e}"));
+    }
+
+    // Task settings.
+    let text = |key: &str| {
+        table
+            .get(key)
+            .and_then(|v| v.get_ref().as_str().map(str::to_owned))
+    };
+    let list = |key: &str| -> Vec<String> {
+        match table.get(key).map(|v| v.get_ref()) {
+            Some(toml::Value::String(s)) => vec![s.clone()],
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut upstream = list("after");
+    let expand = text("expand");
+    if let Some(e) = &expand {
+        upstream.push(e.clone());
+    }
+    if let Some(Value::Object(inputs)) = config.get("inputs") {
+        for task in inputs.values().filter_map(Value::as_str) {
+            upstream.push(task.to_owned());
+        }
+    }
+    if let Some(Value::String(u)) = config.get("upstream") {
+        upstream.push(u.clone());
+    }
+    for u in &upstream {
+        if !task_ids.contains(u) {
+            let key = ["after", "expand", "inputs", "upstream"]
+                .into_iter()
+                .find(|k| {
+                    r.key_offset(span, k).is_some_and(|o| {
+                        r.text[o..]
+                            .lines()
+                            .next()
+                            .is_some_and(|l| l.contains(u.as_str()))
+                    })
+                })
+                .unwrap_or("after");
+            r.at(
+                line_of_key(r, key),
+                format!("task `{id}`: `{key}` names `{u}`, which is not a task of this file"),
+            );
+        }
+    }
+    upstream.sort();
+    upstream.dedup();
+
+    // The operator's config: its keys and types now; templated values when they are rendered.
+    let config = Value::Object(config);
+    let mut texts = Vec::new();
+    template::templated_texts(&config, "", &mut texts);
+    for (key, t) in &texts {
+        let top_key = key.split(['.', '[']).next().unwrap_or(key);
+        for problem in template::check(env, t, declared, expand.is_some()) {
+            r.at(
+                line_of_key(r, top_key),
+                format!("task `{id}`: `{key}`: {problem}"),
+            );
+        }
+    }
+    let parsed: Result<weir_ops::OperatorConfig, _> = serde_json::from_value(config.clone());
+    let operator = match parsed {
+        Ok(op_config) => Some(op_config),
+        Err(e) => {
+            let message = e.to_string();
+            // Point at the key serde names, else at the task.
+            let at = message
+                .split('`')
+                .nth(1)
+                .and_then(|k| r.key_offset(span, k))
+                .or(start);
+            // A templated value may not have its final type yet: checked when rendered.
+            if texts.is_empty() || !message.contains("invalid type") {
+                r.at(at, format!("task `{id}` ({op}): {message}"));
+            }
+            None
+        }
+    };
+    if let Some(op_config) = &operator {
+        if texts.is_empty() {
+            for problem in op_config.clone().into_operator().validate() {
+                r.at(start, format!("task `{id}` ({op}): {problem}"));
+            }
+        }
+    }
+
+    let mut task = if texts.is_empty() {
+        match operator {
+            Some(op_config) => weir_ops::task_of(id.clone(), op_config.into_operator()),
+            None => Task::new(id.clone()),
+        }
+    } else {
+        let config = Arc::new(config);
+        let task_id = id.clone();
+        Task::new(id.clone()).run(move |ctx| {
+            let config = config.clone();
+            let task_id = task_id.clone();
+            async move {
+                let env = template::environment();
+                let vars = template::context(&ctx);
+                let rendered = template::render(&env, &config, &vars, true).map_err(|e| {
+                    TaskError::fatal(format!("task `{task_id}`: a template fails: {e}"))
+                })?;
+                let op: weir_ops::OperatorConfig =
+                    serde_json::from_value(rendered).map_err(|e| {
+                        TaskError::fatal(format!(
+                            "task `{task_id}`: its rendered config is invalid: {e}"
+                        ))
+                    })?;
+                let op = op.into_operator();
+                let problems = op.validate();
+                if !problems.is_empty() {
+                    return Err(TaskError::fatal(format!(
+                        "task `{task_id}`: invalid {} config: {}",
+                        op.name(),
+                        problems.join("; ")
+                    )));
+                }
+                op.execute(ctx).await
+            }
+        })
+    };
+    task = task.doc(text("doc").unwrap_or_else(|| format!("{op} operator")));
+    if !upstream.is_empty() {
+        task = task.after(upstream);
+    }
+    if let Some(e) = expand {
+        task = task.expand(e);
+    }
+    for (key, v) in table {
+        let at = line_of_key(r, key);
+        let value = v.get_ref();
+        match key.as_str() {
+            "retries" => match value.as_integer() {
+                Some(n) if (0..=1000).contains(&n) => task = task.retries(n as u32),
+                _ => r.at(at, format!("task `{id}`: `retries` must be a whole number from 0")),
+            },
+            "retry_delay" | "max_retry_delay" | "execution_timeout" => {
+                match value.as_str().map(parse_duration) {
+                    Some(Ok(d)) => {
+                        task = match key.as_str() {
+                            "retry_delay" => task.retry_delay(d),
+                            "max_retry_delay" => task.max_retry_delay(d),
+                            _ => task.execution_timeout(d),
+                        }
+                    }
+                    Some(Err(e)) => r.at(at, format!("task `{id}`: `{key}`: {e}")),
+                    None => r.at(at, format!("task `{id}`: `{key}` must be a duration such as \"5m\"")),
+                }
+            }
+            "retry_backoff" => match value {
+                toml::Value::Boolean(true) => task = task.backoff(2.0),
+                toml::Value::Boolean(false) => {}
+                toml::Value::Float(f) if *f >= 1.0 => task = task.backoff(*f),
+                toml::Value::Integer(i) if *i >= 1 => task = task.backoff(*i as f64),
+                _ => r.at(at, format!("task `{id}`: `retry_backoff` is true, false or a multiplier of at least 1")),
+            },
+            "pool" => {
+                let slots = table
+                    .get("pool_slots")
+                    .and_then(|s| s.get_ref().as_integer())
+                    .unwrap_or(1);
+                match value.as_str() {
+                    Some(name) if slots >= 1 => task = task.pool(name, slots as u32),
+                    _ => r.at(at, format!("task `{id}`: `pool` is a pool's name and `pool_slots` at least 1")),
+                }
+            }
+            "trigger_rule" => match value
+                .as_str()
+                .and_then(|t| serde_json::from_value::<TriggerRule>(Value::String(t.to_owned())).ok())
+            {
+                Some(rule) => task = task.trigger_rule(rule),
+                None => r.at(
+                    at,
+                    format!(
+                        "task `{id}`: unknown trigger_rule {value}; use all_success, all_failed, all_done, one_success, one_failed, none_failed, none_skipped, …"
+                    ),
+                ),
+            },
+            _ => {}
+        }
+    }
+    (r.problems.len() == problems_before).then_some((id, task))
+}
