@@ -21,6 +21,9 @@ pub struct Cli {
     /// A killed process's runs are taken over by the next `weir` that runs them after this long.
     #[arg(long, global = true, env = "WEIR_LEASE", default_value = "30s")]
     pub lease: String,
+    /// A folder of DAG files (`*.toml`) to load besides HOME/dags; repeatable.
+    #[arg(long = "dags", global = true, value_name = "DIR")]
+    pub dags: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,6 +58,11 @@ pub enum DagsCmd {
     List {
         #[arg(long)]
         json: bool,
+    },
+    /// Check DAG files: every problem of every file, each with its file and line.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Show a DAG's tasks, schedule and settings.
     Show {

@@ -1,8 +1,8 @@
 //! One function per subcommand: validate the raw flags, call the library, print the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,11 +35,66 @@ macro_rules! out {
     }};
 }
 
-pub async fn dispatch(cli: Cli, registry: Registry) -> Result<ExitCode> {
+/// The DAG files loaded at start: where each file DAG came from, and the files that did not
+/// load (import errors).
+#[derive(Debug, Default)]
+pub struct FileDags {
+    /// DAG id → (file, version).
+    pub by_id: BTreeMap<String, (PathBuf, String)>,
+    pub errors: Vec<weir_dagfile::Problem>,
+}
+
+/// Loads the DAG files of HOME/dags and every `--dags DIR` into `registry`. A file that does
+/// not load, or declares an id the binary already has, is an import error; the rest load.
+pub fn load_dag_files(cli: &Cli, registry: &mut Registry) -> FileDags {
+    let mut dirs = vec![cli.home.join("dags")];
+    dirs.extend(cli.dags.iter().cloned());
+    let loaded = weir_dagfile::load_dirs(&dirs);
+    let mut files = FileDags {
+        errors: loaded.errors,
+        ..FileDags::default()
+    };
+    for dag in loaded.dags {
+        let id = dag.def.dag.id.to_string();
+        if registry.get(&id).is_some() {
+            files.errors.push(weir_dagfile::Problem {
+                path: dag.path,
+                line: None,
+                message: format!(
+                    "DAG id `{id}` is already a DAG of this binary; give the file's DAG another id"
+                ),
+            });
+            continue;
+        }
+        files.by_id.insert(id, (dag.path, dag.version));
+        registry.add(dag.def);
+    }
+    let broken: BTreeSet<&Path> = files.errors.iter().map(|p| p.path.as_path()).collect();
+    let listing = matches!(
+        cli.command,
+        Command::Dags(DagsCmd::List { .. } | DagsCmd::Validate { .. })
+    );
+    if !broken.is_empty() && !listing {
+        eprintln!(
+            "warning: {} DAG file{} did not load ({}); `weir dags list` shows why",
+            broken.len(),
+            if broken.len() == 1 { "" } else { "s" },
+            broken
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    files
+}
+
+pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<ExitCode> {
     let home = cli.home.clone();
     match cli.command {
-        Command::Dags(DagsCmd::List { json }) => dags_list(&registry, json),
-        Command::Dags(DagsCmd::Show { dag, json }) => dags_show(&registry, &dag, json),
+        Command::Dags(DagsCmd::List { json }) => dags_list(&registry, &files, json),
+        Command::Dags(DagsCmd::Validate { files: paths }) => dags_validate(&registry, &paths),
+        Command::Dags(DagsCmd::Show { dag, json }) => dags_show(&registry, &files, &dag, json),
         Command::Dags(DagsCmd::Run {
             dag,
             logical_date,
@@ -416,7 +471,57 @@ fn fmt_ts(ts: Timestamp, tz: &TimeZone) -> String {
         .to_string()
 }
 
-fn dags_list(registry: &Registry, json: bool) -> Result<ExitCode> {
+/// `weir dags validate FILE...`: every problem of every file, one line each; exit 1 if any.
+fn dags_validate(registry: &Registry, paths: &[PathBuf]) -> Result<ExitCode> {
+    let mut problems = 0;
+    for path in paths {
+        match weir_dagfile::load_file(path) {
+            Ok(dag) => {
+                let id = dag.def.dag.id.to_string();
+                if registry.get(&id).is_some() {
+                    problems += 1;
+                    out!(
+                        "{}: DAG id `{id}` is already a DAG of this binary; give the file's DAG another id",
+                        path.display()
+                    );
+                } else {
+                    out!(
+                        "{}: ok: DAG `{id}`, {} tasks, version {}",
+                        path.display(),
+                        dag.def.dag.tasks().len(),
+                        dag.version
+                    );
+                }
+            }
+            Err(found) => {
+                problems += found.len();
+                for p in found {
+                    out!("{p}");
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!(
+            "{problems} problem{} in {} file{}",
+            if problems == 1 { "" } else { "s" },
+            paths.len(),
+            if paths.len() == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dags_list(registry: &Registry, files: &FileDags, json: bool) -> Result<ExitCode> {
+    for p in &files.errors {
+        if json {
+            out!(
+                "{}",
+                json!({"import_error": p.path, "line": p.line, "message": p.message})
+            );
+        }
+    }
     for def in registry.dags() {
         let schedule = def
             .dag
@@ -433,11 +538,19 @@ fn dags_list(registry: &Registry, json: bool) -> Result<ExitCode> {
             out!("{:<48} {:<32} {}", def.id(), schedule, def.dag.description);
         }
     }
+    if !json && !files.errors.is_empty() {
+        out!("");
+        out!("import errors (these DAG files did not load):");
+        for p in &files.errors {
+            out!("  {p}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn dags_show(registry: &Registry, id: &str, json: bool) -> Result<ExitCode> {
+fn dags_show(registry: &Registry, files: &FileDags, id: &str, json: bool) -> Result<ExitCode> {
     let def = find_dag(registry, id)?;
+    let file = files.by_id.get(id);
     let dag = &def.dag;
     let schedule = dag
         .schedule
@@ -471,11 +584,16 @@ fn dags_show(registry: &Registry, id: &str, json: bool) -> Result<ExitCode> {
                     "name": p.name, "accepts": p.accepts(), "kind": p.kind, "default": p.default, "doc": p.doc,
                 })).collect::<Vec<_>>(),
                 "tasks": tasks,
+                "file": file.map(|(path, _)| path),
+                "version": file.map(|(_, version)| version),
             })
         );
         return Ok(ExitCode::SUCCESS);
     }
     out!("{}  ({schedule})", dag.id);
+    if let Some((path, version)) = file {
+        out!("  file {}  (version {version}, the current one)", path.display());
+    }
     if !dag.description.is_empty() {
         out!("  {}", dag.description);
     }

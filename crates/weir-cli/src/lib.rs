@@ -36,7 +36,7 @@ pub(crate) fn pipe_error(e: std::io::Error) -> anyhow::Error {
 
 /// Runs the `weir` CLI over the DAGs in `registry`. Exit code 0 only on success; errors are
 /// printed on stderr as one sentence.
-pub fn run(registry: Registry) -> ExitCode {
+pub fn run(mut registry: Registry) -> ExitCode {
     // A bug must still read as one sentence, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let message = info
@@ -90,7 +90,8 @@ pub fn run(registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli, registry)) {
+    let files = commands::load_dag_files(&cli, &mut registry);
+    match runtime.block_on(commands::dispatch(cli, registry, files)) {
         Ok(code) => code,
         Err(e) if e.is::<ClosedPipe>() => ExitCode::SUCCESS,
         Err(e) => {

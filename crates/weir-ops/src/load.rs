@@ -132,9 +132,9 @@ pub async fn window_params_with(
     with: &SourceOverrides,
 ) -> Result<WindowParams, TaskError> {
     let source = match &with.source {
-        Some(path) => crate::expand_path(ctx, path),
+        Some(path) => source_path(ctx, path).await?,
         None => match param_or::<Option<PathBuf>>(ctx, "source", None)? {
-            Some(path) => path,
+            Some(path) => source_path(ctx, &path).await?,
             None => ensure_sample(ctx.home()).await?,
         },
     };
@@ -163,10 +163,22 @@ pub async fn window_params_with(
     })
 }
 
+/// A source path from a config or param, expanded (`{home}`, `{param:NAME}`); the default
+/// sample orders (`{home}/data/sample/orders.csv`) are generated the first time they are named.
+pub async fn source_path(ctx: &TaskContext, path: &Path) -> Result<PathBuf, TaskError> {
+    let path = crate::expand_path(ctx, path);
+    if path == default_sample_path(ctx.home()) {
+        return ensure_sample(ctx.home()).await;
+    }
+    Ok(path)
+}
+
 /// `--conf output=DIR`, or `HOME/data/DAG_ID`.
 pub fn output_dir(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
-    Ok(param_or::<Option<PathBuf>>(ctx, "output", None)?
-        .unwrap_or_else(|| ctx.home().join("data").join(ctx.dag_id.as_str())))
+    Ok(match param_or::<Option<PathBuf>>(ctx, "output", None)? {
+        Some(path) => crate::expand_path(ctx, &path),
+        None => ctx.home().join("data").join(ctx.dag_id.as_str()),
+    })
 }
 
 /// A dataset derived from the run's output, next to it: `OUTPUT{suffix}` (the monthly close

@@ -369,7 +369,7 @@ impl Operator for Sql {
                     source,
                     time_column,
                 } => {
-                    let path = expand_path(&ctx, source);
+                    let path = crate::load::source_path(&ctx, source).await?;
                     let opts = weir_data::ReadOptions {
                         time_column: time_column.clone(),
                         ..weir_data::ReadOptions::default()
