@@ -93,7 +93,9 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
     let home = cli.home.clone();
     match cli.command {
         Command::Dags(DagsCmd::List { json }) => dags_list(&registry, &files, json),
-        Command::Dags(DagsCmd::Validate { files: paths }) => dags_validate(&registry, &paths),
+        Command::Dags(DagsCmd::Validate { files: paths }) => {
+            dags_validate(&registry, &files, &paths)
+        }
         Command::Dags(DagsCmd::Show { dag, json }) => dags_show(&registry, &files, &dag, json),
         Command::Dags(DagsCmd::Run {
             dag,
@@ -472,13 +474,24 @@ fn fmt_ts(ts: Timestamp, tz: &TimeZone) -> String {
 }
 
 /// `weir dags validate FILE...`: every problem of every file, one line each; exit 1 if any.
-fn dags_validate(registry: &Registry, paths: &[PathBuf]) -> Result<ExitCode> {
+fn dags_validate(registry: &Registry, files: &FileDags, paths: &[PathBuf]) -> Result<ExitCode> {
+    let same_file = |a: &Path, b: &Path| {
+        std::fs::canonicalize(a)
+            .ok()
+            .is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+    };
     let mut problems = 0;
     for path in paths {
         match weir_dagfile::load_file(path) {
             Ok(dag) => {
                 let id = dag.def.dag.id.to_string();
-                if registry.get(&id).is_some() {
+                // The id of a DAG of the binary (or of another file) is taken; this file's own
+                // DAG, loaded at start, is not a clash.
+                let own = files
+                    .by_id
+                    .get(&id)
+                    .is_some_and(|(loaded, _)| same_file(loaded, path));
+                if registry.get(&id).is_some() && !own {
                     problems += 1;
                     out!(
                         "{}: DAG id `{id}` is already a DAG of this binary; give the file's DAG another id",
@@ -592,7 +605,10 @@ fn dags_show(registry: &Registry, files: &FileDags, id: &str, json: bool) -> Res
     }
     out!("{}  ({schedule})", dag.id);
     if let Some((path, version)) = file {
-        out!("  file {}  (version {version}, the current one)", path.display());
+        out!(
+            "  file {}  (version {version}, the current one)",
+            path.display()
+        );
     }
     if !dag.description.is_empty() {
         out!("  {}", dag.description);

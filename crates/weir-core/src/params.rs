@@ -47,8 +47,18 @@ impl ParamKind {
             ParamKind::Zone => {
                 "an IANA time zone name such as UTC, Europe/London or America/New_York".to_owned()
             }
-            ParamKind::Integer { min, max } => format!("a whole number from {min} to {max}"),
-            ParamKind::Number { min, max } => format!("a number from {min} to {max}"),
+            ParamKind::Integer { min, max } => match (*min == i64::MIN, *max == i64::MAX) {
+                (true, true) => "a whole number".to_owned(),
+                (true, false) => format!("a whole number up to {max}"),
+                (false, true) => format!("a whole number from {min}"),
+                (false, false) => format!("a whole number from {min} to {max}"),
+            },
+            ParamKind::Number { min, max } => match (*min == f64::MIN, *max == f64::MAX) {
+                (true, true) => "a number".to_owned(),
+                (true, false) => format!("a number up to {max}"),
+                (false, true) => format!("a number from {min}"),
+                (false, false) => format!("a number from {min} to {max}"),
+            },
             ParamKind::Boolean => "true or false".to_owned(),
             ParamKind::Choice { allowed } => format!("one of {}", allowed.join(", ")),
         }
