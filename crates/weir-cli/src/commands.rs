@@ -42,6 +42,10 @@ pub struct FileDags {
     /// DAG id → (file, version).
     pub by_id: BTreeMap<String, (PathBuf, String)>,
     pub errors: Vec<weir_dagfile::Problem>,
+    /// The binary's own DAGs, without the files: what a reload starts from.
+    pub base: Registry,
+    /// The folders the files came from.
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Loads the DAG files of HOME/dags and every `--dags DIR` into `registry`. A file that does
@@ -52,6 +56,8 @@ pub fn load_dag_files(cli: &Cli, registry: &mut Registry) -> FileDags {
     let loaded = weir_dagfile::load_dirs(&dirs);
     let mut files = FileDags {
         errors: loaded.errors,
+        base: registry.clone(),
+        dirs,
         ..FileDags::default()
     };
     for dag in loaded.dags {
@@ -211,6 +217,13 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             // With --once, a run whose sensors wait is left for the next pass, not waited for.
             ex.set_yield_waiting_sensors(args.once);
             let ex = Arc::new(ex);
+            if !args.once {
+                tokio::spawn(watch_dag_files(
+                    ex.clone(),
+                    files,
+                    Duration::from_secs(args.poll.max(1)),
+                ));
+            }
             let scheduler = Scheduler::new(ex);
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -471,6 +484,60 @@ fn fmt_ts(ts: Timestamp, tz: &TimeZone) -> String {
     ts.to_zoned(tz.clone())
         .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
+}
+
+/// What the DAG folders hold now: every `*.toml` with its modification time and length.
+fn dag_files_fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        for path in weir_dagfile::dag_files(dir).unwrap_or_default() {
+            let meta = std::fs::metadata(&path).ok();
+            out.push((
+                path,
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map(|m| m.len()).unwrap_or(0),
+            ));
+        }
+    }
+    out
+}
+
+/// A running scheduler's watch on its DAG folders: when a file is added, changed or removed,
+/// the DAGs are loaded again and swapped in whole; runs keep the version they were created
+/// with (the registry keeps every version it held).
+async fn watch_dag_files(ex: Arc<Executor>, files: FileDags, every: Duration) {
+    let mut seen = dag_files_fingerprint(&files.dirs);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = dag_files_fingerprint(&files.dirs);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let mut registry = files.base.clone();
+        let loaded = weir_dagfile::load_dirs(&files.dirs);
+        let mut errors = loaded.errors;
+        let mut ids = Vec::new();
+        for dag in loaded.dags {
+            let id = dag.def.dag.id.to_string();
+            if files.base.get(&id).is_some() {
+                errors.push(weir_dagfile::Problem {
+                    path: dag.path,
+                    line: None,
+                    message: format!("DAG id `{id}` is already a DAG of this binary"),
+                });
+                continue;
+            }
+            ids.push(format!("{id}@{}", dag.version));
+            registry.add(dag.def);
+        }
+        registry.keep_versions_of(&ex.registry());
+        ex.set_registry(Arc::new(registry));
+        eprintln!("DAG files reloaded: {}", ids.join(", "));
+        for p in errors {
+            eprintln!("import error: {p}");
+        }
+    }
 }
 
 /// `weir dags validate FILE...`: every problem of every file, one line each; exit 1 if any.

@@ -148,12 +148,16 @@ pub fn load_file(path: &Path) -> Result<DagFile, Vec<Problem>> {
         }]
     })?;
     let def = parse(path, &text)?;
-    let version = sha1_smol::Sha1::from(text.as_bytes()).digest().to_string()[..12].to_owned();
     Ok(DagFile {
         path: path.to_path_buf(),
-        version,
+        version: version_of(&text),
         def,
     })
+}
+
+/// The version of a DAG file's text: the first 12 hex digits of its SHA-1.
+pub fn version_of(text: &str) -> String {
+    sha1_smol::Sha1::from(text.as_bytes()).digest().to_string()[..12].to_owned()
 }
 
 type Table = BTreeMap<String, Spanned<toml::Value>>;
@@ -314,7 +318,8 @@ pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
             None
         }
     };
-    let mut builder = DagDef::builder(id.clone().unwrap_or_else(|| "invalid".to_owned()));
+    let mut builder = DagDef::builder(id.clone().unwrap_or_else(|| "invalid".to_owned()))
+        .version(version_of(text));
     let zone = match dag.get("timezone") {
         Some(v) => match text_of(&mut r, "timezone", v).map(|z| parse_zone(&z)) {
             Some(Ok(tz)) => tz,

@@ -190,6 +190,7 @@ pub async fn backfill(
                         run_after: now,
                         conf: opts.conf.clone(),
                         created_at: now,
+                        dag_version: def.version.clone(),
                     })
                     .await?;
                 to_run.push(run);

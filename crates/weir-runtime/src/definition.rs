@@ -279,6 +279,9 @@ pub struct DagDef {
     pub(crate) tasks: Vec<Task>,
     /// Pools this DAG needs, created with these slots if the store does not have them.
     pub pools: BTreeMap<String, u32>,
+    /// Which version of its source this is (a DAG file's content hash), stored with every run
+    /// created from it; `None` for a DAG compiled into the binary.
+    pub version: Option<String>,
 }
 
 impl DagDef {
@@ -298,6 +301,7 @@ impl DagDef {
             params: ParamSpecs::new(),
             pools: BTreeMap::new(),
             tasks: Vec::new(),
+            version: None,
         }
     }
 
@@ -376,9 +380,16 @@ pub struct DagDefBuilder {
     params: ParamSpecs,
     pools: BTreeMap<String, u32>,
     tasks: Vec<Task>,
+    version: Option<String>,
 }
 
 impl DagDefBuilder {
+    /// The version of the DAG's source (a DAG file's content hash), stored with its runs.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
         self
@@ -544,6 +555,7 @@ impl DagDefBuilder {
             dag,
             tasks,
             pools: self.pools,
+            version: self.version,
         })
     }
 }
@@ -552,6 +564,9 @@ impl DagDefBuilder {
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     dags: BTreeMap<DagId, Arc<DagDef>>,
+    /// Every version of a versioned DAG this registry has held: a run keeps the version it
+    /// was created with while its file changes.
+    versions: BTreeMap<(DagId, String), Arc<DagDef>>,
 }
 
 impl Registry {
@@ -559,10 +574,32 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds a DAG; a second DAG with the same id replaces the first.
+    /// Adds a DAG; a second DAG with the same id replaces the first (as the current version;
+    /// the earlier version stays reachable with [`Registry::get_version`]).
     pub fn add(&mut self, dag: DagDef) -> &mut Self {
-        self.dags.insert(dag.dag.id.clone(), Arc::new(dag));
+        let dag = Arc::new(dag);
+        if let Some(version) = &dag.version {
+            self.versions
+                .insert((dag.dag.id.clone(), version.clone()), dag.clone());
+        }
+        self.dags.insert(dag.dag.id.clone(), dag);
         self
+    }
+
+    /// The DAG `id` at `version`, if this registry (or one it kept versions of) held it.
+    pub fn get_version(&self, id: &str, version: &str) -> Option<&Arc<DagDef>> {
+        let id = DagId::new(id).ok()?;
+        self.versions.get(&(id, version.to_owned()))
+    }
+
+    /// Keeps every version `earlier` held that this registry does not (a reload keeps the
+    /// versions runs in flight were created with).
+    pub fn keep_versions_of(&mut self, earlier: &Registry) {
+        for (key, dag) in &earlier.versions {
+            self.versions
+                .entry(key.clone())
+                .or_insert_with(|| dag.clone());
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<DagDef>> {

@@ -90,7 +90,8 @@ pub struct RunOutcome {
 /// Runs DAG runs; shares pools, per-DAG task limits and global parallelism across them.
 pub struct Executor {
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    /// The DAGs, swapped whole when DAG files change ([`Executor::set_registry`]).
+    registry: std::sync::RwLock<Arc<Registry>>,
     clock: Arc<dyn Clock>,
     opts: ExecutorOptions,
     home: Arc<PathBuf>,
@@ -176,7 +177,7 @@ impl Executor {
     ) -> Self {
         Executor {
             store,
-            registry,
+            registry: std::sync::RwLock::new(registry),
             clock,
             home: Arc::new(opts.home.clone()),
             parallelism: Arc::new(Semaphore::new(opts.parallelism.max(1))),
@@ -190,8 +191,18 @@ impl Executor {
         &self.store
     }
 
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+    /// The DAGs as they are now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the DAGs (DAG files changed). Runs in flight keep the definition they hold;
+    /// a run created with a version the new registry still knows keeps that version.
+    pub fn set_registry(&self, registry: Arc<Registry>) {
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = registry;
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -208,10 +219,32 @@ impl Executor {
     }
 
     pub(crate) fn dag(&self, dag_id: &str) -> Result<Arc<DagDef>> {
-        self.registry
+        self.registry()
             .get(dag_id)
             .cloned()
             .ok_or_else(|| RuntimeError::UnknownDag(dag_id.to_owned()))
+    }
+
+    /// The definition a run was created with: its stored version when the registry still has
+    /// it, else the current one (a version this process never loaded, say after a restart on
+    /// a changed file: said in the log).
+    pub(crate) fn dag_of_run(&self, run: &RunRecord) -> Result<Arc<DagDef>> {
+        let current = self.dag(run.dag_id.as_str())?;
+        let Some(version) = &run.dag_version else {
+            return Ok(current);
+        };
+        if current.version.as_ref() == Some(version) {
+            return Ok(current);
+        }
+        if let Some(pinned) = self.registry().get_version(run.dag_id.as_str(), version) {
+            return Ok(pinned.clone());
+        }
+        tracing::warn!(
+            dag_id = %run.dag_id, run_id = %run.run_id,
+            "run was created with version {version} of its DAG, which this process does not hold; it runs with version {}",
+            current.version.as_deref().unwrap_or("?")
+        );
+        Ok(current)
     }
 
     /// Creates the pools a DAG declares that the store does not have, and loads pool sizes.
@@ -270,7 +303,7 @@ impl Executor {
     }
 
     async fn run_claimed(&self, dag_id: &DagId, run_id: &RunId, wait: bool) -> Result<RunOutcome> {
-        let def = self.dag(dag_id.as_str())?;
+        let def = self.dag_of_run(&self.get_run(dag_id, run_id).await?)?;
         let mut watched: Option<weir_store::RunOwner> = None;
         let (fence, resumed) = loop {
             let now = self.clock.now();

@@ -89,6 +89,7 @@ pub async fn trigger_run(ex: &Executor, req: TriggerRequest) -> Result<RunRecord
             run_after: now,
             conf: req.conf,
             created_at: now,
+            dag_version: def.version.clone(),
         })
         .await?;
     Ok(run)
@@ -154,6 +155,7 @@ impl Scheduler {
                         run_after,
                         conf: serde_json::Value::Object(Default::default()),
                         created_at: now,
+                        dag_version: def.version.clone(),
                     })
                     .await?;
                 last = Some(data_interval);

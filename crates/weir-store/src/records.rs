@@ -17,6 +17,9 @@ pub struct NewRun {
     pub run_after: Timestamp,
     pub conf: serde_json::Value,
     pub created_at: Timestamp,
+    /// The version of the DAG the run is created with (a DAG file's content hash); `None` for
+    /// DAGs compiled into the binary.
+    pub dag_version: Option<String>,
 }
 
 /// A stored DAG run.
@@ -36,6 +39,8 @@ pub struct RunRecord {
     pub ended_at: Option<Timestamp>,
     /// The process driving the run, while one does (cleared when the run finishes).
     pub owner: Option<RunOwner>,
+    /// The version of its DAG the run was created with (see [`NewRun::dag_version`]).
+    pub dag_version: Option<String>,
 }
 
 /// The process that holds a run's owner lease.

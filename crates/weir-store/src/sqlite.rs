@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "up_for_reschedule",
         include_str!("../migrations/sqlite/0005_up_for_reschedule.sql"),
     ),
+    (
+        6,
+        "dag_version",
+        include_str!("../migrations/sqlite/0006_dag_version.sql"),
+    ),
 ];
 
 /// The SQLite metadata store.
@@ -90,6 +95,24 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        // Two processes opening a new store at once (a scheduler and a `weir runs list`)
+        // contend for its first write locks; SQLite answers some of those at once with
+        // SQLITE_BUSY instead of waiting, so the open is tried again a few times.
+        let mut delay = Duration::from_millis(20);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::connect(options.clone()).await {
+                Err(e) if attempt < 12 && weir_core::Transient::is_transient(&e) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -109,7 +132,9 @@ impl SqliteStore {
         .execute(&self.pool)
         .await?;
         for &(version, name, sql) in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
+            // IMMEDIATE: take the write lock before reading, so two processes migrating at
+            // once queue on the busy timeout instead of failing on a stale read.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM weir_migrations WHERE version = ?")
                     .bind(version)
@@ -156,6 +181,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
                     .ok_or_else(|| StoreError::Corrupt("a run owner without a lease".to_owned()))?,
             }),
         },
+        dag_version: row.try_get("dag_version")?,
     })
 }
 
@@ -180,7 +206,7 @@ fn ti_from_row(row: &SqliteRow) -> Result<TaskInstanceRecord> {
     })
 }
 
-const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at, owner, owner_token, owner_lease_until";
+const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at, owner, owner_token, owner_lease_until, dag_version";
 const TI_COLUMNS: &str = "dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, started_at, ended_at, retry_at, lease_until, error";
 
 #[async_trait]
@@ -188,8 +214,8 @@ impl RunStore for SqliteStore {
     async fn create_run(&self, run: NewRun) -> Result<(RunRecord, bool)> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO dag_runs (dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at)
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO dag_runs (dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, dag_version)
+             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(run.dag_id.as_str())
         .bind(run.run_id.as_str())
@@ -200,6 +226,7 @@ impl RunStore for SqliteStore {
         .bind(micros(run.run_after))
         .bind(run.conf.to_string())
         .bind(micros(run.created_at))
+        .bind(run.dag_version.as_deref())
         .execute(&mut *tx)
         .await?
         .rows_affected()

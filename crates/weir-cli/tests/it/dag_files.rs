@@ -382,3 +382,120 @@ fn the_id_range_file_commits_what_its_rust_twin_commits() {
     assert_eq!(rust.len(), 6, "{rust:?}");
     assert_eq!(rust, file);
 }
+
+/// A daily DAG file starting `days` days ago (UTC), whose one task runs `true`.
+fn live_dag(id: &str, days: i64, description: &str) -> String {
+    let start = jiff::Timestamp::now()
+        .to_zoned(TimeZone::UTC)
+        .date()
+        .checked_sub(jiff::Span::new().days(days))
+        .unwrap();
+    format!(
+        "[dag]\nid = \"{id}\"\nschedule = \"@daily\"\ntimezone = \"UTC\"\nstart_date = \"{start}\"\n\
+         catchup = true\ndescription = \"{description}\"\n\n[[tasks]]\nid = \"noop\"\nop = \"command\"\nprogram = \"true\"\n"
+    )
+}
+
+fn file_runs(home: &Path, dag: &str) -> Vec<Value> {
+    let out = weir(home)
+        .args(["runs", "list", "--dag", dag, "--json"])
+        .assert()
+        .success();
+    json_lines(&out.get_output().stdout)
+}
+
+/// Waits (for a real process, at most a minute) until `dag` has `n` successful runs.
+fn wait_for_runs(home: &Path, dag: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let runs = file_runs(home, dag);
+        if runs.iter().filter(|r| r["state"] == "success").count() >= n {
+            return runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{dag} did not get {n} successful runs: {runs:?}; the scheduler said: {}",
+            std::fs::read_to_string(home.join("scheduler.err")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Living files: a running `weir scheduler` picks up a DAG file added while it runs, without a
+/// restart; every run stores the version (content hash) of the file it was created from, and
+/// after a change `dags show` names the current version, which new runs get.
+#[test]
+fn a_running_scheduler_picks_up_a_new_dag_file_and_runs_keep_their_version() {
+    let home = tempfile::tempdir().unwrap();
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let v1 = live_dag("live", 3, "first version");
+    std::fs::write(dags.join("live.toml"), &v1).unwrap();
+    let mut scheduler = std::process::Command::new(assert_cmd::cargo::cargo_bin("weir"))
+        .env_remove("WEIR_HOME")
+        .arg("--home")
+        .arg(home.path())
+        .args(["scheduler", "--poll", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(home.path().join("scheduler.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let runs = wait_for_runs(home.path(), "live", 3);
+    let v1_version = weir_dagfile::version_of(&v1);
+    assert!(
+        runs.iter().all(|r| r["dag_version"] == v1_version.as_str()),
+        "{runs:?}"
+    );
+
+    // A new file while the scheduler runs: it is loaded and scheduled without a restart.
+    let second = live_dag("second", 2, "added later");
+    std::fs::write(dags.join("second.toml"), &second).unwrap();
+    let runs = wait_for_runs(home.path(), "second", 2);
+    assert!(
+        runs.iter()
+            .all(|r| r["dag_version"] == weir_dagfile::version_of(&second).as_str()),
+        "{runs:?}"
+    );
+
+    // A changed file: the earlier runs keep the version they were created with; the file's
+    // new version is the current one, and a new run gets it.
+    let v2 = live_dag("live", 3, "second version");
+    std::fs::write(dags.join("live.toml"), &v2).unwrap();
+    let v2_version = weir_dagfile::version_of(&v2);
+    let out = weir(home.path())
+        .args(["dags", "show", "live"])
+        .assert()
+        .success();
+    let show = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        show.contains(&format!("version {v2_version}, the current one")),
+        "{show}"
+    );
+    weir(home.path())
+        .args(["dags", "run", "live"])
+        .assert()
+        .success();
+    let runs = file_runs(home.path(), "live");
+    let versions: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r["dag_version"].as_str())
+        .collect();
+    assert_eq!(
+        versions.iter().filter(|v| **v == v1_version).count(),
+        3,
+        "{runs:?}"
+    );
+    assert_eq!(
+        versions.iter().filter(|v| **v == v2_version).count(),
+        1,
+        "{runs:?}"
+    );
+
+    scheduler.kill().unwrap();
+    scheduler.wait().unwrap();
+    let stderr = std::fs::read_to_string(home.path().join("scheduler.err")).unwrap();
+    assert!(
+        stderr.contains("DAG files reloaded:") && stderr.contains("second@"),
+        "{stderr}"
+    );
+}

@@ -22,6 +22,7 @@ pub fn new_run(dag: &str, day: i64) -> NewRun {
         run_after: at(day * 24 + 24),
         conf: json!({"k": "v"}),
         created_at: at(1000),
+        dag_version: None,
     }
 }
 
@@ -74,6 +75,18 @@ pub async fn run_creation_is_idempotent_per_logical_date(store: &dyn Store) {
     assert_eq!(second.run_id, first.run_id);
     let (_, created) = store.create_run(new_run("other_dag", 0)).await.unwrap();
     assert!(created, "another DAG may have a run at the same date");
+    assert_eq!(first.dag_version, None);
+    // A run keeps the version of its DAG it was created with.
+    let mut versioned = new_run("file_dag", 0);
+    versioned.dag_version = Some("0123456789ab".to_owned());
+    let (run, _) = store.create_run(versioned).await.unwrap();
+    assert_eq!(run.dag_version.as_deref(), Some("0123456789ab"));
+    let read = store
+        .get_run(&run.dag_id, &run.run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.dag_version.as_deref(), Some("0123456789ab"));
 }
 
 pub async fn list_runs_filters_and_orders(store: &dyn Store) {
