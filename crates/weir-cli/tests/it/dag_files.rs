@@ -173,7 +173,25 @@ sourc = "orders.csv"
 [[tasks]]
 id = "count"
 op = "teleport"
+
+[[tasks]]
+id = "per_region"
+op = "sql"
+inputs = { orders = "nope" }
 after = ["lod"]
+query = "SELECT 1"
+
+[[tasks]]
+id = "a"
+op = "sql"
+after = ["b"]
+query = "SELECT 1"
+
+[[tasks]]
+id = "b"
+op = "sql"
+after = ["a"]
+query = "SELECT 1"
 "#;
 
 /// `weir dags validate` lists every problem of every file with its file and line and exits 1;
@@ -208,6 +226,12 @@ fn validate_reports_every_problem_and_a_broken_file_leaves_the_good_one_runnable
         (7, "the default \"ten\" is invalid"),
         (12, "unknown field `sourc`"),
         (16, "unknown operator `teleport`"),
+        (
+            21,
+            "`inputs` names `nope`, which is not a task of this file",
+        ),
+        (22, "`after` names `lod`, which is not a task of this file"),
+        (31, "tasks form a cycle: b -> a -> b"),
     ] {
         assert!(
             stdout
@@ -247,7 +271,7 @@ fn validate_reports_every_problem_and_a_broken_file_leaves_the_good_one_runnable
         .into_iter()
         .filter(|v| v.get("import_error").is_some())
         .count();
-    assert!(errors >= 6, "{errors}");
+    assert_eq!(errors, 9, "{errors}");
 
     // The good file runs; the broken ones only cost a warning.
     let out = weir(home.path())
