@@ -560,8 +560,12 @@ fn dags_validate(registry: &Registry, files: &FileDags, paths: &[PathBuf]) -> Re
                     .is_some_and(|(loaded, _)| same_file(loaded, path));
                 if registry.get(&id).is_some() && !own {
                     problems += 1;
+                    let owner = match files.by_id.get(&id) {
+                        Some((other, _)) => format!("declared by {}", other.display()),
+                        None => "a DAG of this binary".to_owned(),
+                    };
                     out!(
-                        "{}: DAG id `{id}` is already a DAG of this binary; give the file's DAG another id",
+                        "{}: DAG id `{id}` is already {owner}; give the file's DAG another id",
                         path.display()
                     );
                 } else {

@@ -637,18 +637,28 @@ fn task_of(
             .get(key)
             .and_then(|v| v.get_ref().as_str().map(str::to_owned))
     };
-    let list = |key: &str| -> Vec<String> {
-        match table.get(key).map(|v| v.get_ref()) {
-            Some(toml::Value::String(s)) => vec![s.clone()],
-            Some(toml::Value::Array(a)) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
+    let mut upstream: Vec<String> = match table.get("after").map(|v| v.get_ref()) {
+        None => Vec::new(),
+        Some(toml::Value::String(s)) => vec![s.clone()],
+        Some(toml::Value::Array(a)) if a.iter().all(|x| x.is_str()) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        Some(_) => {
+            r.at(
+                line_of_key(r, "after"),
+                format!("task `{id}`: `after` is a task id or a list of task ids"),
+            );
+            Vec::new()
         }
     };
-    let mut upstream = list("after");
     let expand = text("expand");
+    if table.contains_key("expand") && expand.is_none() {
+        r.at(
+            line_of_key(r, "expand"),
+            format!("task `{id}`: `expand` is the id of the task whose list output it maps over"),
+        );
+    }
     if let Some(e) = &expand {
         upstream.push(e.clone());
     }
@@ -660,6 +670,8 @@ fn task_of(
     if let Some(Value::String(u)) = config.get("upstream") {
         upstream.push(u.clone());
     }
+    upstream.sort();
+    upstream.dedup();
     for u in &upstream {
         if !task_ids.contains(u) {
             let key = ["after", "expand", "inputs", "upstream"]
@@ -679,8 +691,6 @@ fn task_of(
             );
         }
     }
-    upstream.sort();
-    upstream.dedup();
 
     // The operator's config: its keys and types now; templated values when they are rendered.
     let config = Value::Object(config);

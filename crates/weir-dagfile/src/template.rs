@@ -176,9 +176,36 @@ fn render_text(env: &Environment<'static>, text: &str, vars: &Value) -> Result<V
             .compile_expression(expr)
             .and_then(|e| e.eval(&ctx))
             .map_err(|e| format!("{text:?}: {e}"))?;
+        if value.is_undefined() {
+            return Err(format!(
+                "{text:?}: `{expr}` is undefined (a misspelt field of item or params?)"
+            ));
+        }
         return serde_json::to_value(&value).map_err(|e| format!("{text:?}: {e}"));
     }
     env.render_str(text, ctx)
         .map(Value::String)
         .map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_sole_expression_keeps_its_type_and_an_undefined_one_is_an_error() {
+        let env = environment();
+        let vars = json!({"item": {"lo": 3}, "params": {"n": 8}});
+        let config = json!({"a": "{{ item.lo }}", "b": "x{{ params.n }}", "query": "{{ kept }}"});
+        assert_eq!(
+            render(&env, &config, &vars, true).unwrap(),
+            json!({"a": 3, "b": "x8", "query": "{{ kept }}"})
+        );
+        let err = render(&env, &json!({"a": "{{ item.low }}"}), &vars, true).unwrap_err();
+        assert!(err.contains("`item.low` is undefined"), "{err}");
+        let err = render(&env, &json!({"a": "x{{ nope }}"}), &vars, true).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+    }
 }

@@ -84,7 +84,7 @@ pub enum SqlResult {
         #[serde(default = "default_max_rows")]
         max_rows: usize,
     },
-    /// The rows are committed atomically to the dataset at `path`, one partition per value of
+    /// The rows are committed to the dataset at `path` (each partition atomically), one partition per value of
     /// the `partition_by` columns (which leave the files and become the folder names); a
     /// re-run replaces the partitions it writes. Without `partition_by`, one `part=all`. The
     /// batches stream into the partitions as the query makes them (a big result is never held
@@ -338,19 +338,30 @@ impl Operator for Sql {
         let engine = QueryEngine::new();
         for (name, task) in &self.inputs {
             let value: serde_json::Value = ctx.input(task).await?;
-            // A mapped upstream gives a list of outputs, all of one dataset.
-            let first = match &value {
-                serde_json::Value::Array(items) => items.first().cloned().unwrap_or_default(),
-                other => other.clone(),
+            // A mapped upstream gives a list of outputs: they must name one dataset.
+            let outputs = match value {
+                serde_json::Value::Array(items) => items,
+                other => vec![other],
             };
-            let dir = serde_json::from_value::<DatasetOf>(first)
-                .ok()
-                .and_then(|d| d.dataset)
-                .ok_or_else(|| {
-                    TaskError::fatal(format!(
+            let mut dirs: Vec<PathBuf> = outputs
+                .into_iter()
+                .filter_map(|o| serde_json::from_value::<DatasetOf>(o).ok()?.dataset)
+                .collect();
+            dirs.dedup();
+            let dir = match dirs.as_slice() {
+                [one] => one.clone(),
+                [] => {
+                    return Err(TaskError::fatal(format!(
                         "input `{name}`: task `{task}` committed no dataset (its output names none); read a load_window, partition or sql dataset task"
-                    ))
-                })?;
+                    )));
+                }
+                many => {
+                    return Err(TaskError::fatal(format!(
+                        "input `{name}`: the instances of task `{task}` committed {} different datasets; give it one output folder",
+                        many.len()
+                    )));
+                }
+            };
             engine
                 .register(name, &dir)
                 .await

@@ -58,6 +58,10 @@ impl weir_core::Transient for QueryError {
             QueryError::Data(e) => e.is_transient(),
             QueryError::DataFusion(E::IoError(e)) => e.is_transient(),
             QueryError::DataFusion(E::ObjectStore(_)) => true,
+            // A source table's reader failing (a network share's hiccup) retries like a load.
+            QueryError::DataFusion(E::External(e)) => e
+                .downcast_ref::<weir_data::DataError>()
+                .is_some_and(weir_core::Transient::is_transient),
             QueryError::DataFusion(E::ArrowError(_, _) | E::ParquetError(_)) => false,
             QueryError::DataFusion(_) | QueryError::Table { .. } => false,
         }
@@ -176,9 +180,14 @@ impl QueryEngine {
         Ok(())
     }
 
-    /// The rows source tables set aside since the last call (malformed, or a bad time).
+    /// The rows source tables set aside since the last call (malformed, or a bad time), each
+    /// once however many times a query scanned its file.
     pub fn take_rejects(&self) -> Vec<Reject> {
-        std::mem::take(&mut *self.rejects.lock().unwrap_or_else(|p| p.into_inner()))
+        let all = std::mem::take(&mut *self.rejects.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut seen = std::collections::HashSet::new();
+        all.into_iter()
+            .filter(|r| seen.insert((r.file.clone(), r.line)))
+            .collect()
     }
 
     /// Makes the object store `store` readable under `url`'s scheme and authority (say
@@ -560,17 +569,26 @@ impl datafusion::physical_plan::streaming::PartitionStream for SourceStream {
                     return;
                 }
             };
-            for batch in reader.by_ref() {
+            let keep = |reader: &mut weir_data::SourceReader| {
+                let found = reader.take_rejects();
+                if !found.is_empty() {
+                    rejects
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend(found);
+                }
+            };
+            // Rejects are kept as each batch is read, so a query that stops early (a LIMIT)
+            // still keeps those it met.
+            while let Some(batch) = reader.next() {
+                keep(&mut reader);
                 let batch = batch.map_err(|e| DataFusionError::External(Box::new(e)));
                 let failed = batch.is_err();
                 if tx.blocking_send(batch).is_err() || failed {
                     return;
                 }
             }
-            rejects
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(reader.take_rejects());
+            keep(&mut reader);
         });
         let batches = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|batch| (batch, rx))

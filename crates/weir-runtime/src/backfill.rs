@@ -198,7 +198,12 @@ pub async fn backfill(
             PlanAction::Rerun => {
                 let run = existing(&ex, dag_id, entry).await?;
                 ex.store()
-                    .reset_run(dag_id, &run.run_id, Some(opts.conf.clone()))
+                    .reset_run(
+                        dag_id,
+                        &run.run_id,
+                        Some(opts.conf.clone()),
+                        def.version.as_deref(),
+                    )
                     .await?;
                 to_run.push(run);
             }

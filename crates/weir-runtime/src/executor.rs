@@ -229,16 +229,16 @@ impl Executor {
     /// it, else the current one (a version this process never loaded, say after a restart on
     /// a changed file: said in the log).
     pub(crate) fn dag_of_run(&self, run: &RunRecord) -> Result<Arc<DagDef>> {
+        if let Some(version) = &run.dag_version {
+            // The run's own version first: it runs even while its file is gone or broken.
+            if let Some(pinned) = self.registry().get_version(run.dag_id.as_str(), version) {
+                return Ok(pinned.clone());
+            }
+        }
         let current = self.dag(run.dag_id.as_str())?;
         let Some(version) = &run.dag_version else {
             return Ok(current);
         };
-        if current.version.as_ref() == Some(version) {
-            return Ok(current);
-        }
-        if let Some(pinned) = self.registry().get_version(run.dag_id.as_str(), version) {
-            return Ok(pinned.clone());
-        }
         tracing::warn!(
             dag_id = %run.dag_id, run_id = %run.run_id,
             "run was created with version {version} of its DAG, which this process does not hold; it runs with version {}",

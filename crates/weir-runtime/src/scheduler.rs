@@ -71,7 +71,12 @@ pub async fn trigger_run(ex: &Executor, req: TriggerRequest) -> Result<RunRecord
             return Ok(existing);
         }
         store
-            .reset_run(&existing.dag_id, &existing.run_id, Some(req.conf.clone()))
+            .reset_run(
+                &existing.dag_id,
+                &existing.run_id,
+                Some(req.conf.clone()),
+                def.version.as_deref(),
+            )
             .await?;
         return store
             .get_run(&existing.dag_id, &existing.run_id)
@@ -193,7 +198,12 @@ impl Scheduler {
             let mut pending = self.ex.store().list_runs(&filter).await?;
             pending.reverse(); // oldest logical date first
             for run in pending {
-                if self.ex.registry().get(run.dag_id.as_str()).is_none() {
+                let registry = self.ex.registry();
+                let pinned = run
+                    .dag_version
+                    .as_ref()
+                    .is_some_and(|v| registry.get_version(run.dag_id.as_str(), v).is_some());
+                if registry.get(run.dag_id.as_str()).is_none() && !pinned {
                     continue;
                 }
                 let key = (run.dag_id.clone(), run.run_id.clone());

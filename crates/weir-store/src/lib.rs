@@ -113,11 +113,13 @@ pub trait RunStore: Send + Sync {
     async fn finish_run(&self, fence: &RunFence, to: RunState, at: Timestamp) -> Result<()>;
     /// Clears a run so it runs again: deletes its task instances and outputs (their history of
     /// tries is kept) and queues it. Used by re-runs and backfill reprocessing.
+    /// `dag_version` becomes the run's: a re-run runs the DAG as it is now.
     async fn reset_run(
         &self,
         dag_id: &DagId,
         run_id: &RunId,
         conf: Option<serde_json::Value>,
+        dag_version: Option<&str>,
     ) -> Result<()>;
 }
 

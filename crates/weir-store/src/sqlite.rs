@@ -102,8 +102,14 @@ impl SqliteStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let started = std::time::Instant::now();
             match Self::connect(options.clone()).await {
-                Err(e) if attempt < 12 && weir_core::Transient::is_transient(&e) => {
+                // A busy answer that already waited out the busy timeout is not retried.
+                Err(e)
+                    if attempt < 12
+                        && started.elapsed() < Duration::from_secs(1)
+                        && weir_core::Transient::is_transient(&e) =>
+                {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
@@ -464,16 +470,18 @@ impl RunStore for SqliteStore {
         dag_id: &DagId,
         run_id: &RunId,
         conf: Option<serde_json::Value>,
+        dag_version: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         // Only a finished run is cleared: the state check and the clear are one write, so two
         // processes re-running the same interval cannot clear a run the other is driving.
         let changed = sqlx::query(
             "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, owner = NULL, owner_lease_until = NULL,
-                conf = COALESCE(?, conf), clear_number = clear_number + 1
+                conf = COALESCE(?, conf), clear_number = clear_number + 1, dag_version = ?
              WHERE dag_id = ? AND run_id = ? AND state IN ('success', 'failed')",
         )
         .bind(conf.map(|c| c.to_string()))
+        .bind(dag_version)
         .bind(dag_id.as_str())
         .bind(run_id.as_str())
         .execute(&mut *tx)

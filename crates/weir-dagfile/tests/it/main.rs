@@ -161,3 +161,49 @@ fn a_broken_file_does_not_stop_the_others() {
         loaded.errors
     );
 }
+
+/// `after` and `expand` of the wrong shape are problems, not dropped dependencies; an unknown
+/// upstream named twice is reported once.
+#[test]
+fn dependencies_of_the_wrong_shape_are_reported() {
+    let text = r#"[dag]
+id = "shapes"
+
+[[tasks]]
+id = "a"
+op = "sql"
+query = "SELECT 1"
+
+[[tasks]]
+id = "b"
+op = "sql"
+after = 5
+expand = ["a"]
+query = "SELECT 1"
+
+[[tasks]]
+id = "c"
+op = "sql"
+after = ["ghost"]
+inputs = { t = "ghost" }
+query = "SELECT 1"
+"#;
+    let problems = parse(Path::new("shapes.toml"), text).expect_err("bad shapes");
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|p| p.starts_with("shapes.toml:12:") && p.contains("`after` is a task id")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|p| p.starts_with("shapes.toml:13:") && p.contains("`expand` is the id")),
+        "{text:?}"
+    );
+    assert_eq!(
+        text.iter().filter(|p| p.contains("`ghost`")).count(),
+        1,
+        "{text:?}"
+    );
+    assert_eq!(problems.len(), 3, "{text:?}");
+}

@@ -110,6 +110,8 @@ async fn a_source_table_can_be_scanned_twice() {
         .await
         .unwrap();
     assert!(text(&batches).contains("| 5 |"), "{}", text(&batches));
+    // Its malformed row was met by both scans and is handed over once.
+    assert_eq!(engine.take_rejects().len(), 1);
 }
 
 /// `hash_bucket` names the bucket a hash layout puts each key in: the same as the partitioner's,

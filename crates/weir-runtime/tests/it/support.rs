@@ -125,9 +125,11 @@ impl RunStore for OffClockStore {
         dag_id: &DagId,
         run_id: &RunId,
         conf: Option<serde_json::Value>,
+        dag_version: Option<&str>,
     ) -> weir_store::Result<()> {
         let (s, d, r) = (self.0.clone(), dag_id.clone(), run_id.clone());
-        off_clock(move || async move { s.reset_run(&d, &r, conf).await }).await
+        let v = dag_version.map(str::to_owned);
+        off_clock(move || async move { s.reset_run(&d, &r, conf, v.as_deref()).await }).await
     }
 }
 

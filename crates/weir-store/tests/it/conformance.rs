@@ -396,7 +396,12 @@ pub async fn reset_run_clears_instances_but_keeps_history(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .reset_run(&run.dag_id, &run.run_id, Some(json!({"k": "new"})))
+        .reset_run(
+            &run.dag_id,
+            &run.run_id,
+            Some(json!({"k": "new"})),
+            Some("v2"),
+        )
         .await
         .unwrap();
     let reset = store
@@ -408,6 +413,8 @@ pub async fn reset_run_clears_instances_but_keeps_history(store: &dyn Store) {
         (reset.state, reset.conf.clone(), reset.ended_at),
         (RunState::Queued, json!({"k": "new"}), None)
     );
+    // A re-run runs the DAG's version of now.
+    assert_eq!(reset.dag_version.as_deref(), Some("v2"));
     assert!(
         store
             .task_instances(&run.dag_id, &run.run_id)
