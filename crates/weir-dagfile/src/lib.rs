@@ -393,9 +393,13 @@ pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
 
     // [params]
     let mut declared = Vec::new();
+    let mut defaults = BTreeMap::new();
     for (name, v) in &raw.params {
         if let Some(spec) = param_spec(&mut r, name, v) {
             declared.push(name.clone());
+            if let Some(default) = &spec.default {
+                defaults.insert(name.clone(), default.clone());
+            }
             builder = builder.param(spec);
         }
     }
@@ -410,7 +414,12 @@ pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
     let mut task_lines: BTreeMap<String, usize> = BTreeMap::new();
     for task in &raw.tasks {
         let span = task.span();
-        if let Some(t) = task_of(&mut r, &env, &span, task.get_ref(), &task_ids, &declared) {
+        let names = Names {
+            tasks: &task_ids,
+            params: &declared,
+            defaults: &defaults,
+        };
+        if let Some(t) = task_of(&mut r, &env, &span, task.get_ref(), &names) {
             task_lines.insert(t.0.clone(), span.start);
             builder = builder.task(t.1);
         }
@@ -580,15 +589,23 @@ fn desugar(op: &str, config: &mut Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
+/// What the tasks of a file may name.
+struct Names<'a> {
+    tasks: &'a BTreeSet<String>,
+    params: &'a [String],
+    /// Declared params' defaults: what `{{ params.X }}` stands for when a file is checked.
+    defaults: &'a BTreeMap<String, Value>,
+}
+
 /// One `[[tasks]]` table as a task, or its problems reported.
 fn task_of(
     r: &mut Report,
     env: &minijinja::Environment<'static>,
     span: &std::ops::Range<usize>,
     table: &Table,
-    task_ids: &BTreeSet<String>,
-    declared: &[String],
+    names: &Names,
 ) -> Option<(String, Task)> {
+    let (task_ids, declared) = (names.tasks, names.params);
     let start = Some(span.start);
     let Some(id) = table.get("id").and_then(|v| v.get_ref().as_str()) else {
         r.at(start, "a task has no `id`");
@@ -705,7 +722,30 @@ fn task_of(
             );
         }
     }
-    let parsed: Result<weir_ops::OperatorConfig, _> = serde_json::from_value(config.clone());
+    // Checked as the defaults would render it: `{{ params.X }}` becomes X's default, so a
+    // typed field and the operator's own checks are tried before any run; what only a run
+    // knows (`item`, a param without a default) is checked when it is rendered.
+    let probe = template::probe(&config, names.defaults);
+    let mut unknown = Vec::new();
+    template::templated_texts(&probe, "", &mut unknown);
+    let parsed: Result<weir_ops::OperatorConfig, _> = serde_json::from_value(probe.clone());
+    // A value only a run can render may want a number, a flag or a list: the config is fine
+    // if it reads with such values in their place (then only a run can tell).
+    let fits_when_rendered = || {
+        [
+            serde_json::json!(0),
+            serde_json::json!(true),
+            serde_json::json!([]),
+            serde_json::json!({}),
+        ]
+        .iter()
+        .any(|with| {
+            serde_json::from_value::<weir_ops::OperatorConfig>(template::replace_templates(
+                &probe, with, true,
+            ))
+            .is_ok()
+        })
+    };
     let operator = match parsed {
         Ok(op_config) => Some(op_config),
         Err(e) => {
@@ -716,15 +756,15 @@ fn task_of(
                 .nth(1)
                 .and_then(|k| r.key_offset(span, k))
                 .or(start);
-            // A templated value may not have its final type yet: checked when rendered.
-            if texts.is_empty() || !message.contains("invalid type") {
+            // A value still templated may not have its final type yet.
+            if unknown.is_empty() || !message.contains("invalid type") || !fits_when_rendered() {
                 r.at(at, format!("task `{id}` ({op}): {message}"));
             }
             None
         }
     };
     if let Some(op_config) = &operator {
-        if texts.is_empty() {
+        if unknown.is_empty() {
             for problem in op_config.clone().into_operator().validate() {
                 r.at(start, format!("task `{id}` ({op}): {problem}"));
             }

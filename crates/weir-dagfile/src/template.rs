@@ -65,6 +65,51 @@ pub(crate) fn templated_texts(value: &Value, path: &str, out: &mut Vec<(String, 
     }
 }
 
+/// `config` with every value that is exactly `{{ params.X }}` replaced by X's default (typed):
+/// the config as a run with the defaults would see it, for checking a file before any run.
+pub(crate) fn probe(value: &Value, defaults: &std::collections::BTreeMap<String, Value>) -> Value {
+    match value {
+        Value::String(s) => sole_expression(s)
+            .and_then(|e| e.strip_prefix("params."))
+            .and_then(|name| defaults.get(name.trim()))
+            .cloned()
+            .unwrap_or_else(|| value.clone()),
+        Value::Array(items) => Value::Array(items.iter().map(|v| probe(v, defaults)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), probe(v, defaults)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `config` with every templated value (the top-level `query` left alone) replaced by `with`.
+pub(crate) fn replace_templates(value: &Value, with: &Value, top: bool) -> Value {
+    match value {
+        Value::String(s) if is_template(s) => with.clone(),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| replace_templates(v, with, false))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if top && k == "query" {
+                        v.clone()
+                    } else {
+                        replace_templates(v, with, false)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// Problems of one template: its syntax, and variables it uses that do not exist (`params.X`
 /// must be a declared param; `item` only in a mapped task).
 pub(crate) fn check(

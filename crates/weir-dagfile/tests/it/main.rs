@@ -207,3 +207,44 @@ query = "SELECT 1"
     );
     assert_eq!(problems.len(), 3, "{text:?}");
 }
+
+/// A task with templates is checked as its params' defaults render it: a default the operator
+/// refuses, or a typed field given text, is a problem before any run.
+#[test]
+fn templated_tasks_are_checked_with_the_defaults() {
+    let text = r#"[dag]
+id = "probe"
+
+[params]
+n = { default = 0, doc = "ranges" }
+source = { type = "path", default = "orders.csv" }
+
+[[tasks]]
+id = "plan"
+op = "plan_ranges"
+source = "{{ params.source }}"
+key = "customer_id"
+partitions = "{{ params.n }}"
+
+[[tasks]]
+id = "count"
+op = "sql"
+expand = "plan"
+bind = { lo = "{{ item.lo }}" }
+query = "SELECT $lo AS lo"
+result = { kind = "rows", max_rows = "ten" }
+"#;
+    let problems = parse(Path::new("probe.toml"), text).expect_err("bad defaults");
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|p| p.contains("task `plan` (plan_ranges): partitions = 0")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|p| p.contains("task `count` (sql)") && p.contains("invalid type")),
+        "{text:?}"
+    );
+    assert_eq!(problems.len(), 2, "{text:?}");
+}
