@@ -53,6 +53,8 @@ pub struct FileDags {
 pub fn load_dag_files(cli: &Cli, registry: &mut Registry) -> FileDags {
     let mut dirs = vec![cli.home.join("dags")];
     dirs.extend(cli.dags.iter().cloned());
+    // A run of a DAG file resumed after the file changed runs the version it started with.
+    registry.set_loader(weir_dagfile::loader());
     let loaded = weir_dagfile::load_dirs(&dirs);
     let mut files = FileDags {
         errors: loaded.errors,

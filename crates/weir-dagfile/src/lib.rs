@@ -138,6 +138,20 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Loaded {
     loaded
 }
 
+/// A [`weir_runtime::Loader`] that rebuilds a DAG from a stored DAG-file text (a run resumed
+/// after its file changed runs the version it was created with).
+pub fn loader() -> weir_runtime::Loader {
+    weir_runtime::Loader(std::sync::Arc::new(|text: &str| {
+        parse(Path::new("(stored version)"), text).map_err(|problems| {
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }))
+}
+
 /// Reads and parses one DAG file.
 pub fn load_file(path: &Path) -> Result<DagFile, Vec<Problem>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -319,7 +333,8 @@ pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
         }
     };
     let mut builder = DagDef::builder(id.clone().unwrap_or_else(|| "invalid".to_owned()))
-        .version(version_of(text));
+        .version(version_of(text))
+        .source_text(text);
     let zone = match dag.get("timezone") {
         Some(v) => match text_of(&mut r, "timezone", v).map(|z| parse_zone(&z)) {
             Some(Ok(tz)) => tz,

@@ -170,6 +170,7 @@ pub async fn backfill(
 ) -> Result<BackfillReport> {
     let def = ex.dag(dag_id.as_str())?;
     let plan = plan_backfill(&ex, dag_id, opts).await?;
+    ex.keep_version(&def).await?;
     let now = ex.clock().now();
     let mut to_run = Vec::new();
     let mut report = BackfillReport::default();

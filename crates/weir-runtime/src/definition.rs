@@ -282,6 +282,9 @@ pub struct DagDef {
     /// Which version of its source this is (a DAG file's content hash), stored with every run
     /// created from it; `None` for a DAG compiled into the binary.
     pub version: Option<String>,
+    /// The source text of that version (a DAG file's), kept in the store with the first run
+    /// created from it so that the run can be resumed as it started.
+    pub source: Option<Arc<str>>,
 }
 
 impl DagDef {
@@ -302,6 +305,7 @@ impl DagDef {
             pools: BTreeMap::new(),
             tasks: Vec::new(),
             version: None,
+            source: None,
         }
     }
 
@@ -381,12 +385,20 @@ pub struct DagDefBuilder {
     pools: BTreeMap<String, u32>,
     tasks: Vec<Task>,
     version: Option<String>,
+    source: Option<Arc<str>>,
 }
 
 impl DagDefBuilder {
     /// The version of the DAG's source (a DAG file's content hash), stored with its runs.
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
+        self
+    }
+
+    /// The source text the DAG was read from (a DAG file's): with a [`Registry::set_loader`],
+    /// a later process can rebuild this version from it.
+    pub fn source_text(mut self, text: impl Into<Arc<str>>) -> Self {
+        self.source = Some(text.into());
         self
     }
 
@@ -556,6 +568,7 @@ impl DagDefBuilder {
             tasks,
             pools: self.pools,
             version: self.version,
+            source: self.source,
         })
     }
 }
@@ -567,6 +580,21 @@ pub struct Registry {
     /// Every version of a versioned DAG this registry has held: a run keeps the version it
     /// was created with while its file changes.
     versions: BTreeMap<(DagId, String), Arc<DagDef>>,
+    /// Rebuilds a DAG from a stored source text (the DAG-file parser).
+    loader: Option<Loader>,
+}
+
+/// Parses a DAG from source text; the error lists its problems.
+pub type LoadFn = dyn Fn(&str) -> Result<DagDef, String> + Send + Sync;
+
+/// Rebuilds a DAG from its stored source text.
+#[derive(Clone)]
+pub struct Loader(pub Arc<LoadFn>);
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Loader")
+    }
 }
 
 impl Registry {
@@ -590,6 +618,17 @@ impl Registry {
     pub fn get_version(&self, id: &str, version: &str) -> Option<&Arc<DagDef>> {
         let id = DagId::new(id).ok()?;
         self.versions.get(&(id, version.to_owned()))
+    }
+
+    /// How to rebuild a versioned DAG from its stored source (a run resumed by a process that
+    /// never loaded that version).
+    pub fn set_loader(&mut self, loader: Loader) -> &mut Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    pub fn loader(&self) -> Option<&Loader> {
+        self.loader.as_ref()
     }
 
     /// Keeps every version `earlier` held that this registry does not (a reload keeps the

@@ -225,14 +225,36 @@ impl Executor {
             .ok_or_else(|| RuntimeError::UnknownDag(dag_id.to_owned()))
     }
 
+    /// Keeps the source of a versioned DAG's version in the store, before a run refers to it.
+    pub(crate) async fn keep_version(&self, def: &DagDef) -> Result<()> {
+        if let (Some(version), Some(source)) = (&def.version, &def.source) {
+            self.store
+                .save_dag_version(&def.dag.id, version, source, self.clock.now())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The definition a run was created with: its stored version when the registry still has
     /// it, else the current one (a version this process never loaded, say after a restart on
     /// a changed file: said in the log).
-    pub(crate) fn dag_of_run(&self, run: &RunRecord) -> Result<Arc<DagDef>> {
+    pub(crate) async fn dag_of_run(&self, run: &RunRecord) -> Result<Arc<DagDef>> {
         if let Some(version) = &run.dag_version {
             // The run's own version first: it runs even while its file is gone or broken.
-            if let Some(pinned) = self.registry().get_version(run.dag_id.as_str(), version) {
+            let registry = self.registry();
+            if let Some(pinned) = registry.get_version(run.dag_id.as_str(), version) {
                 return Ok(pinned.clone());
+            }
+            // A version this process never loaded: rebuilt from the source kept in the store.
+            if let Some(loader) = registry.loader() {
+                if let Some(text) = self.store.dag_version_source(&run.dag_id, version).await? {
+                    match (loader.0)(&text) {
+                        Ok(def) => return Ok(Arc::new(def)),
+                        Err(e) => tracing::warn!(
+                            dag_id = %run.dag_id, "the stored version {version} does not load: {e}"
+                        ),
+                    }
+                }
             }
         }
         let current = self.dag(run.dag_id.as_str())?;
@@ -303,7 +325,9 @@ impl Executor {
     }
 
     async fn run_claimed(&self, dag_id: &DagId, run_id: &RunId, wait: bool) -> Result<RunOutcome> {
-        let def = self.dag_of_run(&self.get_run(dag_id, run_id).await?)?;
+        let def = self
+            .dag_of_run(&self.get_run(dag_id, run_id).await?)
+            .await?;
         let mut watched: Option<weir_store::RunOwner> = None;
         let (fence, resumed) = loop {
             let now = self.clock.now();

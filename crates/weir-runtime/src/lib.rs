@@ -21,8 +21,8 @@ pub use backfill::{
 pub use clock::{Clock, TokioClock};
 pub use context::TaskContext;
 pub use definition::{
-    CallbackContext, DagDef, DagDefBuilder, Registry, Task, TaskError, TaskFuture, TaskResult,
-    ZONE_PARAM,
+    CallbackContext, DagDef, DagDefBuilder, Loader, Registry, Task, TaskError, TaskFuture,
+    TaskResult, ZONE_PARAM,
 };
 pub use executor::{Executor, ExecutorOptions, RunOutcome, process_owner_id};
 pub use logs::{TRY_SPAN, TryLogLayer, try_log_path};

@@ -66,6 +66,7 @@ pub async fn trigger_run(ex: &Executor, req: TriggerRequest) -> Result<RunRecord
         None => DataInterval { start: at, end: at },
     };
     let store = ex.store();
+    ex.keep_version(&def).await?;
     if let Some(existing) = store.run_at(&req.dag_id, interval.start).await? {
         if !existing.state.is_terminal() {
             return Ok(existing);
@@ -149,6 +150,7 @@ impl Scheduler {
                 if due_at > now {
                     break;
                 }
+                self.ex.keep_version(def).await?;
                 let (run, was_created) = store
                     .create_run(NewRun {
                         dag_id: dag.id.clone(),

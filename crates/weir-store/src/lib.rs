@@ -121,6 +121,17 @@ pub trait RunStore: Send + Sync {
         conf: Option<serde_json::Value>,
         dag_version: Option<&str>,
     ) -> Result<()>;
+    /// Keeps the source text of version `version` of DAG `dag_id` (once: a version's text
+    /// never changes).
+    async fn save_dag_version(
+        &self,
+        dag_id: &DagId,
+        version: &str,
+        source: &str,
+        at: Timestamp,
+    ) -> Result<()>;
+    /// The source text of a version [`RunStore::save_dag_version`] kept.
+    async fn dag_version_source(&self, dag_id: &DagId, version: &str) -> Result<Option<String>>;
 }
 
 /// Task instances, their tries and outputs.

@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dag_version",
         include_str!("../migrations/sqlite/0006_dag_version.sql"),
     ),
+    (
+        7,
+        "dag_versions",
+        include_str!("../migrations/sqlite/0007_dag_versions.sql"),
+    ),
 ];
 
 /// The SQLite metadata store.
@@ -513,6 +518,36 @@ impl RunStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn save_dag_version(
+        &self,
+        dag_id: &DagId,
+        version: &str,
+        source: &str,
+        at: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dag_versions (dag_id, version, source, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (dag_id, version) DO NOTHING",
+        )
+        .bind(dag_id.as_str())
+        .bind(version)
+        .bind(source)
+        .bind(micros(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn dag_version_source(&self, dag_id: &DagId, version: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT source FROM dag_versions WHERE dag_id = ? AND version = ?")
+                .bind(dag_id.as_str())
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }
 

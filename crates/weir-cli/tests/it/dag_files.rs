@@ -523,3 +523,77 @@ fn a_running_scheduler_picks_up_a_new_dag_file_and_runs_keep_their_version() {
         "{stderr}"
     );
 }
+
+/// A DAG file whose first task sleeps and whose second prints `word`.
+fn pinned_dag(word: &str) -> String {
+    format!(
+        "[dag]\nid = \"pinned\"\nschedule = \"none\"\n\n\
+         [[tasks]]\nid = \"first\"\nop = \"command\"\nprogram = \"sleep\"\nargs = [\"2\"]\nretries = 1\n\n\
+         [[tasks]]\nid = \"second\"\nop = \"command\"\nafter = [\"first\"]\nprogram = \"echo\"\nargs = [\"{word}\"]\n"
+    )
+}
+
+/// A run keeps its version across processes: `weir dags run` of a DAG file is killed with
+/// `kill -9` mid-run, the file is changed, and the same command run again resumes the run with
+/// the version it was created with (kept in the store), not the file's new one.
+#[test]
+fn a_run_resumed_after_its_file_changed_runs_the_version_it_started_with() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().unwrap();
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let v1 = pinned_dag("one");
+    std::fs::write(dags.join("pinned.toml"), &v1).unwrap();
+    let args = [
+        "--lease",
+        "1s",
+        "dags",
+        "run",
+        "pinned",
+        "--logical-date",
+        "2026-03-05",
+    ];
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("weir"))
+        .env_remove("WEIR_HOME")
+        .arg("--home")
+        .arg(home.path())
+        .args(["--log", "info"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let started = stderr
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("task_id=first") && l.contains("to=running"));
+    assert!(started, "the first task never started");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait().unwrap();
+
+    std::fs::write(dags.join("pinned.toml"), pinned_dag("two")).unwrap();
+    let out = weir(home.path())
+        .args(args)
+        .arg("--json")
+        .assert()
+        .success();
+    let run = json_lines(&out.get_output().stdout).pop().unwrap();
+    assert_eq!(run["state"], "success", "{run}");
+    assert_eq!(run["resumed"], true, "{run}");
+    assert_eq!(
+        run["outputs"]["second"]["stdout_tail"],
+        serde_json::json!(["one"]),
+        "{run}"
+    );
+    let runs = file_runs(home.path(), "pinned");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0]["dag_version"],
+        weir_dagfile::version_of(&v1).as_str()
+    );
+}

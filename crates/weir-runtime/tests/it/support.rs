@@ -131,6 +131,29 @@ impl RunStore for OffClockStore {
         let v = dag_version.map(str::to_owned);
         off_clock(move || async move { s.reset_run(&d, &r, conf, v.as_deref()).await }).await
     }
+    async fn save_dag_version(
+        &self,
+        dag_id: &DagId,
+        version: &str,
+        source: &str,
+        at: Timestamp,
+    ) -> weir_store::Result<()> {
+        let (s, d, v, t) = (
+            self.0.clone(),
+            dag_id.clone(),
+            version.to_owned(),
+            source.to_owned(),
+        );
+        off_clock(move || async move { s.save_dag_version(&d, &v, &t, at).await }).await
+    }
+    async fn dag_version_source(
+        &self,
+        dag_id: &DagId,
+        version: &str,
+    ) -> weir_store::Result<Option<String>> {
+        let (s, d, v) = (self.0.clone(), dag_id.clone(), version.to_owned());
+        off_clock(move || async move { s.dag_version_source(&d, &v).await }).await
+    }
 }
 
 #[async_trait]

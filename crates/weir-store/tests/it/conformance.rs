@@ -87,6 +87,25 @@ pub async fn run_creation_is_idempotent_per_logical_date(store: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(read.dag_version.as_deref(), Some("0123456789ab"));
+    // The version's source is kept once; a second save does not change it.
+    for text in ["[dag]\nid = \"file_dag\"\n", "something else"] {
+        store
+            .save_dag_version(&run.dag_id, "0123456789ab", text, at(1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .dag_version_source(&run.dag_id, "0123456789ab")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("[dag]\nid = \"file_dag\"\n")
+    );
+    assert_eq!(
+        store.dag_version_source(&run.dag_id, "ffff").await.unwrap(),
+        None
+    );
 }
 
 pub async fn list_runs_filters_and_orders(store: &dyn Store) {
