@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
-use crate::{json_lines, weir};
+use crate::{json_lines, kill_after, spawn_weir, weir};
 
 /// The repository's `examples/dags`.
 fn examples() -> PathBuf {
@@ -538,7 +538,6 @@ fn pinned_dag(word: &str) -> String {
 /// the version it was created with (kept in the store), not the file's new one.
 #[test]
 fn a_run_resumed_after_its_file_changed_runs_the_version_it_started_with() {
-    use std::io::BufRead;
     let home = tempfile::tempdir().unwrap();
     let dags = home.path().join("dags");
     std::fs::create_dir_all(&dags).unwrap();
@@ -553,28 +552,13 @@ fn a_run_resumed_after_its_file_changed_runs_the_version_it_started_with() {
         "--logical-date",
         "2026-03-05",
     ];
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("weir"))
-        .env_remove("WEIR_HOME")
-        .arg("--home")
-        .arg(home.path())
-        .args(["--log", "info"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let started = stderr
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.contains("task_id=first") && l.contains("to=running"));
-    assert!(started, "the first task never started");
-    let killed = std::process::Command::new("kill")
-        .args(["-9", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    child.wait().unwrap();
+    let mut first = vec!["--log", "info"];
+    first.extend(args);
+    kill_after(
+        spawn_weir(home.path(), &first),
+        &["task state", "task_id=first", "to=running"],
+        1,
+    );
 
     std::fs::write(dags.join("pinned.toml"), pinned_dag("two")).unwrap();
     let out = weir(home.path())

@@ -59,3 +59,42 @@ pub fn fails_with_output(
     );
     out
 }
+
+/// `weir …` as a child process with stderr piped (its `--log info` events).
+pub fn spawn_weir(home: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("weir"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("WEIR_HOME")
+        .env_remove("WEIR_STORE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the child's stderr until `count` lines contain every one of `needles`, then kills it
+/// with SIGKILL (no chance to clean up) and reaps it.
+pub fn kill_after(mut child: std::process::Child, needles: &[&str], count: usize) {
+    use std::io::BufRead;
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = 0;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if needles.iter().all(|n| line.contains(n)) {
+            seen += 1;
+            if seen == count {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, count, "the process ended before the events awaited");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(!exit.success(), "killed by SIGKILL: {exit:?}");
+}

@@ -4,13 +4,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 
 use jiff::civil::date;
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
-use crate::{fails_with, json_lines, weir};
+use crate::{fails_with, json_lines, kill_after, spawn_weir, weir};
 
 fn runs(home: &Path, dag: &str) -> Vec<Value> {
     let out = weir(home)
@@ -286,44 +286,6 @@ fn write_orders(path: &Path, days: i32, per_day: i64, filler: i64) {
         text.push_str(&format!("{id},{t},1.00\n"));
     }
     std::fs::write(path, text).unwrap();
-}
-
-/// `weir …` as a child process with stderr piped (its `--log info` events).
-fn spawn_weir(home: &Path, args: &[&str]) -> Child {
-    StdCommand::new(assert_cmd::cargo::cargo_bin("weir"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("WEIR_HOME")
-        .env_remove("WEIR_STORE_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Reads the child's stderr until `count` lines contain every one of `needles`, then kills it
-/// with SIGKILL (no chance to clean up) and reaps it.
-fn kill_after(mut child: Child, needles: &[&str], count: usize) {
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = 0;
-    for line in stderr.lines() {
-        let line = line.unwrap();
-        if needles.iter().all(|n| line.contains(n)) {
-            seen += 1;
-            if seen == count {
-                break;
-            }
-        }
-    }
-    assert_eq!(seen, count, "the process ended before the events awaited");
-    let status = StdCommand::new("kill")
-        .args(["-9", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(!exit.success(), "killed by SIGKILL: {exit:?}");
 }
 
 fn count_states(runs: &[Value]) -> (usize, usize) {
