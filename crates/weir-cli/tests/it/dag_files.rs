@@ -105,8 +105,11 @@ fn a_dag_file_runs_with_counts_equal_to_independent_ones() {
             "2026-03-05",
         ],
     );
-    // The default source is the sample path; run it again on the generated file.
+    // The default source is the sample path (generated on first use). Running the same
+    // interval again on another file replaces the partition, never adds to it.
     assert_eq!(run["state"], "success", "{run}");
+    let from_sample = partitions(&home.path().join("data/orders_by_region"))["dt=2026-03-05"];
+    assert!(from_sample > 0);
     let run = run_json(
         home.path(),
         &[
@@ -132,6 +135,11 @@ fn a_dag_file_runs_with_counts_equal_to_independent_ones() {
         landed.get("dt=2026-03-05"),
         Some(&(in_day.len() as u64)),
         "{landed:?}"
+    );
+    assert_ne!(
+        from_sample,
+        in_day.len() as u64,
+        "the two sources differ that day"
     );
     let mut want: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     for (_, region, cents) in &in_day {
