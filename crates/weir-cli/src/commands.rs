@@ -401,7 +401,13 @@ async fn generate(spec: &weir_data::SampleSpec, out: &Path) -> Result<weir_data:
         }
         let summary = match out.extension().and_then(|e| e.to_str()) {
             Some("parquet") => weir_data::write_orders_parquet(&spec, &out)?,
-            Some("csv") => weir_data::write_orders_csv(&spec, &out)?,
+            Some("csv") => {
+                let summary = weir_data::write_orders_csv(&spec, &out)?;
+                // Its declared types, beside it: loads pick it up (a stray "N/A" amount is then
+                // a reject, not a reason to read the column as text).
+                weir_data::write_orders_schema(&out)?;
+                summary
+            }
             _ => bail!("--out {} must end in .csv or .parquet", out.display()),
         };
         Ok(summary)

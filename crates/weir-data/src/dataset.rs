@@ -38,7 +38,8 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
-use crate::partition::{PartitionKey, parse_segment};
+use crate::layout::{self, ColumnPlan, DATASET_SCHEMA_FILE, DatasetSchema, SchemaEvolution};
+use crate::partition::{DEFAULT_PARTITION, PartitionKey, parse_segment};
 
 const STAGING: &str = "_staging";
 const TRASH: &str = "_trash";
@@ -178,6 +179,14 @@ pub struct WriteOptions {
     /// Start a new part file once a file reaches about this many bytes (checked every 8 192
     /// rows); `None` writes one file.
     pub max_file_bytes: Option<u64>,
+    /// Repeat the partition columns inside the part files (default false: like Spark and
+    /// DuckDB, the path holds them). Fixed by the dataset's first commit.
+    pub keep_partition_columns: bool,
+    /// Whether a commit may widen a column type the dataset keeps (default strict).
+    pub schema_evolution: SchemaEvolution,
+    /// Declared types of partition columns the data does not have (say `bucket` as Int32);
+    /// by default a column's own type, else by name (see [`crate::layout`]).
+    pub partition_types: Vec<arrow::datatypes::Field>,
 }
 
 impl Default for WriteOptions {
@@ -187,6 +196,9 @@ impl Default for WriteOptions {
             compression: Compression::Zstd,
             row_group_size: 64 * 1024,
             max_file_bytes: None,
+            keep_partition_columns: false,
+            schema_evolution: SchemaEvolution::Strict,
+            partition_types: Vec::new(),
         }
     }
 }
@@ -313,6 +325,7 @@ impl Dataset {
         if opts.format != FileFormat::Parquet {
             check_text_types(&schema, opts.format)?;
         }
+        let shape = self.shape(key, &schema, &opts)?;
         let id = unique_id();
         let staging = self.staging_root().join(&id);
         live().insert(id.clone());
@@ -328,6 +341,7 @@ impl Dataset {
             root: self.root.clone(),
             key: key.clone(),
             schema,
+            shape,
             opts,
             props,
             id,
@@ -338,6 +352,102 @@ impl Dataset {
             rows: 0,
             bytes: 0,
             finished: false,
+        })
+    }
+
+    /// The schema the dataset keeps (`_dataset.json`), once a commit has fixed it; datasets
+    /// written before weir kept one have none (their files repeat the partition columns).
+    pub fn schema(&self) -> Result<Option<DatasetSchema>, DataError> {
+        DatasetSchema::read(&self.root)
+    }
+
+    /// How a writer of `schema` into partition `key` lays out its files against the schema the
+    /// dataset keeps; refuses what does not fit.
+    fn shape(
+        &self,
+        key: &PartitionKey,
+        schema: &SchemaRef,
+        opts: &WriteOptions,
+    ) -> Result<Shape, DataError> {
+        let refuse = |reason: String| DataError::DatasetSchema {
+            root: self.root.clone(),
+            partition: key.to_path_string(),
+            reason,
+        };
+        let kept = self.schema()?;
+        let names: Vec<String> = key.parts().iter().map(|(n, _)| n.clone()).collect();
+        if let Some(k) = &kept
+            && k.partition_names() != names
+        {
+            return Err(refuse(format!(
+                "its layout {} is not the dataset's {}; write partitions of one layout",
+                names.join("/"),
+                k.partition_names().join("/")
+            )));
+        }
+        let keep = kept.as_ref().map_or(opts.keep_partition_columns, |k| {
+            k.files_keep_partition_columns
+        });
+        let checks: Vec<(usize, String)> = key
+            .parts()
+            .iter()
+            .filter_map(|(n, v)| schema.index_of(n).ok().map(|i| (i, v.clone())))
+            .collect();
+        let partition_columns: Vec<arrow::datatypes::Field> = match &kept {
+            Some(k) => k.partition_columns.clone(),
+            None => key
+                .parts()
+                .iter()
+                .map(|(n, v)| {
+                    let declared = opts.partition_types.iter().find(|f| f.name() == n);
+                    let t = match (declared, schema.field_with_name(n)) {
+                        (Some(f), _) => f.data_type().clone(),
+                        (None, Ok(f)) => f.data_type().clone(),
+                        (None, Err(_)) => layout::conventional_type(n, v),
+                    };
+                    arrow::datatypes::Field::new(n, t, true)
+                })
+                .collect(),
+        };
+        let data: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !checks.iter().any(|(c, _)| c == i))
+            .collect();
+        let incoming = schema
+            .project(&data)
+            .map_err(|e| DataError::arrow("projecting the data columns", e))?;
+        let (plans, columns) = match &kept {
+            None => (None, data.clone()),
+            Some(k) => {
+                let plans =
+                    layout::plan(&k.columns, &incoming, opts.schema_evolution).map_err(refuse)?;
+                let columns = plans.iter().map(|(i, _)| data[*i]).collect();
+                (Some(plans.into_iter().map(|(_, p)| p).collect()), columns)
+            }
+        };
+        let mut fields: Vec<arrow::datatypes::Field> = Vec::new();
+        for (n, &i) in columns.iter().enumerate() {
+            let f = schema.field(i);
+            fields.push(match plans.as_ref().map(|p: &Vec<ColumnPlan>| &p[n]) {
+                Some(ColumnPlan::Cast(t)) | Some(ColumnPlan::NullsOnly(t)) => {
+                    arrow::datatypes::Field::new(f.name(), t.clone(), true)
+                }
+                _ => f.clone(),
+            });
+        }
+        let mut columns = columns;
+        if keep {
+            for (i, _) in &checks {
+                columns.push(*i);
+                fields.push(schema.field(*i).clone());
+            }
+        }
+        Ok(Shape {
+            checks,
+            columns,
+            plans,
+            file_schema: Arc::new(arrow::datatypes::Schema::new(fields)),
+            partition_columns,
+            keep,
         })
     }
 
@@ -364,20 +474,27 @@ impl Dataset {
         Ok(out)
     }
 
-    /// Reads every row of partition `key`, file by file.
+    /// Reads every row of partition `key`, file by file, with the partition columns restored
+    /// from the path (typed as the dataset declares them) and columns in the types the dataset
+    /// keeps.
     pub fn read_partition(&self, key: &PartitionKey) -> Result<Vec<RecordBatch>, DataError> {
         // A concurrent commit may swap the folder between listing and opening: retry then.
         let mut attempt = 0;
-        loop {
+        let batches = loop {
             match self.read_partition_once(key) {
                 Err(e) if e.is_not_found() && attempt < 3 => attempt += 1,
-                other => return other,
+                other => break other?,
             }
+        };
+        match self.schema()? {
+            Some(kept) => batches.iter().map(|b| kept.restore(b, key)).collect(),
+            None => Ok(batches),
         }
     }
 
-    /// The Arrow schema of partition `key`'s files: from the first Parquet footer, or from the
-    /// schema kept beside a CSV or JSON-lines partition.
+    /// The Arrow schema of partition `key`'s files (partition columns only if the files repeat
+    /// them): from the first Parquet footer, or from the schema kept beside a CSV or JSON-lines
+    /// partition.
     pub fn partition_schema(&self, key: &PartitionKey) -> Result<SchemaRef, DataError> {
         let dir = self.existing_partition(key)?;
         match part_files(&dir)?.first() {
@@ -625,6 +742,7 @@ pub struct PartitionWriter {
     root: PathBuf,
     key: PartitionKey,
     schema: SchemaRef,
+    shape: Shape,
     opts: WriteOptions,
     props: WriterProperties,
     id: String,
@@ -635,6 +753,23 @@ pub struct PartitionWriter {
     rows: u64,
     bytes: u64,
     finished: bool,
+}
+
+/// How a writer's batches become file batches; see [`Dataset::shape`].
+#[derive(Debug)]
+struct Shape {
+    /// Partition columns the data has, by index in the writer's schema, with the partition's
+    /// value: every row must hold it.
+    checks: Vec<(usize, String)>,
+    /// The writer's columns that go into the files, in file order.
+    columns: Vec<usize>,
+    /// Per file data column (not the repeated partition columns), how it fits the kept schema;
+    /// `None` for the dataset's first commit.
+    plans: Option<Vec<ColumnPlan>>,
+    file_schema: SchemaRef,
+    partition_columns: Vec<arrow::datatypes::Field>,
+    /// Whether the files repeat the partition columns.
+    keep: bool,
 }
 
 impl std::fmt::Debug for PartitionWriter {
@@ -716,7 +851,26 @@ impl PartitionWriter {
         if !same {
             return Err(mismatch(describe_fields(&got)));
         }
-        RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+        let refuse = |reason: String| DataError::DatasetSchema {
+            root: self.root.clone(),
+            partition: self.key.to_path_string(),
+            reason,
+        };
+        for (i, value) in &self.shape.checks {
+            check_partition_value(self.schema.field(*i).name(), batch.column(*i), value)
+                .map_err(refuse)?;
+        }
+        let mut columns = Vec::with_capacity(self.shape.columns.len());
+        for (n, &i) in self.shape.columns.iter().enumerate() {
+            let column = batch.column(i);
+            columns.push(match self.shape.plans.as_ref().and_then(|p| p.get(n)) {
+                Some(plan) => {
+                    layout::apply(self.schema.field(i).name(), column, plan).map_err(refuse)?
+                }
+                None => column.clone(),
+            });
+        }
+        RecordBatch::try_new(self.shape.file_schema.clone(), columns)
             .map_err(|e| mismatch(e.to_string()))
     }
 
@@ -732,8 +886,12 @@ impl PartitionWriter {
         };
         let writer = match self.opts.format {
             FileFormat::Parquet => FileWriter::Parquet(Box::new(
-                ArrowWriter::try_new(sink, self.schema.clone(), Some(self.props.clone()))
-                    .map_err(|e| DataError::parquet(&path, e))?,
+                ArrowWriter::try_new(
+                    sink,
+                    self.shape.file_schema.clone(),
+                    Some(self.props.clone()),
+                )
+                .map_err(|e| DataError::parquet(&path, e))?,
             )),
             FileFormat::Csv => {
                 let bytes = sink.bytes.clone();
@@ -777,6 +935,71 @@ impl PartitionWriter {
         Ok(())
     }
 
+    /// Fixes the dataset's schema at its first commit, widens it where this commit's plan
+    /// says so, and refuses a commit that no longer fits (another writer fixed or widened the
+    /// schema since this one started). Runs under the commit lock, before the journal.
+    fn keep_schema(&self) -> Result<(), DataError> {
+        let refuse = |reason: String| DataError::DatasetSchema {
+            root: self.root.clone(),
+            partition: self.key.to_path_string(),
+            reason,
+        };
+        let data_fields: Vec<arrow::datatypes::Field> = self
+            .shape
+            .file_schema
+            .fields()
+            .iter()
+            .take(
+                self.shape.columns.len()
+                    - if self.shape.keep {
+                        self.shape.checks.len()
+                    } else {
+                        0
+                    },
+            )
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let written = arrow::datatypes::Schema::new(data_fields);
+        let path = self.root.join(DATASET_SCHEMA_FILE);
+        let tmp = self
+            .root
+            .join(format!("{DATASET_SCHEMA_FILE}.{}.tmp", self.id));
+        match DatasetSchema::read(&self.root)? {
+            None => {
+                let first = DatasetSchema {
+                    columns: Arc::new(written),
+                    partition_columns: self.shape.partition_columns.clone(),
+                    files_keep_partition_columns: self.shape.keep,
+                };
+                write_file_synced(&tmp, &first.to_json())?;
+                // Create-if-absent, also against another process's first commit.
+                let linked = fs::hard_link(&tmp, &path);
+                let _ = fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => sync_dir(&self.root),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.keep_schema(),
+                    Err(e) => Err(DataError::io("create", &path, e)),
+                }
+            }
+            Some(kept) => {
+                // A column cast to a type another commit has since widened is fine: readers
+                // cast it again.
+                let plans = layout::plan(&kept.columns, &written, self.opts.schema_evolution)
+                    .map_err(refuse)?;
+                if !plans.iter().any(|(_, p)| *p == ColumnPlan::Widen) {
+                    return Ok(());
+                }
+                let widened = DatasetSchema {
+                    columns: Arc::new(layout::widened(&kept.columns, &written, &plans)),
+                    ..kept
+                };
+                write_file_synced(&tmp, &widened.to_json())?;
+                rename(&tmp, &path)?;
+                sync_dir(&self.root)
+            }
+        }
+    }
+
     fn commit_inner(mut self, failpoint: Option<Failpoint>) -> Result<CommitReport, DataError> {
         let partition_rel = self.key.to_path_string();
         if self.files.is_empty() {
@@ -788,7 +1011,7 @@ impl PartitionWriter {
             // Text files do not carry their types: keep the Arrow schema beside them.
             write_durably(
                 &self.staging.join(SCHEMA_SIDECAR),
-                schema_json(&self.schema).as_bytes(),
+                schema_json(&self.shape.file_schema).as_bytes(),
             )?;
         }
         if self.key.is_truncated() {
@@ -806,7 +1029,7 @@ impl PartitionWriter {
             bytes: self.bytes,
             files: self.files.len() as u32,
             checksum: self.sha.take().unwrap_or_default().digest().to_string(),
-            schema: schema_json(&self.schema),
+            schema: schema_json(&self.shape.file_schema),
         };
 
         let crash = |this: &mut PartitionWriter, at: Failpoint| -> Result<(), DataError> {
@@ -824,6 +1047,7 @@ impl PartitionWriter {
         crash(&mut self, Failpoint::BeforeJournal)?;
 
         let _guard = commit_lock();
+        self.keep_schema()?;
         let staging_root = self.root.join(STAGING);
         let trash_root = self.root.join(TRASH);
         let partition = self.root.join(self.key.to_relative_path());
@@ -1219,11 +1443,51 @@ fn remove_empty_parents(path: &Path, root: &Path) {
 /// Writes a small file via a temporary name and rename, fsynced.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(|e| DataError::io("create", &tmp, e))?;
+    write_file_synced(&tmp, bytes)?;
+    rename(&tmp, path)
+}
+
+fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let mut file = File::create(path).map_err(|e| DataError::io("create", path, e))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| DataError::io("write", &tmp, e))?;
-    rename(&tmp, path)
+        .map_err(|e| DataError::io("write", path, e))
+}
+
+/// Every row of `column` holds the partition's `value` (Hive's default partition: null or
+/// empty), or one sentence saying it does not.
+fn check_partition_value(
+    name: &str,
+    column: &arrow::array::ArrayRef,
+    value: &str,
+) -> Result<(), String> {
+    use arrow::array::Array;
+    let text = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)
+        .map_err(|e| format!("column {name:?} cannot be read as text: {e}"))?;
+    let text = text
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .ok_or_else(|| format!("column {name:?} did not cast to text"))?;
+    let default = value.is_empty() || value == DEFAULT_PARTITION;
+    let odd = text.iter().find(|v| match v {
+        None => !default,
+        Some(v) => {
+            if default {
+                !v.is_empty()
+            } else {
+                *v != value
+            }
+        }
+    });
+    match odd {
+        None => Ok(()),
+        Some(v) => Err(format!(
+            "column {name:?} holds {} in partition {name}={value}; the files leave the \
+             partition column out and readers take it from the path, so every row must hold \
+             the partition's value (rename the column, or partition by it)",
+            v.map_or("null".to_owned(), |v| format!("{v:?}"))
+        )),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), DataError> {

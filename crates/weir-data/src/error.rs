@@ -101,6 +101,16 @@ pub enum DataError {
         found: String,
     },
 
+    /// What a commit would write does not fit the schema the dataset keeps (a column's type
+    /// changed, a column was added or dropped, the partition layout differs), or a partition
+    /// column's values disagree with the partition; `reason` says which and what to do.
+    #[error("cannot write partition {partition} of the dataset at {}: {reason}", .root.display())]
+    DatasetSchema {
+        root: PathBuf,
+        partition: String,
+        reason: String,
+    },
+
     /// The partition asked for does not exist.
     #[error(
         "partition {partition} does not exist under {root}; list partitions to see which exist"
@@ -151,6 +161,7 @@ impl weir_core::Transient for DataError {
             | DataError::InvalidPartitionKey { .. }
             | DataError::InvalidOptions { .. }
             | DataError::SchemaMismatch { .. }
+            | DataError::DatasetSchema { .. }
             | DataError::PartitionNotFound { .. }
             | DataError::Corrupt { .. }
             | DataError::Internal(_) => false,

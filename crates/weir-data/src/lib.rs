@@ -14,9 +14,12 @@
 //! - [`partitioners`]: date, id-range (equal-count), hash (stable xxh64, jump consistent
 //!   hashing), size (adaptive byte targets) and geographic partitioners.
 //! - [`dataset`]: [`Dataset`], [`PartitionWriter`] and the staging → swap commit protocol.
+//! - [`layout`]: the schema a dataset keeps (`_dataset.json`), typed partition columns left out
+//!   of the files, and the rules for a commit whose schema differs.
 
 pub mod dataset;
 mod error;
+pub mod layout;
 pub mod partition;
 pub mod partitioners;
 pub mod sample;
@@ -28,9 +31,11 @@ pub use dataset::{
     WriteOptions,
 };
 pub use error::DataError;
+pub use layout::{DatasetSchema, SchemaEvolution};
 pub use partition::PartitionKey;
 pub use sample::{
-    SampleSpec, SampleSummary, orders_schema, write_orders_csv, write_orders_parquet,
+    ORDERS_SCHEMA_TEXT, SampleSpec, SampleSummary, orders_schema, write_orders_csv,
+    write_orders_parquet, write_orders_schema,
 };
 pub use source::{ReadOptions, Reject, SourceReader, open_source};
 pub use window::{

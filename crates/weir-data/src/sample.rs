@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -119,6 +119,29 @@ pub fn orders_schema() -> SchemaRef {
         Field::new("status", DataType::Utf8, false),
         Field::new("note", DataType::Utf8, true),
     ]))
+}
+
+/// [`orders_schema`] in the type language of schema files (see [`crate::source::parse_type`]).
+pub const ORDERS_SCHEMA_TEXT: &str = "\
+# The columns of weir's generated orders (weir data generate).
+order_id: int not null
+customer_id: int not null
+region: string not null
+country: string not null
+event_time: timestamp not null
+ingested_at: timestamp not null
+amount: decimal(18,2) not null
+currency: string not null
+status: string not null
+note: string
+";
+
+/// Writes [`ORDERS_SCHEMA_TEXT`] as the schema file beside a generated CSV (`orders.csv` →
+/// `orders.schema`), so loads read it with its declared types.
+pub fn write_orders_schema(csv: &Path) -> Result<PathBuf, DataError> {
+    let path = crate::source::schema_sidecar(csv);
+    std::fs::write(&path, ORDERS_SCHEMA_TEXT).map_err(|e| DataError::io("write", &path, e))?;
+    Ok(path)
 }
 
 /// The schema of the generated Parquet file: like [`orders_schema`] but `event_time` is a
@@ -239,7 +262,8 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// (region, weight, countries with (code, currency, weight)).
+/// (region, weight, countries with (code, currency, weight)). North America is `NAM`, not
+/// `NA`: `NA` is a null token of CSV files (R and pandas write it for a missing value).
 type RegionTable = [(
     &'static str,
     u32,
@@ -247,7 +271,7 @@ type RegionTable = [(
 ); 4];
 const REGIONS: RegionTable = [
     (
-        "NA",
+        "NAM",
         40,
         &[("US", "USD", 80), ("CA", "CAD", 12), ("MX", "MXN", 8)],
     ),

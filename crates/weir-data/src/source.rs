@@ -5,11 +5,15 @@
 //! batch is emitted every `batch_size` good rows. Rejected rows are kept on the reader until taken
 //! with [`SourceReader::take_rejects`].
 //!
-//! CSV schema inference is deliberately simple and predictable: over the first `infer_rows` rows
-//! with the right field count, a column is `Int64` if every non-empty value parses as an `i64`,
-//! else `Float64` if every non-empty value is a decimal number, else `Utf8`; all inferred columns
-//! are nullable (an empty field is a null). One stray value in the sample makes a column `Utf8`, so
-//! pass an explicit schema for messy files (e.g. [`crate::orders_schema`]).
+//! Text formats infer their schema over a sample (the first [`ReadOptions::infer_rows`] rows or
+//! [`ReadOptions::infer_bytes`] bytes, whichever ends first; see [`infer`] for the rules): integers
+//! widen to floats, and a column is text only when a value really is text. In CSV, the
+//! [`ReadOptions::null_values`] tokens (by default empty, `NA`, `N/A`, `NULL`, `null`) are nulls,
+//! and `NaN` is a float column's null. A value past the sample that does not fit the inferred type
+//! is a [`Reject`] naming its line and column, never a silent null. [`ReadOptions::column_types`]
+//! (from a schema file or a DAG file's table) override inference column by column, and
+//! [`ReadOptions::schema`] replaces it. CRLF line endings, a byte-order mark and quoted newlines
+//! read the same as a clean file.
 //!
 //! JSON lines (`.jsonl`, `.ndjson`, `.json`) hold one object per line; blank lines are skipped.
 //! Both text formats share one typed path: each row becomes one optional text per column, parsed
@@ -17,8 +21,9 @@
 //! `Int64` column). A JSON `null` or missing key is a null; an empty string stays an empty string.
 //! Inference over the first `infer_rows` objects takes the union of their keys in first-seen
 //! order; a column is `Int64` if every non-null value is an integer that fits an `i64`, else
-//! `Float64` if every one is a number, else `Boolean` if every one is a bool, else `Utf8`, where
-//! nested arrays and objects are kept as compact JSON text. JSON numbers pass through `f64`
+//! `Float64` if every one is a number, else `Boolean` if every one is a bool, else a date or
+//! timestamp if every one is a string of that shape, else `Utf8`, where nested arrays and objects
+//! are kept as compact JSON text. JSON numbers pass through `f64`
 //! unless they are integers, so write exact decimals as strings for a `Decimal128` column.
 
 use std::fs::File;
@@ -38,7 +43,19 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use crate::DataError;
 use crate::window::timestamp_from_unit;
 
+pub mod infer;
 mod json;
+
+pub use infer::{ColumnType, parse_schema_text, parse_type, read_schema_file};
+
+/// The schema file a source may keep beside it: `orders.csv` → `orders.schema`. Loads read a
+/// source with it when no other schema is named.
+pub fn schema_sidecar(source: &Path) -> PathBuf {
+    source.with_extension("schema")
+}
+
+/// The null tokens of CSV files besides the empty field: `NA`, `N/A`, `NULL`, `null`.
+pub const DEFAULT_NULL_VALUES: [&str; 4] = ["NA", "N/A", "NULL", "null"];
 
 /// How to read a source file.
 #[derive(Clone, Debug)]
@@ -55,8 +72,23 @@ pub struct ReadOptions {
     /// fields and missing or null JSON values. Ignored for Parquet, whose files carry their
     /// schema.
     pub schema: Option<SchemaRef>,
-    /// CSV and JSON lines: good rows sampled to infer a schema (default 1 000).
+    /// CSV and JSON lines: types of named columns instead of inferring them (from a schema file
+    /// or a DAG file's table); the other columns are inferred. Ignored when `schema` is set.
+    pub column_types: Vec<ColumnType>,
+    /// CSV and JSON lines: rows sampled to infer a schema (default 100 000).
     pub infer_rows: usize,
+    /// CSV and JSON lines: bytes sampled to infer a schema, at most (default 64 MiB).
+    pub infer_bytes: u64,
+    /// CSV: field texts that are nulls besides the empty field (default
+    /// [`DEFAULT_NULL_VALUES`]). A null token is a null in every column, text columns included.
+    pub null_values: Vec<String>,
+    /// CSV: `NaN` is a null in a float column (default true); else it is the float NaN.
+    pub nan_is_null: bool,
+    /// The zone of timestamps written without an offset (`2026-03-08 01:30:00`): such values
+    /// are read as that zone's local time (on a fall-back hour, the earlier instant; in a
+    /// spring-forward gap, shifted forward) and become UTC instants. Without it they stay
+    /// zone-less `Timestamp(µs)` values, and a time column holding one is a reject.
+    pub source_tz: Option<jiff::tz::TimeZone>,
 }
 
 impl Default for ReadOptions {
@@ -65,7 +97,12 @@ impl Default for ReadOptions {
             batch_size: 65_536,
             time_column: None,
             schema: None,
-            infer_rows: 1_000,
+            column_types: Vec::new(),
+            infer_rows: 100_000,
+            infer_bytes: 64 << 20,
+            null_values: DEFAULT_NULL_VALUES.map(String::from).to_vec(),
+            nan_is_null: true,
+            source_tz: None,
         }
     }
 }
@@ -228,7 +265,8 @@ enum Kind {
     Boolean,
     Utf8,
     Date32,
-    Timestamp(TimeUnit),
+    /// The unit, and whether the column holds UTC instants (else zone-less wall times).
+    Timestamp(TimeUnit, bool),
 }
 
 impl Kind {
@@ -241,7 +279,7 @@ impl Kind {
             DataType::Boolean => Kind::Boolean,
             DataType::Utf8 => Kind::Utf8,
             DataType::Date32 => Kind::Date32,
-            DataType::Timestamp(unit, _) => Kind::Timestamp(*unit),
+            DataType::Timestamp(unit, tz) => Kind::Timestamp(*unit, tz.is_some()),
             _ => return None,
         })
     }
@@ -259,7 +297,9 @@ enum Builder {
 impl Builder {
     fn new(kind: Kind, capacity: usize) -> Builder {
         match kind {
-            Kind::Int64 | Kind::Timestamp(_) => Builder::I64(Int64Builder::with_capacity(capacity)),
+            Kind::Int64 | Kind::Timestamp(..) => {
+                Builder::I64(Int64Builder::with_capacity(capacity))
+            }
             Kind::Int32 | Kind::Date32 => Builder::I32(Int32Builder::with_capacity(capacity)),
             Kind::Float64 => Builder::F64(Float64Builder::with_capacity(capacity)),
             Kind::Decimal128(..) => Builder::I128(Decimal128Builder::with_capacity(capacity)),
@@ -309,6 +349,16 @@ struct Columns {
     names: Vec<String>,
     builders: Vec<Builder>,
     cells: Vec<Cell>,
+    rules: ParseRules,
+}
+
+/// What parsing a text value depends on besides the column's type.
+#[derive(Clone, Debug)]
+struct ParseRules {
+    /// The zone of timestamps without an offset in an instant column.
+    source_tz: Option<jiff::tz::TimeZone>,
+    /// `NaN` in a float column is a null.
+    nan_is_null: bool,
 }
 
 impl Columns {
@@ -335,22 +385,24 @@ impl Columns {
         }
         let mut kinds = Vec::with_capacity(fields.len());
         for f in &fields {
-            kinds.push(Kind::of(f.data_type()).ok_or_else(|| {
-                DataError::ColumnType {
+            kinds.push(
+                Kind::of(f.data_type()).ok_or_else(|| DataError::ColumnType {
                     column: f.name().clone(),
                     place: path.display().to_string(),
                     found: f.data_type().to_string(),
-                    expected:
-                        "one of Int64, Int32, Float64, Decimal128, Boolean, Utf8, Date32, Timestamp"
-                            .into(),
-                }
-            })?);
+                    expected: format!("a column type: {}", infer::TYPE_NAMES),
+                })?,
+            );
         }
         let nullable = fields.iter().map(|f| f.is_nullable()).collect();
         let schema = Arc::new(Schema::new_with_metadata(fields, base.metadata().clone()));
         let capacity = opts.batch_size.min(8192);
         let builders = kinds.iter().map(|k| Builder::new(*k, capacity)).collect();
         let cells = vec![Cell::Null; kinds.len()];
+        let rules = ParseRules {
+            source_tz: opts.source_tz.clone(),
+            nan_is_null: opts.nan_is_null,
+        };
         Ok((
             schema,
             Columns {
@@ -359,6 +411,7 @@ impl Columns {
                 names,
                 builders,
                 cells,
+                rules,
             },
         ))
     }
@@ -378,9 +431,15 @@ impl Columns {
     fn parse_row<R: TextRow>(&mut self, row: &R) -> Result<(), String> {
         for i in 0..self.kinds.len() {
             let name = &self.names[i];
-            let text = row
+            let mut text = row
                 .field(i)
                 .map_err(|why| format!("column {name:?}: {why}"))?;
+            if self.rules.nan_is_null
+                && matches!(self.kinds[i], Kind::Float64)
+                && text == Some("NaN")
+            {
+                text = None;
+            }
             self.cells[i] = match text {
                 None if !self.nullable[i] => {
                     return Err(format!(
@@ -389,7 +448,7 @@ impl Columns {
                     ));
                 }
                 None => Cell::Null,
-                Some(text) => parse_cell(self.kinds[i], text)
+                Some(text) => parse_cell(self.kinds[i], text, &self.rules)
                     .map_err(|why| format!("column {name:?}: {text:?} {why}"))?,
             };
         }
@@ -475,7 +534,7 @@ impl<R: TextRows> TextState<R> {
     }
 }
 
-fn parse_cell(kind: Kind, text: &str) -> Result<Cell, &'static str> {
+fn parse_cell(kind: Kind, text: &str, rules: &ParseRules) -> Result<Cell, &'static str> {
     Ok(match kind {
         Kind::Int64 => Cell::I64(text.parse().map_err(|_| "is not an integer")?),
         Kind::Int32 => Cell::I32(text.parse().map_err(|_| "is not a 32-bit integer")?),
@@ -503,17 +562,44 @@ fn parse_cell(kind: Kind, text: &str) -> Result<Cell, &'static str> {
                 .get_days();
             Cell::I32(days)
         }
-        Kind::Timestamp(unit) => {
-            let ts = parse_timestamp(text)?;
+        Kind::Timestamp(unit, true) => {
+            let ts = parse_timestamp(text, rules.source_tz.as_ref())?;
+            Cell::I64(timestamp_in_unit(ts, unit).ok_or("is out of range for the column's unit")?)
+        }
+        Kind::Timestamp(unit, false) => {
+            let wall: jiff::civil::DateTime = text
+                .parse()
+                .map_err(|_| "is not a date and time (e.g. 2026-03-08 01:30:00)")?;
+            let ts = wall
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|_| "is not a date and time in range")?
+                .timestamp();
             Cell::I64(timestamp_in_unit(ts, unit).ok_or("is out of range for the column's unit")?)
         }
     })
 }
 
-/// Parses an instant written with an offset or `Z` (RFC 3339 and close relatives).
-pub(crate) fn parse_timestamp(text: &str) -> Result<Timestamp, &'static str> {
-    text.parse::<Timestamp>()
-        .map_err(|_| "is not a timestamp with an offset or Z (e.g. 2026-03-08T05:00:00Z)")
+/// Parses an instant written with an offset or `Z` (RFC 3339 and close relatives), or, when
+/// the source declares its zone, a local date and time in that zone.
+pub(crate) fn parse_timestamp(
+    text: &str,
+    source_tz: Option<&jiff::tz::TimeZone>,
+) -> Result<Timestamp, &'static str> {
+    if let Ok(ts) = text.parse::<Timestamp>() {
+        return Ok(ts);
+    }
+    let Some(tz) = source_tz else {
+        return Err(
+            "is not a timestamp with an offset or Z (e.g. 2026-03-08T05:00:00Z); declare \
+             source_tz to read local times",
+        );
+    };
+    let wall: jiff::civil::DateTime = text
+        .parse()
+        .map_err(|_| "is not a timestamp (e.g. 2026-03-08 01:30:00 or 2026-03-08T05:00:00Z)")?;
+    wall.to_zoned(tz.clone())
+        .map(|z| z.timestamp())
+        .map_err(|_| "is not a local time in range")
 }
 
 fn timestamp_in_unit(ts: Timestamp, unit: TimeUnit) -> Option<i64> {
@@ -525,11 +611,7 @@ fn timestamp_in_unit(ts: Timestamp, unit: TimeUnit) -> Option<i64> {
     }
 }
 
-fn looks_numeric(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-        && text.bytes().any(|b| b.is_ascii_digit())
-}
+use infer::looks_numeric;
 
 /// Gives an array built with a storage builder its final type (timestamps, dates, decimals).
 fn relabel(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef, DataError> {
@@ -551,18 +633,27 @@ fn relabel(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef, DataError>
 struct CsvRows {
     reader: csv::Reader<File>,
     record: csv::ByteRecord,
+    nulls: Vec<String>,
 }
 
-/// A CSV record as a [`TextRow`]: an empty field is a null.
-struct CsvRow<'a>(&'a csv::ByteRecord);
+/// A CSV record as a [`TextRow`]: an empty field or a null token is a null.
+struct CsvRow<'a> {
+    record: &'a csv::ByteRecord,
+    nulls: &'a [String],
+}
 
 impl TextRow for CsvRow<'_> {
-    const NULL: &'static str = "empty";
+    const NULL: &'static str = "empty or a null token";
 
     fn field(&self, i: usize) -> Result<Option<&str>, &'static str> {
-        let text = std::str::from_utf8(&self.0[i]).map_err(|_| "the value is not valid UTF-8")?;
-        Ok((!text.is_empty()).then_some(text))
+        let text =
+            std::str::from_utf8(&self.record[i]).map_err(|_| "the value is not valid UTF-8")?;
+        Ok((!is_null(text, self.nulls)).then_some(text))
     }
+}
+
+fn is_null(text: &str, nulls: &[String]) -> bool {
+    text.is_empty() || nulls.iter().any(|n| n == text)
 }
 
 fn csv_reader(path: &Path) -> Result<csv::Reader<File>, DataError> {
@@ -604,7 +695,12 @@ impl CsvRows {
             ));
         }
         let mut names = Vec::with_capacity(header.len());
-        for field in &header {
+        for (i, field) in header.iter().enumerate() {
+            // A byte-order mark (Excel writes one) is not part of the first name.
+            let field = match field.strip_prefix(b"\xEF\xBB\xBF") {
+                Some(rest) if i == 0 => rest,
+                _ => field,
+            };
             let name = std::str::from_utf8(field)
                 .map_err(|_| bad_header("the header is not valid UTF-8".into()))?;
             if name.is_empty() {
@@ -630,12 +726,13 @@ impl CsvRows {
                 }
                 schema.as_ref().clone()
             }
-            None => infer_csv_schema(path, &names, opts)?,
+            None => infer::with_column_types(path, infer_csv_schema(path, &names, opts)?, opts)?,
         };
         let (schema, columns) = Columns::new(path, &base, opts)?;
         let rows = CsvRows {
             reader,
             record: csv::ByteRecord::new(),
+            nulls: opts.null_values.clone(),
         };
         Ok((schema, TextState { rows, columns }))
     }
@@ -651,7 +748,10 @@ impl TextRows for CsvRows {
             return Ok(Next::End);
         }
         let pushed = if self.record.len() == columns.len() {
-            columns.push_row(&CsvRow(&self.record))
+            columns.push_row(&CsvRow {
+                record: &self.record,
+                nulls: &self.nulls,
+            })
         } else {
             Err(format!(
                 "expected {} fields, found {}",
@@ -676,24 +776,12 @@ fn infer_csv_schema(
     names: &[String],
     opts: &ReadOptions,
 ) -> Result<Schema, DataError> {
-    #[derive(Clone, Copy)]
-    struct Seen {
-        any: bool,
-        int: bool,
-        float: bool,
-    }
-    let mut seen = vec![
-        Seen {
-            any: false,
-            int: true,
-            float: true
-        };
-        names.len()
-    ];
+    let mut seen = vec![infer::Seen::default(); names.len()];
     let mut reader = csv_reader(path)?;
     let mut record = csv::ByteRecord::new();
     let mut sampled = 0;
     while sampled < opts.infer_rows
+        && reader.position().byte() < opts.infer_bytes
         && reader
             .read_byte_record(&mut record)
             .map_err(|e| csv_error(path, e))?
@@ -703,31 +791,19 @@ fn infer_csv_schema(
         }
         sampled += 1;
         for (s, raw) in seen.iter_mut().zip(record.iter()) {
-            let Ok(text) = std::str::from_utf8(raw) else {
-                s.int = false;
-                s.float = false;
-                continue;
-            };
-            if text.is_empty() {
-                continue;
+            match std::str::from_utf8(raw) {
+                Ok(text) if is_null(text, &opts.null_values) => {}
+                Ok(text) => s.text(text, opts.nan_is_null),
+                Err(_) => s.not_text(false, false, false),
             }
-            s.any = true;
-            s.int &= text.parse::<i64>().is_ok();
-            s.float &= looks_numeric(text) && text.parse::<f64>().is_ok();
         }
     }
+    let zoned_naive = opts.source_tz.is_some();
     Ok(Schema::new(
         names
             .iter()
             .zip(&seen)
-            .map(|(name, s)| {
-                let t = match (s.any, s.int, s.float) {
-                    (true, true, _) => DataType::Int64,
-                    (true, false, true) => DataType::Float64,
-                    _ => DataType::Utf8,
-                };
-                Field::new(name, t, true)
-            })
+            .map(|(name, s)| Field::new(name, s.data_type(zoned_naive), true))
             .collect::<Vec<_>>(),
     ))
 }
@@ -752,13 +828,16 @@ fn raw_csv_line<'a>(fields: impl Iterator<Item = &'a [u8]>) -> String {
 enum TimeSource {
     None,
     Strings(usize),
-    Timestamps(usize, TimeUnit),
+    /// The column, its unit, and the zone its wall times are in (a zone-less Parquet timestamp
+    /// read with a `source_tz`); `None`: the values are UTC.
+    Timestamps(usize, TimeUnit, Option<jiff::tz::TimeZone>),
 }
 
 struct ParquetState {
     reader: ParquetRecordBatchReader,
     time: TimeSource,
     next_row: u64,
+    source_tz: Option<jiff::tz::TimeZone>,
 }
 
 impl ParquetState {
@@ -784,7 +863,11 @@ impl ParquetState {
                 })?;
             time = match fields[i].data_type() {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => TimeSource::Strings(i),
-                DataType::Timestamp(unit, _) => TimeSource::Timestamps(i, *unit),
+                DataType::Timestamp(unit, zone) => TimeSource::Timestamps(
+                    i,
+                    *unit,
+                    zone.is_none().then(|| opts.source_tz.clone()).flatten(),
+                ),
                 other => {
                     return Err(DataError::ColumnType {
                         column: name.clone(),
@@ -807,6 +890,7 @@ impl ParquetState {
                 reader,
                 time,
                 next_row: 1,
+                source_tz: opts.source_tz.clone(),
             },
         ))
     }
@@ -831,8 +915,21 @@ impl ParquetState {
                         .map(Some)
                         .map_err(|e| DataError::arrow("relabelling a Parquet batch", e));
                 }
-                TimeSource::Strings(i) => (i, strings_to_micros(batch.column(i))?),
-                TimeSource::Timestamps(i, unit) => (i, timestamps_to_micros(batch.column(i), unit)),
+                TimeSource::Strings(i) => (
+                    i,
+                    strings_to_micros(batch.column(i), self.source_tz.as_ref())?,
+                ),
+                TimeSource::Timestamps(i, unit, ref zone) => {
+                    let mut micros = timestamps_to_micros(batch.column(i), unit);
+                    if let Some(zone) = zone {
+                        for m in &mut micros {
+                            if let Ok(v) = *m {
+                                *m = wall_micros_in(v, zone);
+                            }
+                        }
+                    }
+                    (i, micros)
+                }
             };
             let mut keep = Vec::with_capacity(batch.num_rows());
             let mut values = Vec::with_capacity(batch.num_rows());
@@ -875,7 +972,22 @@ impl ParquetState {
 
 type Micros = Result<i64, String>;
 
-fn strings_to_micros(array: &ArrayRef) -> Result<Vec<Micros>, DataError> {
+/// A zone-less timestamp (microseconds of a wall time read as UTC) as the instant that wall
+/// time is in `zone`.
+fn wall_micros_in(micros: i64, zone: &jiff::tz::TimeZone) -> Micros {
+    let wall = Timestamp::from_microsecond(micros)
+        .map_err(|_| format!("{micros} is outside the supported time range"))?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .datetime();
+    wall.to_zoned(zone.clone())
+        .map(|z| z.timestamp().as_microsecond())
+        .map_err(|_| format!("{wall} is not a local time in range"))
+}
+
+fn strings_to_micros(
+    array: &ArrayRef,
+    source_tz: Option<&jiff::tz::TimeZone>,
+) -> Result<Vec<Micros>, DataError> {
     let array = arrow::compute::cast(array, &DataType::Utf8)
         .map_err(|e| DataError::arrow("reading the time column as text", e))?;
     let strings = array
@@ -886,7 +998,7 @@ fn strings_to_micros(array: &ArrayRef) -> Result<Vec<Micros>, DataError> {
         .iter()
         .map(|v| match v {
             None => Err("the value is missing".to_owned()),
-            Some(text) => parse_timestamp(text)
+            Some(text) => parse_timestamp(text, source_tz)
                 .map(|ts| ts.as_microsecond())
                 .map_err(|why| format!("{text:?} {why}")),
         })

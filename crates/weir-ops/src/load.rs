@@ -39,8 +39,13 @@ pub struct WindowParams {
     /// `--conf output=DIR`: the dataset root partitions are written under.
     pub output: PathBuf,
     /// How partitions are written: `--conf format=parquet|csv|jsonl` (default parquet),
-    /// `--conf compression=zstd|snappy|lz4|gzip|none` and `--conf row_group_size=N` (Parquet).
+    /// `--conf compression=zstd|snappy|lz4|gzip|none` and `--conf row_group_size=N` (Parquet),
+    /// `--conf schema_evolution=strict|widen`, `--conf keep_partition_columns=true`.
     pub write: WriteOptions,
+    /// How the source is read (its time column is set by each load): `--conf
+    /// null_values=NA,NULL`, `--conf source_tz=ZONE`, `--conf schema=FILE`, `--conf
+    /// infer_rows=N`; the generated sample is read with its own schema.
+    pub read: ReadOptions,
 }
 
 /// The params every pattern that reads a source and writes partitions declares: declared once
@@ -83,6 +88,36 @@ pub fn window_param_specs() -> Vec<ParamSpec> {
             "rows per Parquet row group",
         )
         .default(WriteOptions::default().row_group_size as i64),
+        ParamSpec::text(
+            "null_values",
+            "comma-separated CSV null tokens besides the empty field (default NA,N/A,NULL,null)",
+        ),
+        ParamSpec::zone(
+            "source_tz",
+            "zone of source timestamps written without an offset (default: none; such a time is a reject)",
+        ),
+        ParamSpec::path(
+            "schema",
+            "schema file (`column: type` lines) overriding inferred column types",
+        ),
+        ParamSpec::integer(
+            "infer_rows",
+            1,
+            100_000_000,
+            "rows sampled to infer the source's schema",
+        )
+        .default(ReadOptions::default().infer_rows as i64),
+        ParamSpec::choice(
+            "schema_evolution",
+            ["strict", "widen"],
+            "whether a write may widen a column type the dataset keeps",
+        )
+        .default("strict"),
+        ParamSpec::boolean(
+            "keep_partition_columns",
+            "repeat the partition columns inside the data files",
+        )
+        .default(false),
     ]
 }
 
@@ -95,6 +130,114 @@ pub struct SourceOverrides {
     pub time_column: Option<String>,
     pub output: Option<PathBuf>,
     pub format: Option<String>,
+    pub read: ReadConfig,
+}
+
+/// How an operator's config says to read its source, in place of `--conf null_values`,
+/// `source_tz` and `schema`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConfig {
+    /// CSV null tokens besides the empty field (default `NA`, `N/A`, `NULL`, `null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_values: Option<Vec<String>>,
+    /// The zone of source timestamps written without an offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_tz: Option<String>,
+    /// Column types instead of inferred ones: a schema file, or a table of `column = "type"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaConfig>,
+}
+
+/// An explicit schema in an operator's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SchemaConfig {
+    /// A schema file (`column: type` per line).
+    File(PathBuf),
+    /// `column = "type"` pairs (`decimal(12,2)`, `timestamp`, `int not null`, …).
+    Columns(BTreeMap<String, String>),
+}
+
+impl ReadConfig {
+    /// What is wrong with it, for DAG-file validation.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(zone) = &self.source_tz
+            && jiff::tz::TimeZone::get(zone).is_err()
+        {
+            problems.push(format!(
+                "source_tz = {zone:?} is not a known time zone; use an IANA name such as America/New_York"
+            ));
+        }
+        if let Some(SchemaConfig::Columns(columns)) = &self.schema {
+            for (name, spec) in columns {
+                if let Err(e) = weir_data::source::ColumnType::parse(name, spec) {
+                    problems.push(format!("schema column {name:?}: {e}"));
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// The read options of a run: the operator's [`ReadConfig`], else the run's params, else the
+/// defaults. With no schema named, a schema file beside the source (`orders.csv` →
+/// `orders.schema`, as `weir data generate` writes one) declares its types.
+pub fn read_options(
+    ctx: &TaskContext,
+    source: &Path,
+    with: &ReadConfig,
+) -> Result<ReadOptions, TaskError> {
+    let mut opts = ReadOptions::default();
+    let nulls = match &with.null_values {
+        Some(list) => Some(list.clone()),
+        None => param_or::<Option<String>>(ctx, "null_values", None)?.map(|text| {
+            text.split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect()
+        }),
+    };
+    if let Some(nulls) = nulls {
+        opts.null_values = nulls;
+    }
+    let zone = match &with.source_tz {
+        Some(zone) => Some(zone.clone()),
+        None => param_or::<Option<String>>(ctx, "source_tz", None)?,
+    };
+    if let Some(zone) = zone {
+        opts.source_tz = Some(
+            weir_core::timetable::parse_zone(&zone)
+                .map_err(|e| TaskError::fatal(format!("source_tz: {e}")))?,
+        );
+    }
+    opts.infer_rows = param_or(ctx, "infer_rows", opts.infer_rows)?;
+    let schema = match &with.schema {
+        Some(schema) => Some(schema.clone()),
+        None => param_or::<Option<PathBuf>>(ctx, "schema", None)?.map(SchemaConfig::File),
+    };
+    match schema {
+        Some(SchemaConfig::File(path)) => {
+            let path = crate::expand_path(ctx, &path);
+            opts.column_types = weir_data::source::read_schema_file(&path)?;
+        }
+        Some(SchemaConfig::Columns(columns)) => {
+            for (name, spec) in &columns {
+                opts.column_types.push(
+                    weir_data::source::ColumnType::parse(name, spec)
+                        .map_err(|e| TaskError::fatal(format!("schema column {name:?}: {e}")))?,
+                );
+            }
+        }
+        None => {
+            let sidecar = weir_data::source::schema_sidecar(source);
+            if sidecar.is_file() {
+                opts.column_types = weir_data::source::read_schema_file(&sidecar)?;
+            }
+        }
+    }
+    Ok(opts)
 }
 
 /// A declared param's value, or `default` when the DAG does not declare it.
@@ -117,6 +260,8 @@ pub fn write_options(ctx: &TaskContext) -> Result<WriteOptions, TaskError> {
         format: param_or(ctx, "format", "parquet".to_owned())?.parse()?,
         compression: param_or(ctx, "compression", "zstd".to_owned())?.parse()?,
         row_group_size: param_or(ctx, "row_group_size", defaults.row_group_size)?,
+        schema_evolution: param_or(ctx, "schema_evolution", "strict".to_owned())?.parse()?,
+        keep_partition_columns: param_or(ctx, "keep_partition_columns", false)?,
         ..defaults
     })
 }
@@ -148,7 +293,9 @@ pub async fn window_params_with(
     if let Some(format) = &with.format {
         write.format = format.parse()?;
     }
+    let read = read_options(ctx, &source, &with.read)?;
     Ok(WindowParams {
+        read,
         source,
         time_column: match &with.time_column {
             Some(column) => column.clone(),
@@ -206,6 +353,9 @@ static SAMPLE_LOCK: Mutex<()> = Mutex::new(());
 pub async fn ensure_sample(home: &Path) -> Result<PathBuf, TaskError> {
     let path = default_sample_path(home);
     if path.exists() {
+        if !weir_data::source::schema_sidecar(&path).exists() {
+            weir_data::write_orders_schema(&path).map_err(|e| TaskError::fatal(e.to_string()))?;
+        }
         return Ok(path);
     }
     let target = path.clone();
@@ -223,6 +373,7 @@ pub async fn ensure_sample(home: &Path) -> Result<PathBuf, TaskError> {
             ..SampleSpec::default()
         };
         weir_data::write_orders_csv(&spec, &tmp).map_err(|e| TaskError::fatal(e.to_string()))?;
+        weir_data::write_orders_schema(&target).map_err(|e| TaskError::fatal(e.to_string()))?;
         std::fs::rename(&tmp, &target).map_err(|e| {
             TaskError::fatal(format!(
                 "cannot move the sample into {}: {e}",
@@ -339,7 +490,7 @@ fn stream_into_partitions(
 ) -> Result<Loaded, DataError> {
     let opts = ReadOptions {
         time_column: Some(p.time_column.clone()),
-        ..ReadOptions::default()
+        ..p.read.clone()
     };
     let mut reader = open_source(&p.source, &opts)?;
     let dataset = Dataset::open(&p.output)?;
@@ -524,6 +675,16 @@ pub struct LoadWindow {
     /// `parquet`, `csv` or `jsonl`; default `--conf format`, else Parquet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// CSV null tokens; default `--conf null_values`, else `NA`, `N/A`, `NULL`, `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_values: Option<Vec<String>>,
+    /// The zone of source times without an offset; default `--conf source_tz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_tz: Option<String>,
+    /// Column types instead of inferred ones: a schema file or a `column = "type"` table;
+    /// default `--conf schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaConfig>,
 }
 
 impl LoadWindow {
@@ -534,6 +695,9 @@ impl LoadWindow {
             time_column: None,
             output: None,
             format: None,
+            null_values: None,
+            source_tz: None,
+            schema: None,
         }
     }
 
@@ -550,6 +714,11 @@ impl LoadWindow {
             time_column: self.time_column.clone(),
             output: self.output.clone(),
             format: self.format.clone(),
+            read: ReadConfig {
+                null_values: self.null_values.clone(),
+                source_tz: self.source_tz.clone(),
+                schema: self.schema.clone(),
+            },
         }
     }
 
@@ -635,6 +804,18 @@ impl crate::Operator for LoadWindow {
     }
 
     fn validate(&self) -> Vec<String> {
+        let mut problems = self.partition_problems();
+        problems.extend(self.overrides().read.problems());
+        problems
+    }
+
+    async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
+        self.run(ctx).await
+    }
+}
+
+impl LoadWindow {
+    fn partition_problems(&self) -> Vec<String> {
         match &self.partition_by {
             PartitionBy::Date { granularity, .. } => match granularity.parse::<Granularity>() {
                 Ok(_) => Vec::new(),
@@ -665,7 +846,7 @@ impl crate::Operator for LoadWindow {
         }
     }
 
-    async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
+    async fn run(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
         let p = window_params_with(&ctx, &self.overrides()).await?;
         let (mut from, mut to) = (ctx.data_interval.start, ctx.data_interval.end);
         let (partitioner, mut expected) = self.partitioner(&p, from)?;
@@ -711,7 +892,7 @@ pub fn partition_source(
     p: &WindowParams,
     partitioner: &mut dyn Partitioner,
 ) -> Result<Loaded, DataError> {
-    let mut reader = open_source(&p.source, &ReadOptions::default())?;
+    let mut reader = open_source(&p.source, &p.read)?;
     let dataset = Dataset::open(&p.output)?;
     let mut writers: BTreeMap<PartitionKey, weir_data::PartitionWriter> = BTreeMap::new();
     let mut commits = Vec::new();
@@ -816,6 +997,16 @@ pub struct Partition {
     /// `parquet`, `csv` or `jsonl`; default `--conf format`, else Parquet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// CSV null tokens; default `--conf null_values`, else `NA`, `N/A`, `NULL`, `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_values: Option<Vec<String>>,
+    /// The zone of source times without an offset; default `--conf source_tz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_tz: Option<String>,
+    /// Column types instead of inferred ones: a schema file or a `column = "type"` table;
+    /// default `--conf schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaConfig>,
 }
 
 impl Partition {
@@ -826,6 +1017,9 @@ impl Partition {
             time_column: None,
             output: None,
             format: None,
+            null_values: None,
+            source_tz: None,
+            schema: None,
         }
     }
 
@@ -835,6 +1029,11 @@ impl Partition {
             time_column: self.time_column.clone(),
             output: self.output.clone(),
             format: self.format.clone(),
+            read: ReadConfig {
+                null_values: self.null_values.clone(),
+                source_tz: self.source_tz.clone(),
+                schema: self.schema.clone(),
+            },
         }
     }
 }
@@ -902,7 +1101,7 @@ impl Layout {
                 partitions,
                 sample,
             } => {
-                let (plan, _) = crate::plan_ranges(&p.source, key, *partitions, *sample)?;
+                let (plan, _) = crate::plan_ranges(&p.source, &p.read, key, *partitions, *sample)?;
                 Box::new(RangePartitioner {
                     plan,
                     column: key.clone(),
@@ -926,7 +1125,9 @@ impl crate::Operator for Partition {
     }
 
     fn validate(&self) -> Vec<String> {
-        self.layout.problems()
+        let mut problems = self.layout.problems();
+        problems.extend(self.overrides().read.problems());
+        problems
     }
 
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {

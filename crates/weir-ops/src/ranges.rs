@@ -64,19 +64,20 @@ pub struct RangeItem {
 /// sampled.
 pub fn plan_ranges(
     source: &Path,
+    read: &ReadOptions,
     key: &str,
     partitions: usize,
     sample: usize,
 ) -> Result<(RangePlan, bool), DataError> {
     let mut builder = RangePlanBuilder::new(partitions, sample)?;
-    for batch in open_source(source, &ReadOptions::default())? {
+    for batch in open_source(source, read)? {
         builder.add_batch(&batch?, key)?;
     }
     let sampled = !builder.is_exact();
     let mut plan = builder.finish();
     if sampled {
         let mut counter = RangeCounter::new(&plan);
-        for batch in open_source(source, &ReadOptions::default())? {
+        for batch in open_source(source, read)? {
             counter.add_batch(&batch?, key)?;
         }
         plan = counter.finish();
@@ -122,7 +123,7 @@ impl Operator for PlanRanges {
         let p = window_params_with(&ctx, &with).await?;
         let (key, partitions, sample) = (self.key.clone(), self.partitions, self.sample);
         let (plan, sampled) = blocking(move || {
-            let (plan, sampled) = plan_ranges(&p.source, &key, partitions, sample)?;
+            let (plan, sampled) = plan_ranges(&p.source, &p.read, &key, partitions, sample)?;
             write_plan(&p.output, &plan)?;
             Ok((plan, sampled))
         })

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, StringArray};
 use arrow::record_batch::RecordBatch;
@@ -22,9 +21,6 @@ use weir_query::{QueryEngine, QueryError, QueryParam};
 use weir_runtime::{TaskContext, TaskError, TaskResult};
 
 use crate::{Operator, expand_path, to_output};
-
-/// The key value of a null partition column (Hive's name for it).
-pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,7 +379,7 @@ impl Operator for Sql {
                     let path = crate::load::source_path(&ctx, source).await?;
                     let opts = weir_data::ReadOptions {
                         time_column: time_column.clone(),
-                        ..weir_data::ReadOptions::default()
+                        ..crate::load::read_options(&ctx, &path, &Default::default())?
                     };
                     engine
                         .register_source(name, &path, opts)
@@ -518,8 +514,9 @@ struct PartitionedWriter {
     dataset: Dataset,
     by: Vec<String>,
     by_idx: Vec<usize>,
-    kept: Vec<usize>,
-    file_schema: arrow::datatypes::SchemaRef,
+    /// The result's schema: the writer leaves the `by` columns out of the files and records
+    /// their types.
+    schema: arrow::datatypes::SchemaRef,
     write: WriteOptions,
     writers: BTreeMap<PartitionKey, weir_data::PartitionWriter>,
 }
@@ -543,20 +540,11 @@ impl PartitionedWriter {
                 })?;
             by_idx.push(idx);
         }
-        let kept: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| !by_idx.contains(i))
-            .collect();
-        let file_schema = Arc::new(
-            schema
-                .project(&kept)
-                .map_err(|e| DataError::arrow("projecting the result", e))?,
-        );
         Ok(PartitionedWriter {
             dataset: Dataset::open(dir)?,
             by: by.to_vec(),
             by_idx,
-            kept,
-            file_schema,
+            schema: schema.clone(),
             write,
             writers: BTreeMap::new(),
         })
@@ -583,7 +571,8 @@ impl PartitionedWriter {
                 .iter()
                 .map(|k| {
                     if k.is_null(row) {
-                        NULL_PARTITION.to_owned()
+                        // Hive's default partition.
+                        String::new()
                     } else {
                         k.value(row).to_owned()
                     }
@@ -593,25 +582,20 @@ impl PartitionedWriter {
                 .entry(values)
                 .or_insert_with(|| vec![false; batch.num_rows()])[row] = true;
         }
-        let projected = batch
-            .project(&self.kept)
-            .map_err(|e| DataError::arrow("projecting the result", e))?;
         for (values, mask) in groups {
             let key = if self.by.is_empty() {
                 PartitionKey::new([("part", "all")])?
             } else {
                 PartitionKey::new(self.by.iter().cloned().zip(values))?
             };
-            let rows = arrow::compute::filter_record_batch(&projected, &BooleanArray::from(mask))
+            let rows = arrow::compute::filter_record_batch(batch, &BooleanArray::from(mask))
                 .map_err(|e| DataError::arrow("splitting the result", e))?;
             let writer = match self.writers.entry(key) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    let w = self.dataset.writer(
-                        e.key(),
-                        self.file_schema.clone(),
-                        self.write.clone(),
-                    )?;
+                    let w =
+                        self.dataset
+                            .writer(e.key(), self.schema.clone(), self.write.clone())?;
                     e.insert(w)
                 }
             };

@@ -250,6 +250,26 @@ impl QueryEngine {
                 "no part files found under the prefix; check the location".into(),
             ));
         };
+        // The schema the dataset keeps, if it has one (see `register`).
+        let kept_path = prefix.clone().join(weir_data::layout::DATASET_SCHEMA_FILE);
+        if let Ok(got) = store.get(&kept_path).await {
+            let bytes = got.bytes().await.map_err(|e| table_err(e.to_string()))?;
+            let kept = weir_data::DatasetSchema::from_json(&bytes).map_err(table_err)?;
+            let typed: Vec<(String, DataType)> = kept
+                .partition_columns
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
+            self.register_listing(
+                name,
+                url.as_str(),
+                format,
+                Some(kept.columns.clone()),
+                &typed,
+            )
+            .await?;
+            return Ok(kept.partition_names());
+        }
         let schema = match (format, &layout.sample_partition) {
             (FileFormat::Parquet, _) | (_, None) => None,
             (_, Some(dir)) => {
@@ -267,7 +287,12 @@ impl QueryEngine {
                 )
             }
         };
-        self.register_listing(name, url.as_str(), format, schema, &layout.columns)
+        let typed: Vec<(String, DataType)> = layout
+            .columns
+            .iter()
+            .map(|c| (c.clone(), DataType::Utf8))
+            .collect();
+        self.register_listing(name, url.as_str(), format, schema, &typed)
             .await?;
         Ok(layout.columns)
     }
@@ -309,7 +334,23 @@ impl QueryEngine {
                 odd.partition, odd.format, partitions[0].partition
             )));
         }
-        // Text files do not carry their types: give DataFusion the schema kept beside them.
+        let root = std::fs::canonicalize(dir).map_err(|e| table_err(e.to_string()))?;
+        let url = format!("file://{}/", root.display());
+        // The schema the dataset keeps: the files' columns in their kept types (older files of
+        // a widened column are cast), and the partition columns typed, from the paths, whether
+        // or not the files repeat them.
+        if let Some(kept) = dataset.schema()? {
+            let typed: Vec<(String, DataType)> = kept
+                .partition_columns
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect();
+            self.register_listing(name, &url, format, Some(kept.columns.clone()), &typed)
+                .await?;
+            return Ok(kept.partition_names());
+        }
+        // A dataset written before weir kept its schema. Text files do not carry their types:
+        // give DataFusion the schema kept beside them.
         let file_schema = match partitions.first() {
             Some(p) => Some(dataset.partition_schema(&p.key)?),
             None => None,
@@ -329,9 +370,11 @@ impl QueryEngine {
                     .is_none_or(|s| s.field_with_name(c).is_err())
             })
             .collect();
-        let root = std::fs::canonicalize(dir).map_err(|e| table_err(e.to_string()))?;
-        let url = format!("file://{}/", root.display());
-        self.register_listing(name, &url, format, schema, &columns)
+        let typed: Vec<(String, DataType)> = columns
+            .iter()
+            .map(|c| (c.clone(), DataType::Utf8))
+            .collect();
+        self.register_listing(name, &url, format, schema, &typed)
             .await?;
         Ok(columns)
     }
@@ -342,7 +385,7 @@ impl QueryEngine {
         url: &str,
         format: FileFormat,
         schema: Option<SchemaRef>,
-        columns: &[String],
+        columns: &[(String, DataType)],
     ) -> Result<(), QueryError> {
         let file_format: Arc<dyn DfFileFormat> = match format {
             FileFormat::Parquet => Arc::new(ParquetFormat::default()),
@@ -351,12 +394,7 @@ impl QueryEngine {
         };
         let options = ListingOptions::new(file_format)
             .with_file_extension(format!(".{}", format.extension()))
-            .with_table_partition_cols(
-                columns
-                    .iter()
-                    .map(|c| (c.clone(), DataType::Utf8))
-                    .collect(),
-            );
+            .with_table_partition_cols(columns.to_vec());
         self.ctx
             .register_listing_table(name, url, options, schema, None)
             .await?;

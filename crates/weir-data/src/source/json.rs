@@ -11,9 +11,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::infer::Seen;
 use super::{Columns, Next, ReadOptions, Reject, TextRow, TextRows, TextState};
 use crate::DataError;
 
@@ -32,7 +33,7 @@ impl JsonRows {
     ) -> Result<(SchemaRef, TextState<JsonRows>), DataError> {
         let base = match &opts.schema {
             Some(schema) => schema.as_ref().clone(),
-            None => infer_schema(path, opts)?,
+            None => super::infer::with_column_types(path, infer_schema(path, opts)?, opts)?,
         };
         if base.fields().is_empty() {
             return Err(DataError::Json {
@@ -190,10 +191,12 @@ fn infer_schema(path: &Path, opts: &ReadOptions) -> Result<Schema, DataError> {
     let mut inference = Inference::default();
     let mut text = String::new();
     let mut sampled = 0;
-    while sampled < opts.infer_rows {
+    let mut bytes_read = 0u64;
+    while sampled < opts.infer_rows && bytes_read < opts.infer_bytes {
         let Some((_, bytes)) = lines.next_line(path)? else {
             break;
         };
+        bytes_read += bytes.len() as u64 + 1;
         let Ok(line) = std::str::from_utf8(bytes) else {
             continue;
         };
@@ -201,7 +204,7 @@ fn infer_schema(path: &Path, opts: &ReadOptions) -> Result<Schema, DataError> {
             sampled += 1;
         }
     }
-    Ok(inference.schema())
+    Ok(inference.schema(opts.source_tz.is_some()))
 }
 
 /// The keys seen so far, in first-seen order, and what their values were.
@@ -210,17 +213,9 @@ struct Inference {
     names: Vec<String>,
     index: HashMap<String, usize>,
     seen: Vec<Seen>,
-    /// The current line's (column, kind) pairs, applied once the whole line has parsed.
-    line: Vec<(usize, JsonKind)>,
-}
-
-/// Which types every non-null value of a column has fitted so far.
-#[derive(Clone, Copy)]
-struct Seen {
-    any: bool,
-    int: bool,
-    float: bool,
-    boolean: bool,
+    /// The current line's (column, kind, span of its text) triples, applied once the whole
+    /// line has parsed.
+    line: Vec<(usize, JsonKind, (usize, usize))>,
 }
 
 impl Inference {
@@ -235,54 +230,31 @@ impl Inference {
             }
             return false;
         }
-        self.seen.resize(
-            self.names.len(),
-            Seen {
-                any: false,
-                int: true,
-                float: true,
-                boolean: true,
-            },
-        );
-        for &(column, kind) in &self.line {
+        self.seen.resize(self.names.len(), Seen::default());
+        for &(column, kind, (start, end)) in &self.line {
             let s = &mut self.seen[column];
             match kind {
-                JsonKind::Null => continue,
-                JsonKind::Int => s.boolean = false,
-                JsonKind::Number => {
-                    s.int = false;
-                    s.boolean = false;
-                }
-                JsonKind::Bool => {
-                    s.int = false;
-                    s.float = false;
-                }
-                JsonKind::String | JsonKind::Nested => {
-                    s.int = false;
-                    s.float = false;
-                    s.boolean = false;
+                JsonKind::Null => {}
+                JsonKind::Int => s.not_text(true, true, false),
+                JsonKind::Number => s.not_text(false, true, false),
+                JsonKind::Bool => s.not_text(false, false, true),
+                JsonKind::Nested => s.not_text(false, false, false),
+                // A string is a date or timestamp if it looks like one, else text: a quoted
+                // "42" stays a string (the writer meant one).
+                JsonKind::String => {
+                    s.json_string(&text[start..end]);
                 }
             }
-            s.any = true;
         }
         true
     }
 
-    fn schema(&self) -> Schema {
+    fn schema(&self, zoned_naive: bool) -> Schema {
         Schema::new(
             self.names
                 .iter()
                 .zip(&self.seen)
-                .map(|(name, s)| {
-                    let t = match s {
-                        Seen { any: false, .. } => DataType::Utf8,
-                        Seen { int: true, .. } => DataType::Int64,
-                        Seen { float: true, .. } => DataType::Float64,
-                        Seen { boolean: true, .. } => DataType::Boolean,
-                        _ => DataType::Utf8,
-                    };
-                    Field::new(name, t, true)
-                })
+                .map(|(name, s)| Field::new(name, s.data_type(zoned_naive), true))
                 .collect::<Vec<_>>(),
         )
     }
@@ -298,8 +270,8 @@ impl Members for Inference {
         Some(self.names.len() - 1)
     }
 
-    fn value(&mut self, column: usize, kind: JsonKind, _span: (usize, usize)) {
-        self.line.push((column, kind));
+    fn value(&mut self, column: usize, kind: JsonKind, span: (usize, usize)) {
+        self.line.push((column, kind, span));
     }
 }
 
