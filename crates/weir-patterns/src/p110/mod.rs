@@ -7,7 +7,9 @@ pub mod geographic_partitioning;
 pub mod hash_based_partitioning;
 pub mod hourly_batch_processing;
 pub mod id_range_partitioning;
+pub mod ignoring_batch_boundaries_antipattern;
 pub mod monthly_batch_processing;
+pub mod no_batch_idempotency_antipattern;
 pub mod size_based_partitioning;
 pub mod weekly_batch_aggregation;
 
@@ -26,5 +28,7 @@ pub fn all() -> Vec<DagDef> {
         hash_based_partitioning::dag(),
         size_based_partitioning::dag(),
         geographic_partitioning::dag(),
+        no_batch_idempotency_antipattern::dag(),
+        ignoring_batch_boundaries_antipattern::dag(),
     ]
 }

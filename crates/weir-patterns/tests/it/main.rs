@@ -2,6 +2,7 @@
 //! a SQLite store, the executor, `trigger_run` / `backfill` with `--conf` params), its output
 //! checked against counts computed independently from the source.
 
+mod antipatterns;
 mod custom;
 mod daily;
 mod hourly;
