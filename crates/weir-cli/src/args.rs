@@ -258,10 +258,21 @@ pub enum DataCmd {
     /// Run SQL over datasets; filters on partition columns prune partitions.
     Query {
         sql: String,
-        /// A table, `NAME=DIR` (or `NAME=file:///DIR`); repeatable. The dataset may hold
-        /// Parquet, CSV or JSON-lines partitions.
-        #[arg(long = "table", value_name = "NAME=DIR", required = true)]
+        /// A table, `NAME=DIR` (or `NAME=file:///DIR`): a dataset of Parquet, CSV or JSON-lines
+        /// partitions; or `NAME=FILE` / `NAME='DIR/*.csv'`: source files read with weir's
+        /// schema inference (a `.schema` file beside them declares types). Repeatable.
+        #[arg(long = "table", value_name = "NAME=DIR|FILE|GLOB", required = true)]
         tables: Vec<String>,
+        /// Source files: null tokens besides the empty field, comma-separated (default
+        /// NA,N/A,NULL,null).
+        #[arg(long, value_name = "LIST")]
+        null_values: Option<String>,
+        /// Source files: the zone of timestamps written without an offset.
+        #[arg(long, value_name = "ZONE")]
+        source_tz: Option<String>,
+        /// Source files: a schema file (`column: type` lines) declaring column types.
+        #[arg(long, value_name = "FILE")]
+        schema: Option<std::path::PathBuf>,
         /// Also print the physical plan and what the query read (files, bytes, row groups).
         #[arg(long)]
         explain: bool,

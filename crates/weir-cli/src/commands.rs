@@ -366,7 +366,17 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             tables,
             explain,
             json,
-        }) => data_query(&sql, &tables, explain, json).await,
+            null_values,
+            source_tz,
+            schema,
+        }) => {
+            let read = FileReading {
+                null_values,
+                source_tz,
+                schema,
+            };
+            data_query(&sql, &tables, &read, explain, json).await
+        }
         Command::Pools(PoolsCmd::List { json }) => {
             let store = open_store(&home).await?;
             for pool in store.pools().await? {
@@ -1172,15 +1182,63 @@ async fn data_ls(dir: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn data_query(sql: &str, tables: &[String], explain: bool, json: bool) -> Result<ExitCode> {
+/// How `weir data query` reads source files.
+struct FileReading {
+    null_values: Option<String>,
+    source_tz: Option<String>,
+    schema: Option<PathBuf>,
+}
+
+impl FileReading {
+    fn options(&self, first: &Path) -> Result<weir_data::ReadOptions> {
+        let mut opts = weir_data::ReadOptions::default();
+        if let Some(list) = &self.null_values {
+            opts.null_values = list
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+        }
+        if let Some(zone) = &self.source_tz {
+            opts.source_tz = Some(
+                weir_core::timetable::parse_zone(zone).map_err(|e| anyhow!("--source-tz: {e}"))?,
+            );
+        }
+        opts.column_types = match &self.schema {
+            Some(file) => weir_data::source::read_schema_file(file)?,
+            None => weir_data::source::sidecar_column_types(first)?,
+        };
+        Ok(opts)
+    }
+}
+
+async fn data_query(
+    sql: &str,
+    tables: &[String],
+    read: &FileReading,
+    explain: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let engine = weir_query::QueryEngine::new();
     for table in tables {
-        let (name, dir) = table.split_once('=').ok_or_else(|| {
+        let (name, location) = table.split_once('=').ok_or_else(|| {
             anyhow!(
                 "--table `{table}` is not NAME=DIR; write e.g. --table orders=.weir/data/orders"
             )
         })?;
-        engine.register_location(name, dir).await?;
+        if weir_query::is_pattern(location) || Path::new(location).is_file() {
+            let files = if weir_query::is_pattern(location) {
+                weir_query::expand_pattern(location)
+            } else {
+                vec![PathBuf::from(location)]
+            };
+            let Some(first) = files.first() else {
+                bail!("--table {name}={location}: no files match; check the pattern");
+            };
+            engine.register_files(name, &files, read.options(first)?)?;
+        } else {
+            engine.register_location(name, location).await?;
+        }
     }
     let (batches, report) = if explain {
         let (batches, report) = engine.explain(sql).await?;
@@ -1196,6 +1254,16 @@ async fn data_query(sql: &str, tables: &[String], explain: bool, json: bool) -> 
         writer.finish()?;
     } else {
         out!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    }
+    let rejects = engine.take_rejects();
+    if let Some(first) = rejects.first() {
+        eprintln!(
+            "note: {} source rows could not be read and were left out (first: {}:{}: {})",
+            rejects.len(),
+            first.file.display(),
+            first.line,
+            first.reason
+        );
     }
     if let Some(report) = report {
         let out = if json {

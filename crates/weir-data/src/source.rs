@@ -54,6 +54,16 @@ pub fn schema_sidecar(source: &Path) -> PathBuf {
     source.with_extension("schema")
 }
 
+/// The column types of the schema file beside `source` ([`schema_sidecar`]), or none.
+pub fn sidecar_column_types(source: &Path) -> Result<Vec<ColumnType>, DataError> {
+    let sidecar = schema_sidecar(source);
+    if sidecar.is_file() {
+        read_schema_file(&sidecar)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// The null tokens of CSV files besides the empty field: `NA`, `N/A`, `NULL`, `null`.
 pub const DEFAULT_NULL_VALUES: [&str; 4] = ["NA", "N/A", "NULL", "null"];
 

@@ -230,12 +230,7 @@ pub fn read_options(
                 );
             }
         }
-        None => {
-            let sidecar = weir_data::source::schema_sidecar(source);
-            if sidecar.is_file() {
-                opts.column_types = weir_data::source::read_schema_file(&sidecar)?;
-            }
-        }
+        None => opts.column_types = weir_data::source::sidecar_column_types(source)?,
     }
     Ok(opts)
 }

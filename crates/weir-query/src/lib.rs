@@ -115,6 +115,75 @@ impl QueryParam {
     }
 }
 
+/// Whether a table location is a file pattern (`dir/*.parquet`, `day-??.csv`).
+pub fn is_pattern(location: &str) -> bool {
+    location.contains(['*', '?', '['])
+}
+
+/// The files a pattern matches, sorted: `*` and `?` match within one path segment, `[abc]` one
+/// of its characters; folders whose names start with `_` or `.` are never entered.
+pub fn expand_pattern(pattern: &str) -> Vec<PathBuf> {
+    let absolute = pattern.starts_with('/');
+    let mut current: Vec<PathBuf> = vec![if absolute {
+        PathBuf::from("/")
+    } else {
+        PathBuf::from(".")
+    }];
+    let segments: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let mut next = Vec::new();
+        for dir in &current {
+            if !is_pattern(segment) {
+                let path = dir.join(segment);
+                if path.exists() {
+                    next.push(path);
+                }
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if (name.starts_with('_') || name.starts_with('.'))
+                    && !segment.starts_with(['_', '.'])
+                {
+                    continue;
+                }
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if wildcard(segment.as_bytes(), name.as_bytes()) && (last || is_dir) {
+                    next.push(entry.path());
+                }
+            }
+        }
+        current = next;
+    }
+    let mut files: Vec<PathBuf> = current
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| p.strip_prefix("./").map(Path::to_path_buf).unwrap_or(p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Matches `name` against a one-segment pattern of `*`, `?` and `[…]`.
+fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
+        Some((b'?', rest)) => !name.is_empty() && wildcard(rest, &name[1..]),
+        Some((b'[', rest)) => match rest.iter().position(|&c| c == b']') {
+            Some(end) if !name.is_empty() => {
+                rest[..end].contains(&name[0]) && wildcard(&rest[end + 1..], &name[1..])
+            }
+            _ => false,
+        },
+        Some((&c, rest)) => name.first() == Some(&c) && wildcard(rest, &name[1..]),
+    }
+}
+
 /// Whether `sql` has the placeholder `$name` (not merely a longer name starting with it).
 fn mentions(sql: &str, name: &str) -> bool {
     let needle = format!("${name}");
@@ -176,6 +245,74 @@ impl QueryEngine {
             schema,
             vec![Arc::new(stream)],
         )?;
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(())
+    }
+
+    /// Registers source files (CSV, JSON lines or Parquet, one format) as one table `name`,
+    /// read as [`QueryEngine::register_source`] reads one: the first file's schema (inferred,
+    /// or as `opts` declares it) is every file's, so a later file's value that does not fit is
+    /// a reject, not a silent null.
+    pub fn register_files(
+        &self,
+        name: &str,
+        paths: &[PathBuf],
+        mut opts: ReadOptions,
+    ) -> Result<(), QueryError> {
+        let Some(first) = paths.first() else {
+            return Err(QueryError::Table {
+                name: name.to_owned(),
+                path: PathBuf::new(),
+                reason: "no files match; check the path or pattern".into(),
+            });
+        };
+        let schema = weir_data::open_source(first, &opts)?.schema();
+        let text = !matches!(
+            first.extension().and_then(|e| e.to_str()),
+            Some("parquet" | "parq")
+        );
+        if text && opts.schema.is_none() {
+            // The first file's columns for all: the time column, if any, is already a UTC
+            // timestamp in it, and the reader keeps it so.
+            opts.schema = Some(schema.clone());
+            opts.column_types.clear();
+        }
+        let mut streams: Vec<Arc<dyn datafusion::physical_plan::streaming::PartitionStream>> =
+            Vec::new();
+        for path in paths {
+            if path.extension() != first.extension() {
+                return Err(QueryError::Table {
+                    name: name.to_owned(),
+                    path: path.clone(),
+                    reason: format!(
+                        "it is not a .{} file like {}; query one format per table",
+                        first
+                            .extension()
+                            .and_then(|e| e.to_str())
+                            .unwrap_or_default(),
+                        first.display()
+                    ),
+                });
+            }
+            let got = weir_data::open_source(path, &opts)?.schema();
+            if got.fields() != schema.fields() {
+                return Err(QueryError::Table {
+                    name: name.to_owned(),
+                    path: path.clone(),
+                    reason: format!(
+                        "its columns differ from those of {}; query files of one schema per table",
+                        first.display()
+                    ),
+                });
+            }
+            streams.push(Arc::new(SourceStream {
+                path: path.clone(),
+                opts: opts.clone(),
+                schema: schema.clone(),
+                rejects: self.rejects.clone(),
+            }));
+        }
+        let table = datafusion::catalog::streaming::StreamingTable::try_new(schema, streams)?;
         self.ctx.register_table(name, Arc::new(table))?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! atomic dataset commits, each in its own module.
 
 mod dataset;
+mod fidelity;
 mod partition;
 mod partitioners;
 mod sample;
