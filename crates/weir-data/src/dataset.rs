@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{GzipLevel, ZstdLevel};
@@ -402,6 +402,10 @@ impl Dataset {
                     let declared = opts.partition_types.iter().find(|f| f.name() == n);
                     let t = match (declared, schema.field_with_name(n)) {
                         (Some(f), _) => f.data_type().clone(),
+                        // A text `dt` of dates (`$ds AS dt`) is a date column like any `dt`.
+                        (None, Ok(f)) if f.data_type() == &DataType::Utf8 => {
+                            layout::conventional_type(n, v)
+                        }
                         (None, Ok(f)) => f.data_type().clone(),
                         (None, Err(_)) => layout::conventional_type(n, v),
                     };

@@ -10,8 +10,9 @@
 //! Like Spark's `partitionBy` and DuckDB's `PARTITION_BY`, partition columns are not repeated
 //! inside the files unless [`crate::WriteOptions::keep_partition_columns`] asks for it; readers
 //! restore them from the path with the declared type: the column's own type when the data had
-//! the column, else by name — `dt` is a date, `hr`, `bucket`, `range` and `chunk` are integers
-//! (zero-padded in the path), anything else is text. Hive's default partition is a null.
+//! the column (unless it is text), else by name — `dt` is a date, `hr`, `bucket`, `range` and
+//! `chunk` are integers (zero-padded in the path), anything else is text. Hive's default
+//! partition is a null.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 mod dag_files;
 mod errors;
+mod fidelity;
 mod new_user;
 mod preview;
 mod runs;
