@@ -430,3 +430,98 @@ fn every_pattern_output_round_trips_and_reads_the_same_in_duckdb_and_pyarrow() {
     assert_eq!(ty("110_02_02_id_range_partitioning", "range"), "Int32");
     assert_eq!(ty("110_01_02_hourly_batch_processing", "hr"), "Int32");
 }
+
+/// A DAG file declares its source's types and null tokens: they win over inference, and the
+/// dataset keeps them.
+#[test]
+fn a_dag_file_schema_and_null_values_are_the_types_written() {
+    let home = tempfile::tempdir().unwrap();
+    let dags = home.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("flights.toml"),
+        format!(
+            r#"[dag]
+id = "flights_daily"
+schedule = "@daily"
+timezone = "UTC"
+start_date = "2013-01-01"
+catchup = false
+
+[[tasks]]
+id = "load"
+op = "load_window"
+source = "{}"
+time_column = "time_hour"
+partition_by = "dt"
+null_values = ["NA"]
+schema = {{ arr_delay = "float", dep_delay = "decimal(8,1)", tailnum = "string" }}
+"#,
+            flights().display()
+        ),
+    )
+    .unwrap();
+    weir(home.path())
+        .args([
+            "dags",
+            "run",
+            "flights_daily",
+            "--logical-date",
+            "2013-01-01",
+        ])
+        .assert()
+        .success();
+    let out = home.path().join("data/flights_daily");
+    let (columns, rows) = same_everywhere(home.path(), &out);
+    let ty = |c: &str| columns.iter().find(|(n, _)| n == c).unwrap().1.clone();
+    assert_eq!(ty("arr_delay"), "Float64");
+    assert_eq!(ty("dep_delay"), "Decimal128(8, 1)");
+    assert_eq!(ty("dep_time"), "Int64", "undeclared columns are inferred");
+    assert_eq!(ty("dt"), "Date32");
+    // The day's flights, counted with the csv crate.
+    let mut reader = csv::Reader::from_path(flights()).unwrap();
+    let day = reader
+        .records()
+        .filter(|r| r.as_ref().unwrap()[18].starts_with("2013-01-01T"))
+        .count() as u64;
+    assert!(day > 0);
+    assert_eq!(rows, day);
+    let nulls = &query(
+        home.path(),
+        "SELECT count(*) - count(arr_delay) AS missing FROM f",
+        &[("f", &out)],
+    )[0];
+    let mut reader = csv::Reader::from_path(flights()).unwrap();
+    let na = reader
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| r[18].starts_with("2013-01-01T") && &r[8] == "NA")
+        .count() as u64;
+    assert_eq!(nulls["missing"], na);
+}
+
+/// `--table f='DIR/*.csv'` reads plain files as one table, with the same inference as one file.
+#[test]
+fn a_glob_of_source_files_queries_like_the_one_file_they_were_split_from() {
+    let home = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(flights()).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let parts = home.path().join("landing");
+    std::fs::create_dir_all(&parts).unwrap();
+    for (i, chunk) in rows.chunks(1000).enumerate() {
+        let body = format!("{header}\n{}\n", chunk.join("\n"));
+        std::fs::write(parts.join(format!("part-{i}.csv")), body).unwrap();
+    }
+    let sql = "SELECT origin, count(*) AS n, sum(arr_delay) AS delay, min(time_hour) AS first \
+               FROM f GROUP BY origin ORDER BY origin";
+    let glob = parts.join("*.csv");
+    let source = flights();
+    let split = query(home.path(), sql, &[("f", &glob)]);
+    let whole = query(home.path(), sql, &[("f", &source)]);
+    assert_eq!(split.len(), 3, "{split:?}");
+    assert_eq!(split, whole);
+    let total: u64 = split.iter().map(|r| r["n"].as_u64().unwrap()).sum();
+    assert_eq!(total, rows.len() as u64);
+}
