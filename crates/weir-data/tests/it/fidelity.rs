@@ -340,3 +340,75 @@ fn partition_columns_stay_out_of_the_files_and_must_match_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn json_lines_strings_of_dates_and_instants_are_typed_and_quoted_numbers_stay_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("events.jsonl");
+    std::fs::write(
+        &path,
+        "\u{feff}{\"id\": 1, \"at\": \"2026-03-08T05:00:00Z\", \"day\": \"2026-03-08\", \"code\": \"42\", \"ok\": true}\r\n\
+         {\"id\": 2, \"at\": \"2026-03-08T06:30:00+01:00\", \"day\": null, \"code\": \"007\", \"ok\": false}\r\n",
+    )
+    .unwrap();
+    let (batch, rejects) = read_all(&path, &ReadOptions::default());
+    assert!(rejects.is_empty(), "{rejects:?}");
+    let schema = batch.schema();
+    let t = |n: &str| schema.field_with_name(n).unwrap().data_type().clone();
+    assert_eq!(t("id"), DataType::Int64);
+    assert_eq!(
+        t("at"),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    );
+    assert_eq!(t("day"), DataType::Date32);
+    assert_eq!(
+        t("code"),
+        DataType::Utf8,
+        "a quoted number is what its writer meant: text"
+    );
+    assert_eq!(t("ok"), DataType::Boolean);
+    let at: &arrow::array::TimestampMicrosecondArray = batch
+        .column_by_name("at")
+        .unwrap()
+        .as_any()
+        .downcast_ref()
+        .unwrap();
+    let second: jiff::Timestamp = "2026-03-08T05:30:00Z".parse().unwrap();
+    assert_eq!(at.value(1), second.as_microsecond());
+}
+
+#[test]
+fn kept_partition_columns_are_in_the_files_and_read_back_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("region", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["EU", "EU"])),
+            Arc::new(Int64Array::from(vec![1, 2])),
+        ],
+    )
+    .unwrap();
+    let eu = PartitionKey::new([("region", "EU")]).unwrap();
+    let keep = WriteOptions {
+        keep_partition_columns: true,
+        ..WriteOptions::default()
+    };
+    ds.write_partition(&eu, schema, [&batch], keep).unwrap();
+    let in_files = ds.partition_schema(&eu).unwrap();
+    assert!(in_files.field_with_name("region").is_ok(), "{in_files:?}");
+    let kept = ds.schema().unwrap().unwrap();
+    assert!(kept.files_keep_partition_columns);
+    let back = ds.read_partition(&eu).unwrap();
+    let names: Vec<&str> = back[0]
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["n", "region"]);
+}
