@@ -180,15 +180,15 @@ impl DagBuilder {
                     }),
                 }
             }
-            if let Some(MapSource::Upstream(src)) = &task.expand {
-                if !task.upstream.contains(src) {
-                    problems.push(DagProblem::InvalidMapping {
-                        task: task.id.to_string(),
-                        reason: format!(
-                            "it expands over `{src}`, which must also be one of its upstreams"
-                        ),
-                    });
-                }
+            if let Some(MapSource::Upstream(src)) = &task.expand
+                && !task.upstream.contains(src)
+            {
+                problems.push(DagProblem::InvalidMapping {
+                    task: task.id.to_string(),
+                    reason: format!(
+                        "it expands over `{src}`, which must also be one of its upstreams"
+                    ),
+                });
             }
             if !task.partial.is_object() {
                 problems.push(DagProblem::InvalidMapping {
@@ -218,13 +218,13 @@ impl DagBuilder {
                 reason: "max_active_runs and max_active_tasks must be at least 1".to_owned(),
             });
         }
-        if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
-            if end < start {
-                problems.push(DagProblem::InvalidSetting {
-                    task: None,
-                    reason: format!("end_date {end} is before start_date {start}"),
-                });
-            }
+        if let (Some(start), Some(end)) = (self.start_date, self.end_date)
+            && end < start
+        {
+            problems.push(DagProblem::InvalidSetting {
+                task: None,
+                reason: format!("end_date {end} is before start_date {start}"),
+            });
         }
         let order = match topological_order(&edges) {
             Ok(order) => order,

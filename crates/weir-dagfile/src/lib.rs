@@ -225,10 +225,10 @@ impl Report<'_> {
             if i > 0 && trimmed.starts_with('[') {
                 return None;
             }
-            if let Some(rest) = trimmed.strip_prefix(key) {
-                if rest.trim_start().starts_with('=') {
-                    return Some(offset + (line.len() - trimmed.len()));
-                }
+            if let Some(rest) = trimmed.strip_prefix(key)
+                && rest.trim_start().starts_with('=')
+            {
+                return Some(offset + (line.len() - trimmed.len()));
             }
             offset += line.len();
         }
@@ -583,23 +583,23 @@ fn toml_to_json(v: &toml::Value) -> Value {
 
 /// DAG-file shorthands, made into the operator configs they stand for.
 fn desugar(op: &str, config: &mut Map<String, Value>) -> Result<(), String> {
-    if op == "load_window" {
-        if let Some(Value::String(by)) = config.get("partition_by").cloned() {
-            let (granularity, whole_local) = match by.as_str() {
-                "dt" | "day" => ("day", false),
-                "hr" | "hour" | "dt/hr" => ("hour", true),
-                "mo" | "month" => ("month", false),
-                other => {
-                    return Err(format!(
-                        "partition_by = {other:?}: use \"dt\", \"hour\" or \"month\", or a table such as {{ by = \"hash\", key = \"customer_id\", buckets = 8 }}"
-                    ));
-                }
-            };
-            config.insert(
+    if op == "load_window"
+        && let Some(Value::String(by)) = config.get("partition_by").cloned()
+    {
+        let (granularity, whole_local) = match by.as_str() {
+            "dt" | "day" => ("day", false),
+            "hr" | "hour" | "dt/hr" => ("hour", true),
+            "mo" | "month" => ("month", false),
+            other => {
+                return Err(format!(
+                    "partition_by = {other:?}: use \"dt\", \"hour\" or \"month\", or a table such as {{ by = \"hash\", key = \"customer_id\", buckets = 8 }}"
+                ));
+            }
+        };
+        config.insert(
                 "partition_by".to_owned(),
                 serde_json::json!({"by": "date", "granularity": granularity, "whole_local": whole_local}),
             );
-        }
     }
     Ok(())
 }
@@ -778,11 +778,11 @@ fn task_of(
             None
         }
     };
-    if let Some(op_config) = &operator {
-        if unknown.is_empty() {
-            for problem in op_config.clone().into_operator().validate() {
-                r.at(start, format!("task `{id}` ({op}): {problem}"));
-            }
+    if let Some(op_config) = &operator
+        && unknown.is_empty()
+    {
+        for problem in op_config.clone().into_operator().validate() {
+            r.at(start, format!("task `{id}` ({op}): {problem}"));
         }
     }
 

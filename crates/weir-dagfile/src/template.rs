@@ -139,12 +139,12 @@ pub(crate) fn check(
                 VARIABLES.join(", ")
             ));
         } else if top == "params" {
-            if let Some(p) = parts.next() {
-                if !params.iter().any(|d| d == p) {
-                    problems.push(format!(
-                        "template {text:?} uses params.{p}, which [params] does not declare"
-                    ));
-                }
+            if let Some(p) = parts.next()
+                && !params.iter().any(|d| d == p)
+            {
+                problems.push(format!(
+                    "template {text:?} uses params.{p}, which [params] does not declare"
+                ));
             }
         } else if top == "item" && !mapped {
             problems.push(format!(

@@ -93,12 +93,12 @@ impl Operator for Command {
         if self.program.trim().is_empty() {
             problems.push("`program` is empty; name the program to run".to_owned());
         }
-        if let Some(code) = self.skip_exit_code {
-            if code == 0 || self.fatal_exit_codes.contains(&code) {
-                problems.push(format!(
-                    "skip_exit_code {code} cannot also mean success or a fatal failure"
-                ));
-            }
+        if let Some(code) = self.skip_exit_code
+            && (code == 0 || self.fatal_exit_codes.contains(&code))
+        {
+            problems.push(format!(
+                "skip_exit_code {code} cannot also mean success or a fatal failure"
+            ));
         }
         if self.fatal_exit_codes.contains(&0) {
             problems.push("fatal_exit_codes cannot contain 0 (success)".to_owned());

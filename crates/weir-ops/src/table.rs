@@ -141,10 +141,10 @@ impl Operator for WriteTable {
         if self.batch_rows == 0 {
             problems.push("batch_rows must be at least 1".to_owned());
         }
-        if let TableMode::Upsert { key } = &self.mode {
-            if key.is_empty() {
-                problems.push("upsert needs `key`: the columns that identify a row".to_owned());
-            }
+        if let TableMode::Upsert { key } = &self.mode
+            && key.is_empty()
+        {
+            problems.push("upsert needs `key`: the columns that identify a row".to_owned());
         }
         problems
     }

@@ -246,14 +246,14 @@ impl Executor {
                 return Ok(pinned.clone());
             }
             // A version this process never loaded: rebuilt from the source kept in the store.
-            if let Some(loader) = registry.loader() {
-                if let Some(text) = self.store.dag_version_source(&run.dag_id, version).await? {
-                    match (loader.0)(&text) {
-                        Ok(def) => return Ok(Arc::new(def)),
-                        Err(e) => tracing::warn!(
-                            dag_id = %run.dag_id, "the stored version {version} does not load: {e}"
-                        ),
-                    }
+            if let Some(loader) = registry.loader()
+                && let Some(text) = self.store.dag_version_source(&run.dag_id, version).await?
+            {
+                match (loader.0)(&text) {
+                    Ok(def) => return Ok(Arc::new(def)),
+                    Err(e) => tracing::warn!(
+                        dag_id = %run.dag_id, "the stored version {version} does not load: {e}"
+                    ),
                 }
             }
         }

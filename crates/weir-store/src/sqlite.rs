@@ -83,15 +83,15 @@ fn opt_ts(us: Option<i64>) -> Result<Option<Timestamp>> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "cannot create the folder {}: {e}",
-                        parent.display()
-                    ))
-                })?;
-            }
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "cannot create the folder {}: {e}",
+                    parent.display()
+                ))
+            })?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
