@@ -1223,7 +1223,7 @@ async fn data_query(
     for table in tables {
         let (name, location) = table.split_once('=').ok_or_else(|| {
             anyhow!(
-                "--table `{table}` is not NAME=DIR; write e.g. --table orders=.weir/data/orders"
+                "--table `{table}` is not NAME=LOCATION; write e.g. --table orders=.weir/data/orders or --table f=flights.csv"
             )
         })?;
         if weir_query::is_pattern(location) || Path::new(location).is_file() {

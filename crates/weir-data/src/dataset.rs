@@ -39,13 +39,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::layout::{self, ColumnPlan, DATASET_SCHEMA_FILE, DatasetSchema, SchemaEvolution};
-use crate::partition::{DEFAULT_PARTITION, PartitionKey, parse_segment};
+use crate::partition::{PartitionKey, parse_segment};
 
 const STAGING: &str = "_staging";
 const TRASH: &str = "_trash";
 const JOURNAL_EXT: &str = "journal";
 /// Stores the full key beside the data when a value had to be truncated in the path.
 const KEY_SIDECAR: &str = "_key.json";
+/// Serializes changes of the kept schema (`_dataset.json`) across processes.
+const DATASET_SCHEMA_LOCK: &str = "_dataset.lock";
 /// Stores the Arrow schema beside the files of a CSV or JSON-lines partition.
 const SCHEMA_SIDECAR: &str = "_schema.json";
 /// Leftovers of other processes are removed after this long where liveness cannot be checked.
@@ -388,6 +390,13 @@ impl Dataset {
         let keep = kept.as_ref().map_or(opts.keep_partition_columns, |k| {
             k.files_keep_partition_columns
         });
+        if keep && opts.format != FileFormat::Parquet {
+            return Err(refuse(format!(
+                "{} files cannot repeat the partition columns (their readers take columns by \
+                 position); write Parquet, or leave keep_partition_columns off",
+                opts.format
+            )));
+        }
         let checks: Vec<(usize, String)> = key
             .parts()
             .iter()
@@ -413,6 +422,12 @@ impl Dataset {
                 })
                 .collect(),
         };
+        for (field, (name, value)) in partition_columns.iter().zip(key.parts()) {
+            // A data column's long value would come back truncated from the path.
+            let in_data = schema.field_with_name(name).is_ok();
+            check_partition_type(field, name, value, in_data && key.is_truncated())
+                .map_err(&refuse)?;
+        }
         let data: Vec<usize> = (0..schema.fields().len())
             .filter(|i| !checks.iter().any(|(c, _)| c == i))
             .collect();
@@ -968,40 +983,53 @@ impl PartitionWriter {
         let tmp = self
             .root
             .join(format!("{DATASET_SCHEMA_FILE}.{}.tmp", self.id));
-        match DatasetSchema::read(&self.root)? {
-            None => {
-                let first = DatasetSchema {
-                    columns: Arc::new(written),
-                    partition_columns: self.shape.partition_columns.clone(),
-                    files_keep_partition_columns: self.shape.keep,
-                };
-                write_file_synced(&tmp, &first.to_json())?;
-                // Create-if-absent, also against another process's first commit.
-                let linked = fs::hard_link(&tmp, &path);
-                let _ = fs::remove_file(&tmp);
-                match linked {
-                    Ok(()) => sync_dir(&self.root),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.keep_schema(),
-                    Err(e) => Err(DataError::io("create", &path, e)),
-                }
-            }
-            Some(kept) => {
-                // A column cast to a type another commit has since widened is fine: readers
-                // cast it again.
-                let plans = layout::plan(&kept.columns, &written, self.opts.schema_evolution)
-                    .map_err(refuse)?;
-                if !plans.iter().any(|(_, p)| *p == ColumnPlan::Widen) {
-                    return Ok(());
-                }
-                let widened = DatasetSchema {
-                    columns: Arc::new(layout::widened(&kept.columns, &written, &plans)),
-                    ..kept
-                };
-                write_file_synced(&tmp, &widened.to_json())?;
-                rename(&tmp, &path)?;
-                sync_dir(&self.root)
-            }
+        // Other processes commit to the dataset too: read, check and write the kept schema
+        // under a file lock (the commit lock only orders this process's writers).
+        let lock_path = self.root.join(DATASET_SCHEMA_LOCK);
+        let lock = File::create(&lock_path).map_err(|e| DataError::io("create", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| DataError::io("lock", &lock_path, e))?;
+        let Some(kept) = DatasetSchema::read(&self.root)? else {
+            let first = DatasetSchema {
+                columns: Arc::new(written),
+                partition_columns: self.shape.partition_columns.clone(),
+                files_keep_partition_columns: self.shape.keep,
+            };
+            write_file_synced(&tmp, &first.to_json())?;
+            rename(&tmp, &path)?;
+            return sync_dir(&self.root);
+        };
+        // Another commit may have fixed or widened the schema since this writer started: its
+        // files must still fit exactly (same layout, every column its kept type or a type that
+        // the kept one holds exactly); a widening this writer's plan asked for is applied.
+        let names: Vec<String> = self.key.parts().iter().map(|(n, _)| n.clone()).collect();
+        if kept.partition_names() != names || kept.files_keep_partition_columns != self.shape.keep {
+            return Err(refuse(format!(
+                "another commit fixed the dataset's layout as {} while this one was written; \
+                 write it again",
+                kept.partition_names().join("/")
+            )));
         }
+        let plans =
+            layout::plan(&kept.columns, &written, self.opts.schema_evolution).map_err(refuse)?;
+        if let Some((_, ColumnPlan::NullsOnly(t))) = plans
+            .iter()
+            .find(|(_, p)| matches!(p, ColumnPlan::NullsOnly(_)))
+        {
+            return Err(refuse(format!(
+                "another commit fixed a column as {t} while this one wrote text; write it again"
+            )));
+        }
+        if !plans.iter().any(|(_, p)| *p == ColumnPlan::Widen) {
+            return Ok(());
+        }
+        let widened = DatasetSchema {
+            columns: Arc::new(layout::widened(&kept.columns, &written, &plans)),
+            ..kept
+        };
+        write_file_synced(&tmp, &widened.to_json())?;
+        rename(&tmp, &path)?;
+        sync_dir(&self.root)
     }
 
     fn commit_inner(mut self, failpoint: Option<Failpoint>) -> Result<CommitReport, DataError> {
@@ -1458,6 +1486,50 @@ fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
         .map_err(|e| DataError::io("write", path, e))
 }
 
+/// Whether partition `name=value` can be read back as `field` declares it: a typed column's
+/// value must parse as its type and may not be Hive's default partition (readers cannot type
+/// it), and a value too long for a folder name cannot be restored from the path at all.
+fn check_partition_type(
+    field: &arrow::datatypes::Field,
+    name: &str,
+    value: &str,
+    truncated: bool,
+) -> Result<(), String> {
+    if truncated {
+        let path_value = PartitionKey::new([(name, value)])
+            .map(|k| k.to_path_string())
+            .unwrap_or_default();
+        if path_value.contains("%%") {
+            return Err(format!(
+                "the value of {name} is too long for a folder name, so readers could not \
+                 restore it from the path; partition by a shorter key (a hash or a code)"
+            ));
+        }
+    }
+    if field.data_type() == &DataType::Utf8 {
+        return Ok(());
+    }
+    if value.is_empty() {
+        return Err(format!(
+            "{name} is null or empty in some rows, but it is a {} partition column and readers \
+             cannot type Hive's default partition; fill the column, or partition by a text column",
+            field.data_type()
+        ));
+    }
+    let one: arrow::array::ArrayRef = Arc::new(arrow::array::StringArray::from(vec![value]));
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow::compute::cast_with_options(&one, field.data_type(), &options).map_err(|_| {
+        format!(
+            "{name}={value} is not a {} as the dataset declares {name}; write values of its type",
+            field.data_type()
+        )
+    })?;
+    Ok(())
+}
+
 /// Every row of `column` holds the partition's `value` (Hive's default partition: null or
 /// empty), or one sentence saying it does not.
 fn check_partition_value(
@@ -1472,7 +1544,7 @@ fn check_partition_value(
         .as_any()
         .downcast_ref::<arrow::array::StringArray>()
         .ok_or_else(|| format!("column {name:?} did not cast to text"))?;
-    let default = value.is_empty() || value == DEFAULT_PARTITION;
+    let default = value.is_empty();
     let odd = text.iter().find(|v| match v {
         None => !default,
         Some(v) => {

@@ -22,7 +22,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::DataError;
-use crate::partition::{DEFAULT_PARTITION, PartitionKey};
+use crate::partition::PartitionKey;
 
 /// The file at a dataset's root that keeps its schema.
 pub const DATASET_SCHEMA_FILE: &str = "_dataset.json";
@@ -185,7 +185,15 @@ impl DatasetSchema {
         for field in self.columns.fields() {
             columns.push(match batch.column_by_name(field.name()) {
                 Some(c) if c.data_type() == field.data_type() => c.clone(),
-                Some(c) => arrow::compute::cast(c, field.data_type()).map_err(|e| {
+                Some(c) => arrow::compute::cast_with_options(
+                    c,
+                    field.data_type(),
+                    &arrow::compute::CastOptions {
+                        safe: false,
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| {
                     DataError::arrow(
                         format!("reading column {:?} as its kept type", field.name()),
                         e,
@@ -208,7 +216,9 @@ fn partition_value_array(
     value: Option<&str>,
     rows: usize,
 ) -> Result<ArrayRef, DataError> {
-    let value = value.filter(|v| !v.is_empty() && *v != DEFAULT_PARTITION);
+    // The default partition's key value is empty (a literal `__HIVE_DEFAULT_PARTITION__` value
+    // is escaped in the path and stays a value).
+    let value = value.filter(|v| !v.is_empty());
     let Some(value) = value else {
         return Ok(new_null_array(field.data_type(), rows));
     };
@@ -263,13 +273,13 @@ fn fits(from: &DataType, to: &DataType) -> bool {
         (a, b) if a == b => true,
         (Null, _) => true,
         (Int8 | Int16 | Int32, Int64) | (Int8 | Int16, Int32) => true,
+        // Int64 into Float64 is exact only up to 2^53: checked per batch (`apply`).
         (Int8 | Int16 | Int32 | Int64, Float64) | (Float32, Float64) => true,
         (Int8 | Int16 | Int32 | Int64, Decimal128(p, s)) => (*p as i16 - *s as i16) >= 19,
         (Decimal128(p1, s1), Decimal128(p2, s2)) => {
             s2 >= s1 && (*p2 as i16 - *s2 as i16) >= (*p1 as i16 - *s1 as i16)
         }
         (Date32, Timestamp(_, None)) => true,
-        (Timestamp(_, Some(a)), Timestamp(_, Some(b))) => a == b,
         _ => false,
     }
 }
@@ -321,11 +331,13 @@ pub(crate) fn plan(
             ColumnPlan::Keep
         } else if fits(have, want) {
             ColumnPlan::Cast(want.clone())
+        } else if matches!(have, DataType::Utf8 | DataType::Null) && !matches!(want, DataType::Utf8)
+        {
+            // An all-empty column infers as text: fine while it holds nothing (and no reason
+            // to widen the kept type to text).
+            ColumnPlan::NullsOnly(want.clone())
         } else if evolution == SchemaEvolution::Widen && widens(want, have) {
             ColumnPlan::Widen
-        } else if matches!(have, DataType::Utf8 | DataType::Null) {
-            // An all-empty column infers as text: fine while it holds nothing.
-            ColumnPlan::NullsOnly(want.clone())
         } else {
             return Err(mismatch(field.name(), have, want, evolution));
         };
@@ -371,8 +383,24 @@ pub(crate) fn widened(kept: &Schema, written: &Schema, plans: &[(usize, ColumnPl
 pub(crate) fn apply(name: &str, column: &ArrayRef, plan: &ColumnPlan) -> Result<ArrayRef, String> {
     match plan {
         ColumnPlan::Keep | ColumnPlan::Widen => Ok(column.clone()),
-        ColumnPlan::Cast(t) => arrow::compute::cast(column, t)
-            .map_err(|e| format!("column {name:?} cannot be cast to {t}: {e}")),
+        ColumnPlan::Cast(t) => {
+            if column.data_type() == &DataType::Int64 && t == &DataType::Float64 {
+                // Exact only within ±2^53.
+                let ints = column
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .ok_or_else(|| format!("column {name:?} is not an Int64 array"))?;
+                let limit = 1u64 << 53;
+                if let Some(v) = ints.iter().flatten().find(|v| v.unsigned_abs() > limit) {
+                    return Err(format!(
+                        "column {name:?} holds {v}, which a Float64 column cannot hold exactly; \
+                         declare the column's type, or write to a new dataset"
+                    ));
+                }
+            }
+            arrow::compute::cast(column, t)
+                .map_err(|e| format!("column {name:?} cannot be cast to {t}: {e}"))
+        }
         ColumnPlan::NullsOnly(t) => {
             if column.null_count() == column.len() {
                 Ok(new_null_array(t, column.len()))

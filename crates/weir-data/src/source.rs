@@ -549,6 +549,10 @@ fn parse_cell(kind: Kind, text: &str, rules: &ParseRules) -> Result<Cell, &'stat
         Kind::Int64 => Cell::I64(text.parse().map_err(|_| "is not an integer")?),
         Kind::Int32 => Cell::I32(text.parse().map_err(|_| "is not a 32-bit integer")?),
         Kind::Float64 => {
+            if text == "NaN" {
+                // Reached only when NaN is not a null token.
+                return Ok(Cell::F64(f64::NAN));
+            }
             if !looks_numeric(text) {
                 return Err("is not a number");
             }
@@ -565,6 +569,9 @@ fn parse_cell(kind: Kind, text: &str, rules: &ParseRules) -> Result<Cell, &'stat
         }),
         Kind::Utf8 => Cell::Str,
         Kind::Date32 => {
+            if text.len() != 10 {
+                return Err("is not a date (YYYY-MM-DD)");
+            }
             let date: jiff::civil::Date = text.parse().map_err(|_| "is not a date (YYYY-MM-DD)")?;
             let days = date
                 .since(jiff::civil::date(1970, 1, 1))
@@ -577,6 +584,9 @@ fn parse_cell(kind: Kind, text: &str, rules: &ParseRules) -> Result<Cell, &'stat
             Cell::I64(timestamp_in_unit(ts, unit).ok_or("is out of range for the column's unit")?)
         }
         Kind::Timestamp(unit, false) => {
+            if text.parse::<Timestamp>().is_ok() {
+                return Err("has an offset but the column holds local times without one");
+            }
             let wall: jiff::civil::DateTime = text
                 .parse()
                 .map_err(|_| "is not a date and time (e.g. 2026-03-08 01:30:00)")?;

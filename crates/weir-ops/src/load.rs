@@ -347,16 +347,15 @@ static SAMPLE_LOCK: Mutex<()> = Mutex::new(());
 /// sees a half-written file.
 pub async fn ensure_sample(home: &Path) -> Result<PathBuf, TaskError> {
     let path = default_sample_path(home);
-    if path.exists() {
-        if !weir_data::source::schema_sidecar(&path).exists() {
-            weir_data::write_orders_schema(&path).map_err(|e| TaskError::fatal(e.to_string()))?;
-        }
+    if path.exists() && weir_data::source::schema_sidecar(&path).exists() {
         return Ok(path);
     }
     let target = path.clone();
     tokio::task::spawn_blocking(move || -> Result<(), TaskError> {
         let _guard = SAMPLE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        if target.exists() {
+        // A sample without its schema file was written by an older weir (North America was
+        // `NA` then, now a null token): it is generated again.
+        if target.exists() && weir_data::source::schema_sidecar(&target).exists() {
             return Ok(());
         }
         let dir = target.parent().expect("sample path has a parent");
@@ -368,13 +367,15 @@ pub async fn ensure_sample(home: &Path) -> Result<PathBuf, TaskError> {
             ..SampleSpec::default()
         };
         weir_data::write_orders_csv(&spec, &tmp).map_err(|e| TaskError::fatal(e.to_string()))?;
-        weir_data::write_orders_schema(&target).map_err(|e| TaskError::fatal(e.to_string()))?;
+        // The schema file last: a sample is complete once its schema file is beside it.
         std::fs::rename(&tmp, &target).map_err(|e| {
             TaskError::fatal(format!(
                 "cannot move the sample into {}: {e}",
                 target.display()
             ))
-        })
+        })?;
+        weir_data::write_orders_schema(&target).map_err(|e| TaskError::fatal(e.to_string()))?;
+        Ok(())
     })
     .await
     .map_err(|e| TaskError::fatal(format!("sample generation stopped: {e}")))??;

@@ -377,10 +377,14 @@ impl Operator for Sql {
                     time_column,
                 } => {
                     let path = crate::load::source_path(&ctx, source).await?;
-                    let opts = weir_data::ReadOptions {
+                    // The run's null tokens and zone apply to every source table; `--conf
+                    // schema` names the columns of the run's source, so a table takes its
+                    // types from its own `.schema` file only.
+                    let mut opts = weir_data::ReadOptions {
                         time_column: time_column.clone(),
                         ..crate::load::read_options(&ctx, &path, &Default::default())?
                     };
+                    opts.column_types = weir_data::source::sidecar_column_types(&path)?;
                     engine
                         .register_source(name, &path, opts)
                         .map_err(|e| TaskError::fatal(format!("table `{name}`: {e}")))?;

@@ -121,7 +121,9 @@ pub fn is_pattern(location: &str) -> bool {
 }
 
 /// The files a pattern matches, sorted: `*` and `?` match within one path segment, `[abc]` one
-/// of its characters; folders whose names start with `_` or `.` are never entered.
+/// of its characters. Files and folders whose names start with `_` or `.` (staging, trash,
+/// markers, hidden files) match only a segment that starts the same way, as Spark and Hive skip
+/// them.
 pub fn expand_pattern(pattern: &str) -> Vec<PathBuf> {
     let absolute = pattern.starts_with('/');
     let mut current: Vec<PathBuf> = vec![if absolute {
@@ -392,19 +394,8 @@ impl QueryEngine {
         if let Ok(got) = store.get(&kept_path).await {
             let bytes = got.bytes().await.map_err(|e| table_err(e.to_string()))?;
             let kept = weir_data::DatasetSchema::from_json(&bytes).map_err(table_err)?;
-            let typed: Vec<(String, DataType)> = kept
-                .partition_columns
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect();
-            self.register_listing(
-                name,
-                url.as_str(),
-                format,
-                Some(kept.columns.clone()),
-                &typed,
-            )
-            .await?;
+            self.register_kept(name, url.as_str(), format, &kept)
+                .await?;
             return Ok(kept.partition_names());
         }
         let schema = match (format, &layout.sample_partition) {
@@ -477,13 +468,7 @@ impl QueryEngine {
         // a widened column are cast), and the partition columns typed, from the paths, whether
         // or not the files repeat them.
         if let Some(kept) = dataset.schema()? {
-            let typed: Vec<(String, DataType)> = kept
-                .partition_columns
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect();
-            self.register_listing(name, &url, format, Some(kept.columns.clone()), &typed)
-                .await?;
+            self.register_kept(name, &url, format, &kept).await?;
             return Ok(kept.partition_names());
         }
         // A dataset written before weir kept its schema. Text files do not carry their types:
@@ -516,6 +501,61 @@ impl QueryEngine {
         Ok(columns)
     }
 
+    /// A dataset with a kept schema: files read as their kept types, partition columns typed
+    /// from the paths, and Hive's default partition of a text column read as the null it
+    /// stands for (as DuckDB, pyarrow and Spark read it); filters on partition columns still
+    /// prune folders.
+    async fn register_kept(
+        &self,
+        name: &str,
+        url: &str,
+        format: FileFormat,
+        kept: &weir_data::DatasetSchema,
+    ) -> Result<(), QueryError> {
+        use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
+        use datafusion::prelude::{ident, lit, nullif};
+        let typed: Vec<(String, DataType)> = kept
+            .partition_columns
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        let text: Vec<&String> = kept
+            .partition_columns
+            .iter()
+            .filter(|f| f.data_type() == &DataType::Utf8)
+            .map(|f| f.name())
+            .collect();
+        if text.is_empty() {
+            return self
+                .register_listing(name, url, format, Some(kept.columns.clone()), &typed)
+                .await;
+        }
+        let config = ListingTableConfig::new(ListingTableUrl::parse(url)?)
+            .with_listing_options(listing_options(format, &typed))
+            .with_schema(kept.columns.clone());
+        let provider = ListingTable::try_new(config)?;
+        let df = self.ctx.read_table(Arc::new(provider))?;
+        let columns: Vec<datafusion::prelude::Expr> = kept
+            .table_schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                if text.contains(&f.name()) {
+                    nullif(
+                        ident(f.name()),
+                        lit(weir_data::partition::DEFAULT_PARTITION),
+                    )
+                    .alias(f.name())
+                } else {
+                    ident(f.name())
+                }
+            })
+            .collect();
+        self.ctx
+            .register_table(name, df.select(columns)?.into_view())?;
+        Ok(())
+    }
+
     async fn register_listing(
         &self,
         name: &str,
@@ -524,14 +564,7 @@ impl QueryEngine {
         schema: Option<SchemaRef>,
         columns: &[(String, DataType)],
     ) -> Result<(), QueryError> {
-        let file_format: Arc<dyn DfFileFormat> = match format {
-            FileFormat::Parquet => Arc::new(ParquetFormat::default()),
-            FileFormat::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
-            FileFormat::JsonLines => Arc::new(JsonFormat::default()),
-        };
-        let options = ListingOptions::new(file_format)
-            .with_file_extension(format!(".{}", format.extension()))
-            .with_table_partition_cols(columns.to_vec());
+        let options = listing_options(format, columns);
         self.ctx
             .register_listing_table(name, url, options, schema, None)
             .await?;
@@ -605,6 +638,18 @@ impl QueryEngine {
         report.files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((batches, report))
     }
+}
+
+/// How DataFusion lists and reads a dataset of `format` with these typed partition columns.
+fn listing_options(format: FileFormat, columns: &[(String, DataType)]) -> ListingOptions {
+    let file_format: Arc<dyn DfFileFormat> = match format {
+        FileFormat::Parquet => Arc::new(ParquetFormat::default()),
+        FileFormat::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
+        FileFormat::JsonLines => Arc::new(JsonFormat::default()),
+    };
+    ListingOptions::new(file_format)
+        .with_file_extension(format!(".{}", format.extension()))
+        .with_table_partition_cols(columns.to_vec())
 }
 
 /// What listing an object-store prefix found.

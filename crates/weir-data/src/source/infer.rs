@@ -47,7 +47,11 @@ impl Default for Seen {
 impl Seen {
     /// Learns from one non-null text value (`nan_is_null`: `NaN` is a float column's null).
     pub(super) fn text(&mut self, text: &str, nan_is_null: bool) {
-        if nan_is_null && text == "NaN" {
+        if text == "NaN" {
+            if !nan_is_null {
+                // The float NaN: a float column's value.
+                self.any = true;
+            }
             // A float column's null: rules out everything but float.
             self.int = false;
             self.boolean = false;
@@ -59,8 +63,12 @@ impl Seen {
         self.any = true;
         let numeric = looks_numeric(text);
         let leading_zero = has_leading_zero(text);
-        self.int &= numeric && !leading_zero && text.parse::<i64>().is_ok();
-        self.float &= numeric && !leading_zero && text.parse::<f64>().is_ok();
+        let int = numeric && !leading_zero && text.parse::<i64>().is_ok();
+        // All digits but beyond i64: an id, which a float would round.
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+        let huge = !int && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        self.int &= int;
+        self.float &= numeric && !leading_zero && !huge && text.parse::<f64>().is_ok();
         self.boolean &= text.eq_ignore_ascii_case("true") || text.eq_ignore_ascii_case("false");
         let dated = text.len() >= 10 && looks_dated(text.as_bytes());
         self.date &= dated && text.len() == 10 && text.parse::<Date>().is_ok();

@@ -412,3 +412,115 @@ fn kept_partition_columns_are_in_the_files_and_read_back_once() {
         .collect();
     assert_eq!(names, ["n", "region"]);
 }
+
+#[test]
+fn what_would_read_back_wrong_is_refused_not_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let day = |d: &str| PartitionKey::new([("dt", d)]).unwrap();
+    let floats = one_column("delay", Arc::new(Float64Array::from(vec![1.5])));
+    ds.write_partition(
+        &day("2026-03-02"),
+        floats.schema(),
+        [&floats],
+        WriteOptions::default(),
+    )
+    .unwrap();
+    // A dt that is not a date in a dataset whose dt is a date.
+    let err = ds
+        .write_partition(
+            &day("unknown"),
+            floats.schema(),
+            [&floats],
+            WriteOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dt=unknown is not a Date32"), "{err}");
+    // An id beyond 2^53 would round in the float column.
+    let big = one_column("delay", Arc::new(Int64Array::from(vec![(1i64 << 53) + 1])));
+    let err = ds
+        .write_partition(
+            &day("2026-03-03"),
+            big.schema(),
+            [&big],
+            WriteOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot hold exactly"), "{err}");
+    // A column of nulls inferred as text does not widen the kept type, even under widen.
+    let empty = one_column("delay", Arc::new(StringArray::from(vec![None::<&str>; 2])));
+    let widen = WriteOptions {
+        schema_evolution: SchemaEvolution::Widen,
+        ..WriteOptions::default()
+    };
+    ds.write_partition(&day("2026-03-04"), empty.schema(), [&empty], widen.clone())
+        .unwrap();
+    let kept = ds.schema().unwrap().unwrap();
+    assert_eq!(kept.columns.field(0).data_type(), &DataType::Float64);
+    let text = one_column("delay", Arc::new(StringArray::from(vec![Some("late")])));
+    let err = ds
+        .write_partition(&day("2026-03-05"), text.schema(), [&text], widen)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"delay\" is Utf8"), "{err}");
+    assert_eq!(ds.partitions().unwrap().len(), 2);
+
+    // A null in a typed partition column cannot be read back typed: refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let by_year = Arc::new(Schema::new(vec![
+        Field::new("year", DataType::Int64, true),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        by_year.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![None::<i64>])),
+            Arc::new(Int64Array::from(vec![1])),
+        ],
+    )
+    .unwrap();
+    let null_year = PartitionKey::new([("year", "")]).unwrap();
+    let err = ds
+        .write_partition(&null_year, by_year, [&batch], WriteOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Hive's default partition"), "{err}");
+}
+
+#[test]
+fn ids_beyond_i64_stay_text_and_values_that_change_meaning_are_rejects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ids.csv");
+    let mut text = String::from("id,day,at\n");
+    for i in 0..50 {
+        text.push_str(&format!(
+            "1234567890123456789{i},2026-03-0{},2026-03-08 10:00:00\n",
+            1 + i % 9
+        ));
+    }
+    text.push_str("1,2026-03-08T10:00:00,2026-03-08 10:00:00+05:00\n");
+    std::fs::write(&path, text).unwrap();
+    let (batch, rejects) = read_all(
+        &path,
+        &ReadOptions {
+            infer_rows: 50,
+            ..ReadOptions::default()
+        },
+    );
+    assert_eq!(
+        batch.schema().field(0).data_type(),
+        &DataType::Utf8,
+        "ids would round as floats"
+    );
+    assert_eq!(batch.schema().field(1).data_type(), &DataType::Date32);
+    assert_eq!(batch.num_rows(), 50);
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert!(
+        rejects[0].reason.contains("\"day\""),
+        "{}",
+        rejects[0].reason
+    );
+}

@@ -321,3 +321,48 @@ async fn a_partition_column_the_files_also_hold_is_queryable() {
         "{text}"
     );
 }
+
+/// Regions as Hive partitions, one of them null: the default partition reads back as a null
+/// (as DuckDB and pyarrow read it), and a filter on the region still reads only its folder.
+#[tokio::test]
+async fn a_null_region_reads_as_null_and_region_filters_still_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("region", DataType::Utf8, true),
+    ]));
+    let dataset = Dataset::open(dir.path()).unwrap();
+    for (region, ids) in [(Some("EU"), 0..10), (Some("US"), 10..25), (None, 25..28)] {
+        let n = (ids.end - ids.start) as usize;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids)),
+                Arc::new(StringArray::from(vec![region; n])),
+            ],
+        )
+        .unwrap();
+        let key = PartitionKey::new([("region", region.unwrap_or(""))]).unwrap();
+        dataset
+            .write_partition(&key, schema.clone(), [&batch], WriteOptions::default())
+            .unwrap();
+    }
+    let engine = QueryEngine::new();
+    engine.register("t", dir.path()).await.unwrap();
+    let rows = engine
+        .sql("SELECT count(*) AS n FROM t WHERE region IS NULL")
+        .await
+        .unwrap();
+    let n = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(n.value(0), 3);
+    let (_, report) = engine
+        .explain("SELECT sum(id) FROM t WHERE region = 'US'")
+        .await
+        .unwrap();
+    assert_eq!(report.files.len(), 1, "{:?}\n{}", report.files, report.plan);
+    assert!(report.files[0].path.contains("region=US"));
+}
