@@ -46,6 +46,46 @@ pub struct WindowParams {
     /// null_values=NA,NULL`, `--conf source_tz=ZONE`, `--conf schema=FILE`, `--conf
     /// infer_rows=N`; the generated sample is read with its own schema.
     pub read: ReadOptions,
+    /// What rejected source rows do to the load: `--conf on_reject=continue|fail_fast`,
+    /// `--conf max_reject_ratio=R`.
+    pub reject_policy: RejectPolicy,
+}
+
+/// What rejected source rows do to a load. By default they are kept and the load goes on; a
+/// load can instead fail at the first one (`fail_fast`) or when more than a share of the
+/// source's rows were rejected (`max_reject_ratio`). A load that fails by policy commits
+/// nothing, and its rejects are still kept in the store (`weir data rejects`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RejectPolicy {
+    pub fail_fast: bool,
+    pub max_ratio: Option<f64>,
+}
+
+impl RejectPolicy {
+    /// Why a load of `good` rows with `rejects` must fail, if it must.
+    fn violation(&self, source: &Path, good: u64, rejects: &[weir_data::Reject]) -> Option<String> {
+        let first = rejects.first()?;
+        let first = format!("line {}: {}", first.line, first.reason);
+        let total = good + rejects.len() as u64;
+        if self.fail_fast {
+            return Some(format!(
+                "source {} has a row it cannot read ({first}) and on_reject is fail_fast; nothing \
+                 was committed: fix the source, or set on_reject=continue",
+                source.display()
+            ));
+        }
+        let ratio = rejects.len() as f64 / total.max(1) as f64;
+        match self.max_ratio {
+            Some(max) if ratio > max => Some(format!(
+                "source {}: {} of {total} rows ({:.2}%) were rejected, above max_reject_ratio \
+                 {max} (first: {first}); nothing was committed: fix the source, or raise the ratio",
+                source.display(),
+                rejects.len(),
+                ratio * 100.0
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The params every pattern that reads a source and writes partitions declares: declared once
@@ -118,6 +158,18 @@ pub fn window_param_specs() -> Vec<ParamSpec> {
             "repeat the partition columns inside the data files",
         )
         .default(false),
+        ParamSpec::choice(
+            "on_reject",
+            ["continue", "fail_fast"],
+            "whether a source row that cannot be read fails the load (rejects are kept either way)",
+        )
+        .default("continue"),
+        ParamSpec::number(
+            "max_reject_ratio",
+            0.0,
+            1.0,
+            "fail the load, committing nothing, when more than this share of source rows is rejected",
+        ),
     ]
 }
 
@@ -147,6 +199,12 @@ pub struct ReadConfig {
     /// Column types instead of inferred ones: a schema file, or a table of `column = "type"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaConfig>,
+    /// `continue` (default) or `fail_fast`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_reject: Option<String>,
+    /// Fail the load when more than this share of the source's rows is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reject_ratio: Option<f64>,
 }
 
 /// An explicit schema in an operator's config.
@@ -169,6 +227,19 @@ impl ReadConfig {
             problems.push(format!(
                 "source_tz = {zone:?} is not a known time zone; use an IANA name such as America/New_York"
             ));
+        }
+        if let Some(on) = &self.on_reject
+            && on != "continue"
+            && on != "fail_fast"
+        {
+            problems.push(format!(
+                "on_reject = {on:?} is not a policy; use continue or fail_fast"
+            ));
+        }
+        if let Some(r) = self.max_reject_ratio
+            && !(0.0..=1.0).contains(&r)
+        {
+            problems.push(format!("max_reject_ratio = {r}: use a share from 0 to 1"));
         }
         if let Some(SchemaConfig::Columns(columns)) = &self.schema {
             for (name, spec) in columns {
@@ -289,8 +360,20 @@ pub async fn window_params_with(
         write.format = format.parse()?;
     }
     let read = read_options(ctx, &source, &with.read)?;
+    let on_reject = match &with.read.on_reject {
+        Some(on) => on.clone(),
+        None => param_or(ctx, "on_reject", "continue".to_owned())?,
+    };
+    let reject_policy = RejectPolicy {
+        fail_fast: on_reject == "fail_fast",
+        max_ratio: match with.read.max_reject_ratio {
+            Some(r) => Some(r),
+            None => param_or::<Option<f64>>(ctx, "max_reject_ratio", None)?,
+        },
+    };
     Ok(WindowParams {
         read,
+        reject_policy,
         source,
         time_column: match &with.time_column {
             Some(column) => column.clone(),
@@ -417,6 +500,10 @@ pub struct Loaded {
     /// The rejected rows themselves, to keep in the store.
     #[serde(skip)]
     pub rejects: Vec<weir_data::Reject>,
+    /// Why the load failed by its reject policy (nothing was committed); `record_commits` keeps
+    /// the rejects and then fails the task with it.
+    #[serde(skip)]
+    pub violation: Option<String>,
 }
 
 impl Loaded {
@@ -438,7 +525,15 @@ impl Loaded {
             commits,
             rows_read: None,
             rejects: Vec::new(),
+            violation: None,
         }
+    }
+
+    /// A load that failed by its reject policy: nothing committed, the rejects kept.
+    fn refused(reader: &mut weir_data::SourceReader, why: String) -> Self {
+        let mut loaded = Loaded::new(Vec::new(), 0, 0).read_from(reader);
+        loaded.violation = Some(why);
+        loaded
     }
 
     /// What the reader of the source saw: rows read in all, and the rows it set aside.
@@ -499,7 +594,12 @@ fn stream_into_partitions(
         );
     }
     let mut rows = 0u64;
-    for batch in reader.by_ref() {
+    while let Some(batch) = reader.next() {
+        if p.reject_policy.fail_fast
+            && let Some(why) = p.reject_policy.violation(&p.source, 0, reader.rejects())
+        {
+            return Ok(Loaded::refused(&mut reader, why));
+        }
         for (key, part) in route(&batch?)? {
             if part.num_rows() == 0 {
                 continue;
@@ -514,6 +614,12 @@ fn stream_into_partitions(
             };
             writer.write(&part)?;
         }
+    }
+    if let Some(why) = p
+        .reject_policy
+        .violation(&p.source, reader.rows_emitted(), reader.rejects())
+    {
+        return Ok(Loaded::refused(&mut reader, why));
     }
     let mut commits = Vec::new();
     for (_, writer) in writers {
@@ -584,7 +690,10 @@ pub async fn record_commits(
             .collect();
         ctx.record_rejects(rejects).await?;
     }
-    Ok(())
+    match &loaded.violation {
+        Some(why) => Err(TaskError::fatal(why.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Moves every committed partition of the dataset at `root` that is not in `keep` out of the
@@ -681,6 +790,13 @@ pub struct LoadWindow {
     /// default `--conf schema`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaConfig>,
+    /// `continue` or `fail_fast` at the first rejected row; default `--conf on_reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_reject: Option<String>,
+    /// Fail, committing nothing, above this share of rejected rows; default `--conf
+    /// max_reject_ratio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reject_ratio: Option<f64>,
 }
 
 impl LoadWindow {
@@ -694,6 +810,8 @@ impl LoadWindow {
             null_values: None,
             source_tz: None,
             schema: None,
+            on_reject: None,
+            max_reject_ratio: None,
         }
     }
 
@@ -714,6 +832,8 @@ impl LoadWindow {
                 null_values: self.null_values.clone(),
                 source_tz: self.source_tz.clone(),
                 schema: self.schema.clone(),
+                on_reject: self.on_reject.clone(),
+                max_reject_ratio: self.max_reject_ratio,
             },
         }
     }
@@ -899,7 +1019,12 @@ pub fn partition_source(
     } else {
         usize::MAX
     };
-    for batch in reader.by_ref() {
+    while let Some(batch) = reader.next() {
+        if p.reject_policy.fail_fast
+            && let Some(why) = p.reject_policy.violation(&p.source, 0, reader.rejects())
+        {
+            return Ok(Loaded::refused(&mut reader, why));
+        }
         let batch = batch?;
         let mut offset = 0;
         while offset < batch.num_rows() {
@@ -929,6 +1054,22 @@ pub fn partition_source(
             }
             offset += len;
         }
+    }
+    if let Some(why) = p
+        .reject_policy
+        .violation(&p.source, reader.rows_emitted(), reader.rejects())
+    {
+        if commits.is_empty() {
+            return Ok(Loaded::refused(&mut reader, why));
+        }
+        // A sequential (size) layout commits as it goes: what it committed before the ratio
+        // was known stays, and is said.
+        let mut loaded = Loaded::new(commits, rows, 0).read_from(&mut reader);
+        loaded.violation = Some(format!(
+            "{why} ({} chunks were committed before the end of the source showed it)",
+            loaded.commits.len()
+        ));
+        return Ok(loaded);
     }
     for (key, writer) in writers {
         let commit = writer.commit()?;
@@ -1003,6 +1144,13 @@ pub struct Partition {
     /// default `--conf schema`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaConfig>,
+    /// `continue` or `fail_fast` at the first rejected row; default `--conf on_reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_reject: Option<String>,
+    /// Fail, committing nothing, above this share of rejected rows; default `--conf
+    /// max_reject_ratio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reject_ratio: Option<f64>,
 }
 
 impl Partition {
@@ -1016,6 +1164,8 @@ impl Partition {
             null_values: None,
             source_tz: None,
             schema: None,
+            on_reject: None,
+            max_reject_ratio: None,
         }
     }
 
@@ -1029,6 +1179,8 @@ impl Partition {
                 null_values: self.null_values.clone(),
                 source_tz: self.source_tz.clone(),
                 schema: self.schema.clone(),
+                on_reject: self.on_reject.clone(),
+                max_reject_ratio: self.max_reject_ratio,
             },
         }
     }

@@ -333,3 +333,99 @@ async fn an_interval_layout_named_dt_is_refused() {
     ran.assert_failed_on_try(1, "interval partitioning needs a `name`");
     assert!(!out.exists());
 }
+
+/// Reject policies: by default a malformed row is kept and the load goes on; above
+/// `max_reject_ratio`, or at the first one under `on_reject=fail_fast`, the load fails on its
+/// first try, commits nothing (the partitions of an earlier good load stay as they were), and
+/// still keeps its rejects in the store.
+#[tokio::test]
+async fn a_reject_policy_fails_the_load_without_committing_and_keeps_the_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(dir.path());
+    let out = dir.path().join("daily");
+    let w = World::declaring(
+        vec![(
+            "ops",
+            vec![task("load", LoadWindow::by_date(Granularity::Day))],
+        )],
+        window_param_specs(),
+    )
+    .await;
+    let day = ts("2026-03-01T12:00:00Z");
+    let ran = w
+        .run(day, json!({"source": src, "output": out}), "load")
+        .await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+    let before = weir_data::Dataset::open(&out)
+        .unwrap()
+        .partitions()
+        .unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].rows, 3);
+    let checksum = weir_data::Dataset::open(&out)
+        .unwrap()
+        .checksum(&before[0].key)
+        .unwrap();
+
+    // One of five rows (20%) is rejected: above 10%, the load fails and commits nothing.
+    let ran = w
+        .run(
+            day,
+            json!({"source": src, "output": out, "max_reject_ratio": 0.1}),
+            "load",
+        )
+        .await;
+    ran.assert_failed_on_try(
+        1,
+        "1 of 5 rows (20.00%) were rejected, above max_reject_ratio 0.1",
+    );
+    let error = ran.ti.error.clone().unwrap();
+    assert!(error.contains("line 6"), "{error}");
+    let ds = weir_data::Dataset::open(&out).unwrap();
+    assert_eq!(ds.partitions().unwrap(), before);
+    assert_eq!(
+        ds.checksum(&before[0].key).unwrap(),
+        checksum,
+        "the old partition is intact"
+    );
+    // At 20% it goes on.
+    let ran = w
+        .run(
+            day,
+            json!({"source": src, "output": out, "max_reject_ratio": 0.2}),
+            "load",
+        )
+        .await;
+    assert_eq!(ran.ti.state, TaskState::Success, "{:?}", ran.ti.error);
+
+    // A source no load has read yet, failed fast: its reject is kept all the same (once per
+    // source position, however many loads met it).
+    let other = dir.path().join("again");
+    std::fs::create_dir_all(&other).unwrap();
+    let src2 = source(&other);
+    let ran = w
+        .run(
+            day,
+            json!({"source": src2, "output": out, "on_reject": "fail_fast"}),
+            "load",
+        )
+        .await;
+    ran.assert_failed_on_try(1, "on_reject is fail_fast");
+    assert_eq!(
+        weir_data::Dataset::open(&out)
+            .unwrap()
+            .partitions()
+            .unwrap(),
+        before
+    );
+    let rejects =
+        w.ex.store()
+            .rejects(&weir_store::RejectFilter::default())
+            .await
+            .unwrap();
+    let mut sources: Vec<&str> = rejects.iter().map(|r| r.source.as_str()).collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(sources.len(), 2, "{rejects:?}");
+    assert!(rejects.iter().all(|r| r.line == 6), "{rejects:?}");
+}
