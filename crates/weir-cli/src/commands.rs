@@ -1193,11 +1193,7 @@ impl FileReading {
     fn options(&self, first: &Path) -> Result<weir_data::ReadOptions> {
         let mut opts = weir_data::ReadOptions::default();
         if let Some(list) = &self.null_values {
-            opts.null_values = list
-                .split(',')
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect();
+            opts.null_values = weir_data::source::parse_null_values(list);
         }
         if let Some(zone) = &self.source_tz {
             opts.source_tz = Some(

@@ -64,6 +64,15 @@ pub fn sidecar_column_types(source: &Path) -> Result<Vec<ColumnType>, DataError>
     }
 }
 
+/// A comma-separated list of null tokens (`--conf null_values=NA,-`), trimmed; an empty
+/// list leaves only the empty field a null.
+pub fn parse_null_values(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// The null tokens of CSV files besides the empty field: `NA`, `N/A`, `NULL`, `null`.
 pub const DEFAULT_NULL_VALUES: [&str; 4] = ["NA", "N/A", "NULL", "null"];
 

@@ -263,12 +263,8 @@ pub fn read_options(
     let mut opts = ReadOptions::default();
     let nulls = match &with.null_values {
         Some(list) => Some(list.clone()),
-        None => param_or::<Option<String>>(ctx, "null_values", None)?.map(|text| {
-            text.split(',')
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect()
-        }),
+        None => param_or::<Option<String>>(ctx, "null_values", None)?
+            .map(|text| weir_data::source::parse_null_values(&text)),
     };
     if let Some(nulls) = nulls {
         opts.null_values = nulls;
