@@ -50,6 +50,82 @@ pub enum Command {
     /// List and size pools.
     #[command(subcommand)]
     Pools(PoolsCmd),
+    /// The dead-letter queue: rows and batches tasks set aside; correct, replay, purge.
+    #[command(subcommand)]
+    Dlq(DlqCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// List dead letters: id, status, where each came from, why, replays.
+    List {
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        task: Option<String>,
+        /// pending, replaying, replayed or quarantined.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter whole: payload, correction, error, source position, history.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Correct a payload: `--payload TEXT`, or in $VISUAL/$EDITOR; or many at once from
+    /// `--file F`, JSON lines of `{"id": N, "payload": "..."}`.
+    Edit {
+        /// The dead letter to correct (not with --file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        id: Option<i64>,
+        /// The corrected payload (one record: a CSV line, or a JSON line for a JSON-lines source).
+        #[arg(long)]
+        payload: Option<String>,
+        /// A file of corrections, one JSON object per line.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Remove the correction: a replay uses the payload as read.
+        #[arg(long, conflicts_with_all = ["payload", "file"])]
+        clear: bool,
+    },
+    /// Send pending dead letters through the task that set them aside again; what passes is
+    /// committed into its partition, what fails stays (quarantined past --max-replays).
+    Replay {
+        #[arg(long)]
+        dag: String,
+        #[arg(long)]
+        run: Option<String>,
+        /// Route and report; commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many dead letters.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Quarantine a dead letter once it has failed this many replays.
+        #[arg(long, default_value_t = 3)]
+        max_replays: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead letters last seen longer ago than --older-than (default: replayed and
+    /// quarantined ones; pending ones only when named).
+    Purge {
+        /// e.g. 30d, 12h.
+        #[arg(long)]
+        older_than: String,
+        /// Which statuses to purge; repeatable [default: replayed, quarantined].
+        #[arg(long)]
+        status: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -338,8 +338,9 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
                 source: source.map(|s| weir_ops::load::dataset_name(&s)),
                 dag_id: dag,
                 run_id: run,
+                ..Default::default()
             };
-            let rejects = store.rejects(&filter).await?;
+            let rejects = store.dead_letters(&filter).await?;
             for r in &rejects {
                 if json {
                     out!("{}", serde_json::to_string(r)?);
@@ -376,6 +377,10 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
                 schema,
             };
             data_query(&sql, &tables, &read, explain, json).await
+        }
+        Command::Dlq(cmd) => {
+            let store = open_store(&home).await?;
+            crate::dlq::dlq(cmd, store, &registry, &home).await
         }
         Command::Pools(PoolsCmd::List { json }) => {
             let store = open_store(&home).await?;

@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod dlq;
 
 use std::process::ExitCode;
 

@@ -22,12 +22,24 @@
 //! op = "sql"
 //! inputs = { orders = "load" }
 //! query = "SELECT region, count(*) AS orders FROM orders GROUP BY region"
+//! notify = [{ log_file = "{home}/per_region.log", on = ["success"] }]
+//!
+//! [[notify]]                             # every task's events
+//! webhook = "http://127.0.0.1:9000/hook"  # or command = ["notify-send", "weir"], or log_file
+//! on = ["failure", "retry_exhausted"]     # the default; also "retry", "success"
+//! headers = { Authorization = "Bearer …" } # webhooks only
+//! timeout = "10s"                         # webhooks and commands
 //! ```
 //!
 //! A task is `id`, `op` (an operator of [`weir_ops::OperatorConfig`]), the task settings
 //! (`after`, `retries`, `retry_delay`, `retry_backoff`, `max_retry_delay`, `pool`,
-//! `pool_slots`, `trigger_rule`, `execution_timeout`, `expand`, `doc`) and the operator's own
-//! keys. [`parse`] reports every problem of a file at once, each with its line.
+//! `pool_slots`, `trigger_rule`, `execution_timeout`, `expand`, `doc`, `notify`) and the
+//! operator's own keys. A notifier (a `[[notify]]` table for the whole DAG, or an entry of a
+//! task's `notify` list) is exactly one of `webhook` (plain `http://`: this build has no TLS),
+//! `command` (a program and its arguments) and `log_file` (`{home}` is the weir home, filled in
+//! when a notification is written), with `on`, `headers` and `timeout`; see
+//! [`weir_runtime::Notifier`]. [`parse`] reports every problem of a file at once, each with its
+//! line.
 
 mod template;
 
@@ -36,11 +48,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use jiff::SignedDuration;
 use serde_json::{Map, Value};
 use toml::Spanned;
 use weir_core::timetable::{parse_duration, parse_schedule, parse_start, parse_zone};
 use weir_core::{CoreError, DagProblem, ParamSpec, TriggerRule};
-use weir_runtime::{DagDef, Task, TaskError};
+use weir_runtime::{
+    CommandNotifier, DagDef, LogFileNotifier, Notifier, NotifyEvent, NotifyRule, Task, TaskError,
+    Webhook,
+};
 
 pub use template::VARIABLES;
 
@@ -184,6 +200,8 @@ struct RawFile {
     params: Table,
     #[serde(default)]
     tasks: Vec<Spanned<Table>>,
+    #[serde(default)]
+    notify: Vec<Spanned<Table>>,
 }
 
 /// Collects problems with their lines.
@@ -251,6 +269,7 @@ const TASK_KEYS: &[&str] = &[
     "execution_timeout",
     "expand",
     "doc",
+    "notify",
 ];
 
 /// The operators a task's `op` may name.
@@ -281,10 +300,12 @@ pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
         }
     };
     for (key, value) in &top {
-        if !["dag", "params", "tasks"].contains(&key.as_str()) {
+        if !["dag", "params", "tasks", "notify"].contains(&key.as_str()) {
             r.at(
                 Some(value.span().start),
-                format!("unknown table `{key}`; a DAG file has [dag], [params] and [[tasks]]"),
+                format!(
+                    "unknown table `{key}`; a DAG file has [dag], [params], [[tasks]] and [[notify]]"
+                ),
             );
         }
     }
@@ -294,7 +315,7 @@ pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
             r.at(
                 e.span().map(|s| s.start),
                 format!(
-                    "{}; [dag] and [params] are tables and [[tasks]] an array of tables",
+                    "{}; [dag] and [params] are tables, [[tasks]] and [[notify]] arrays of tables",
                     e.message()
                 ),
             );
@@ -403,6 +424,23 @@ pub fn parse(path: &Path, text: &str) -> Result<DagDef, Vec<Problem>> {
                     "unknown key `{other}` in [dag]; it takes id, schedule, timezone, start_date, end_date, catchup, description, tags, max_active_runs, max_active_tasks"
                 ),
             ),
+        }
+    }
+
+    // [[notify]]: rules for every task.
+    for entry in &raw.notify {
+        let span = entry.span();
+        let keys: Vec<NotifyKey> = entry
+            .get_ref()
+            .iter()
+            .map(|(key, v)| NotifyKey {
+                name: key.clone(),
+                value: v.get_ref().clone(),
+                at: r.key_offset(&span, key).or(Some(v.span().start)),
+            })
+            .collect();
+        if let Some(rule) = notify_rule(&mut r, "[[notify]]", Some(span.start), &keys) {
+            builder = builder.notify(rule.notifier, &rule.on);
         }
     }
 
@@ -867,6 +905,37 @@ fn task_of(
                     _ => r.at(at, format!("task `{id}`: `pool` is a pool's name and `pool_slots` at least 1")),
                 }
             }
+            "notify" => {
+                let shape = || {
+                    format!(
+                        "task `{id}`: `notify` is a list of notifiers such as [{{ webhook = \"http://127.0.0.1:9000/hook\", on = [\"failure\"] }}]"
+                    )
+                };
+                match value {
+                    toml::Value::Array(entries) => {
+                        for entry in entries {
+                            let toml::Value::Table(entry) = entry else {
+                                r.at(at, shape());
+                                continue;
+                            };
+                            // Inline tables keep no lines of their own: problems point at `notify`.
+                            let keys: Vec<NotifyKey> = entry
+                                .iter()
+                                .map(|(key, v)| NotifyKey {
+                                    name: key.clone(),
+                                    value: v.clone(),
+                                    at,
+                                })
+                                .collect();
+                            let whose = format!("task `{id}`: notify");
+                            if let Some(rule) = notify_rule(r, &whose, at, &keys) {
+                                task = task.notify(rule.notifier, &rule.on);
+                            }
+                        }
+                    }
+                    _ => r.at(at, shape()),
+                }
+            }
             "trigger_rule" => match value
                 .as_str()
                 .and_then(|t| serde_json::from_value::<TriggerRule>(Value::String(t.to_owned())).ok())
@@ -883,4 +952,230 @@ fn task_of(
         }
     }
     (r.problems.len() == problems_before).then_some((id, task))
+}
+
+/// One key of a notifier's table: its name, its value and where it is written.
+struct NotifyKey {
+    name: String,
+    value: toml::Value,
+    at: Option<usize>,
+}
+
+/// The keys a notifier's table may hold.
+const NOTIFY_KEYS: &[&str] = &["webhook", "command", "log_file", "on", "headers", "timeout"];
+
+/// The keys that say which sink a notifier is.
+const NOTIFY_SINKS: &[&str] = &["webhook", "command", "log_file"];
+
+/// One notifier (a `[[notify]]` table, or an entry of a task's `notify` list) as a rule, or its
+/// problems reported. `whose` names it in messages; `start` is where it begins.
+fn notify_rule(
+    r: &mut Report,
+    whose: &str,
+    start: Option<usize>,
+    keys: &[NotifyKey],
+) -> Option<NotifyRule> {
+    let before = r.problems.len();
+    let get = |name: &str| keys.iter().find(|k| k.name == name);
+    for k in keys {
+        if !NOTIFY_KEYS.contains(&k.name.as_str()) {
+            r.at(
+                k.at,
+                format!(
+                    "{whose}: unknown key `{}`; a notifier takes one of webhook, command and log_file, and on, headers, timeout",
+                    k.name
+                ),
+            );
+        }
+    }
+
+    let on = match get("on") {
+        None => NotifyEvent::DEFAULT.to_vec(),
+        Some(k) => match &k.value {
+            toml::Value::Array(items) => {
+                let mut on = Vec::new();
+                for item in items {
+                    match item.as_str().and_then(NotifyEvent::parse) {
+                        Some(event) => on.push(event),
+                        None => r.at(
+                            k.at,
+                            format!(
+                                "{whose}: unknown event {item} in `on`; use retry, failure, success or retry_exhausted"
+                            ),
+                        ),
+                    }
+                }
+                if items.is_empty() {
+                    r.at(
+                        k.at,
+                        format!(
+                            "{whose}: `on` is empty; name the events to send, such as [\"failure\", \"retry_exhausted\"]"
+                        ),
+                    );
+                }
+                on
+            }
+            _ => {
+                r.at(
+                    k.at,
+                    format!(
+                        "{whose}: `on` is a list of events, such as [\"failure\", \"retry_exhausted\"]"
+                    ),
+                );
+                Vec::new()
+            }
+        },
+    };
+
+    let timeout = match get("timeout") {
+        None => None,
+        Some(k) => match k.value.as_str().map(parse_duration) {
+            Some(Ok(d)) if d > SignedDuration::ZERO => Some(d.unsigned_abs()),
+            Some(Ok(_)) => {
+                r.at(k.at, format!("{whose}: `timeout` must be more than zero"));
+                None
+            }
+            Some(Err(e)) => {
+                r.at(k.at, format!("{whose}: `timeout`: {e}"));
+                None
+            }
+            None => {
+                r.at(
+                    k.at,
+                    format!("{whose}: `timeout` must be a duration such as \"10s\""),
+                );
+                None
+            }
+        },
+    };
+
+    let mut headers = Vec::new();
+    if let Some(k) = get("headers") {
+        match &k.value {
+            toml::Value::Table(table) => {
+                for (name, value) in table {
+                    match value.as_str() {
+                        Some(text) => headers.push((name.clone(), text.to_owned())),
+                        None => r.at(
+                            k.at,
+                            format!("{whose}: the value of header `{name}` must be text"),
+                        ),
+                    }
+                }
+            }
+            _ => r.at(
+                k.at,
+                format!("{whose}: `headers` is a table such as {{ Authorization = \"Bearer …\" }}"),
+            ),
+        }
+    }
+
+    let sinks: Vec<&NotifyKey> = keys
+        .iter()
+        .filter(|k| NOTIFY_SINKS.contains(&k.name.as_str()))
+        .collect();
+    let Some(sink) = sinks.first().copied() else {
+        r.at(
+            start,
+            format!(
+                "{whose} names no notifier; give one of webhook = \"http://…\", command = [\"program\", \"argument\"] or log_file = \"{{home}}/notify.log\""
+            ),
+        );
+        return None;
+    };
+    if let Some(second) = sinks.get(1) {
+        r.at(
+            second.at,
+            format!(
+                "{whose}: `{}` and `{}` are two notifiers; give one of webhook, command and log_file per entry",
+                sink.name, second.name
+            ),
+        );
+    }
+    if sink.name != "webhook"
+        && let Some(k) = get("headers")
+    {
+        r.at(k.at, format!("{whose}: `headers` are for webhooks only"));
+    }
+    if sink.name == "log_file"
+        && let Some(k) = get("timeout")
+    {
+        r.at(
+            k.at,
+            format!("{whose}: `timeout` is for webhooks and commands; a log file has none"),
+        );
+    }
+
+    let notifier: Option<Arc<dyn Notifier>> = match sink.name.as_str() {
+        "webhook" => match sink.value.as_str() {
+            Some(url) => {
+                let mut hook = Webhook::new(url);
+                hook.headers = headers;
+                if let Some(t) = timeout {
+                    hook.timeout = t;
+                }
+                for problem in hook.problems() {
+                    r.at(sink.at, format!("{whose}: {problem}"));
+                }
+                let hook: Arc<dyn Notifier> = Arc::new(hook);
+                Some(hook)
+            }
+            None => {
+                r.at(
+                    sink.at,
+                    format!(
+                        "{whose}: `webhook` is an http:// URL, such as \"http://127.0.0.1:9000/hook\""
+                    ),
+                );
+                None
+            }
+        },
+        "command" => {
+            let parts: Option<Vec<String>> = match &sink.value {
+                toml::Value::String(program) => Some(vec![program.clone()]),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+                _ => None,
+            };
+            match parts {
+                Some(parts) if parts.first().is_some_and(|p| !p.trim().is_empty()) => {
+                    let mut command =
+                        CommandNotifier::new(parts[0].clone()).args(parts[1..].iter().cloned());
+                    if let Some(t) = timeout {
+                        command.timeout = t;
+                    }
+                    let command: Arc<dyn Notifier> = Arc::new(command);
+                    Some(command)
+                }
+                _ => {
+                    r.at(
+                        sink.at,
+                        format!(
+                            "{whose}: `command` is the program and its arguments, such as [\"/usr/bin/notify-send\", \"weir\"]"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        _ => match sink.value.as_str() {
+            Some(path) if !path.trim().is_empty() => {
+                let log: Arc<dyn Notifier> = Arc::new(LogFileNotifier::new(path));
+                Some(log)
+            }
+            _ => {
+                r.at(
+                    sink.at,
+                    format!(
+                        "{whose}: `log_file` is the path of a file, such as \"{{home}}/notify.log\""
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let notifier = notifier?;
+    (r.problems.len() == before).then(|| NotifyRule::new(notifier, &on))
 }

@@ -50,6 +50,8 @@ const KEY_SIDECAR: &str = "_key.json";
 const DATASET_SCHEMA_LOCK: &str = "_dataset.lock";
 /// Stores the Arrow schema beside the files of a CSV or JSON-lines partition.
 const SCHEMA_SIDECAR: &str = "_schema.json";
+/// Files a commit carries besides its part files (see [`PartitionWriter::add_marker`]).
+pub const MARKER_PREFIX: &str = "_mark-";
 /// Leftovers of other processes are removed after this long where liveness cannot be checked.
 const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -485,6 +487,35 @@ impl Dataset {
         writer.commit()
     }
 
+    /// Starts a new version of partition `key` that keeps every file of the current one
+    /// (hard-linked, so nothing is copied) and adds what is written after them: rows added to
+    /// a partition (a dead-letter replay) land in a new part file, committed atomically with a
+    /// checksum over all the files, as any commit.
+    pub fn appender(
+        &self,
+        key: &PartitionKey,
+        schema: SchemaRef,
+        opts: WriteOptions,
+    ) -> Result<PartitionWriter, DataError> {
+        let mut writer = self.writer(key, schema, opts)?;
+        let dir = self.partition_path(key);
+        if dir.is_dir() {
+            writer.adopt(&dir)?;
+        }
+        Ok(writer)
+    }
+
+    /// The committed partition (its relative path) holding a marker file `name` that
+    /// [`PartitionWriter::add_marker`] committed, if any.
+    pub fn find_marker(&self, name: &str) -> Result<Option<String>, DataError> {
+        for part in self.partitions()? {
+            if self.root.join(&part.partition).join(name).is_file() {
+                return Ok(Some(part.partition));
+            }
+        }
+        Ok(None)
+    }
+
     /// Every committed partition, sorted by path.
     pub fn partitions(&self) -> Result<Vec<PartitionInfo>, DataError> {
         let mut out = Vec::new();
@@ -834,6 +865,65 @@ impl PartitionWriter {
                 && writer.size() >= max
             {
                 self.finish_file()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a small file to the new version (its name starts with `_`, so readers skip it),
+    /// committed with it: a replay names the dead letters it holds, so a replay cut off after
+    /// its commit is known to have landed.
+    pub fn add_marker(&mut self, name: &str, bytes: &[u8]) -> Result<(), DataError> {
+        if !name.starts_with(MARKER_PREFIX) || name.contains(['/', '\\']) {
+            return Err(DataError::InvalidOptions {
+                what: "partition marker",
+                reason: format!("{name:?} is not a marker name: use {MARKER_PREFIX}NAME"),
+            });
+        }
+        write_durably(&self.staging.join(name), bytes)
+    }
+
+    /// Takes the part files (and markers) of the committed partition at `dir` into this version,
+    /// before anything is written.
+    fn adopt(&mut self, dir: &Path) -> Result<(), DataError> {
+        let sha = self.sha.get_or_insert_with(sha1_smol::Sha1::new);
+        let mut buf = vec![0u8; 1 << 16];
+        for (path, format) in part_files(dir)? {
+            if format != self.opts.format {
+                return Err(DataError::InvalidOptions {
+                    what: "write options",
+                    reason: format!(
+                        "partition {} holds {} files; add to it in that format",
+                        self.key.to_path_string(),
+                        format.extension()
+                    ),
+                });
+            }
+            let to = self.staging.join(part_name(self.files.len(), format));
+            if fs::hard_link(&path, &to).is_err() {
+                fs::copy(&path, &to).map_err(|e| DataError::io("copy", &path, e))?;
+            }
+            let mut file = File::open(&to).map_err(|e| DataError::io("open", &to, e))?;
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf)
+                    .map_err(|e| DataError::io("read", &to, e))?;
+                if n == 0 {
+                    break;
+                }
+                sha.update(&buf[..n]);
+                self.bytes += n as u64;
+            }
+            self.rows += file_rows(&to, format)?;
+            self.files.push(to);
+        }
+        for entry in fs::read_dir(dir).map_err(|e| DataError::io("list", dir, e))? {
+            let entry = entry.map_err(|e| DataError::io("list", dir, e))?;
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.starts_with(MARKER_PREFIX)) {
+                let to = self.staging.join(&name);
+                if fs::hard_link(entry.path(), &to).is_err() {
+                    fs::copy(entry.path(), &to).map_err(|e| DataError::io("copy", &to, e))?;
+                }
             }
         }
         Ok(())

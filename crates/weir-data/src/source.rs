@@ -206,6 +206,129 @@ pub fn open_source(path: &Path, opts: &ReadOptions) -> Result<SourceReader, Data
     })
 }
 
+/// Payloads that [`read_payloads`] read: the rows, and per payload whether it made one.
+#[derive(Debug)]
+pub struct ReadPayloads {
+    /// One row per payload that read, in payload order.
+    pub batch: RecordBatch,
+    /// The index of the payload each row of `batch` came from.
+    pub rows: Vec<usize>,
+    /// Payloads that did not read: index and why.
+    pub failed: Vec<(usize, String)>,
+}
+
+/// Reads payloads a dead-letter queue keeps (one record each: a CSV line, or for a JSON-lines
+/// `source` a JSON line) as rows of `schema` — the schema the source's reader has — with the
+/// same parser and rules (`opts`) a load of `source` uses. A payload that is empty or holds
+/// more than one record fails by itself.
+pub fn read_payloads(
+    source: &Path,
+    schema: &SchemaRef,
+    payloads: &[&str],
+    opts: &ReadOptions,
+) -> Result<ReadPayloads, DataError> {
+    let json = matches!(
+        source
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("jsonl" | "ndjson" | "json")
+    );
+    let mut failed = Vec::new();
+    let mut text = String::new();
+    if !json {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(schema.fields().iter().map(|f| f.name().as_str()))
+            .map_err(|e| DataError::Internal(format!("writing a payload header: {e}")))?;
+        let header = w
+            .into_inner()
+            .map_err(|e| DataError::Internal(format!("writing a payload header: {e}")))?;
+        text.push_str(&String::from_utf8_lossy(&header));
+    }
+    // The line each kept payload starts at, and its index.
+    let mut starts: Vec<(u64, usize)> = Vec::new();
+    let mut line = if json { 1u64 } else { 2 };
+    for (i, payload) in payloads.iter().enumerate() {
+        let payload = payload.trim_end_matches(['\r', '\n']);
+        let records = if payload.trim().is_empty() {
+            0
+        } else if json {
+            payload.lines().filter(|l| !l.trim().is_empty()).count()
+        } else {
+            csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(payload.as_bytes())
+                .byte_records()
+                .count()
+        };
+        if records != 1 {
+            failed.push((
+                i,
+                if records == 0 {
+                    "the payload is empty; correct it with one record".to_owned()
+                } else {
+                    format!("the payload holds {records} records; a payload is one record")
+                },
+            ));
+            continue;
+        }
+        starts.push((line, i));
+        line += payload.matches('\n').count() as u64 + 1;
+        text.push_str(payload);
+        text.push('\n');
+    }
+    let tmp = std::env::temp_dir().join(format!(
+        "weir-payloads-{}-{}.{}",
+        std::process::id(),
+        PAYLOAD_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        if json { "jsonl" } else { "csv" }
+    ));
+    std::fs::write(&tmp, text.as_bytes()).map_err(|e| DataError::io("write", &tmp, e))?;
+    let read = (|| {
+        let opts = ReadOptions {
+            schema: Some(schema.clone()),
+            column_types: Vec::new(),
+            ..opts.clone()
+        };
+        let mut reader = open_source(&tmp, &opts)?;
+        let batches = reader.collect_batches()?;
+        let batch = arrow::compute::concat_batches(&reader.schema(), &batches)
+            .map_err(|e| DataError::arrow("reading payloads", e))?;
+        Ok::<_, DataError>((batch, reader.take_rejects()))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let (batch, rejects) = read?;
+    let mut rejected = std::collections::BTreeMap::new();
+    for r in rejects {
+        if let Ok(at) = starts.binary_search_by_key(&r.line, |(l, _)| *l) {
+            rejected.insert(starts[at].1, r.reason);
+        }
+    }
+    let rows: Vec<usize> = starts
+        .iter()
+        .map(|(_, i)| *i)
+        .filter(|i| !rejected.contains_key(i))
+        .collect();
+    if rows.len() != batch.num_rows() {
+        return Err(DataError::Internal(format!(
+            "{} payloads read into {} rows",
+            rows.len(),
+            batch.num_rows()
+        )));
+    }
+    failed.extend(rejected);
+    failed.sort();
+    Ok(ReadPayloads {
+        batch,
+        rows,
+        failed,
+    })
+}
+
+static PAYLOAD_FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl SourceReader {
     /// The schema of every emitted batch (the time column, if any, is `Timestamp(µs, "UTC")`).
     pub fn schema(&self) -> SchemaRef {

@@ -16,6 +16,7 @@
 //! ([`Operator::validate`]), so a bad config is a DAG error, not a failed run.
 
 mod command;
+pub mod dlq;
 pub mod load;
 mod ranges;
 mod sql;
@@ -52,6 +53,25 @@ pub trait Operator: Send + Sync + std::fmt::Debug + 'static {
 
     /// Does the work of one try.
     async fn execute(&self, ctx: TaskContext) -> TaskResult;
+
+    /// Feeds dead letters this task set aside (`ctx` is its run's, as its latest try saw it)
+    /// through its transform again, committing what passes; `dry_run` commits nothing. Says
+    /// per dead letter where it went or why not. Operators that read sources row by row
+    /// replay; the others say to re-run the task.
+    async fn replay(
+        &self,
+        ctx: TaskContext,
+        letters: Vec<weir_store::DeadLetter>,
+        batch: String,
+        dry_run: bool,
+    ) -> Result<Vec<weir_store::ReplayOutcome>, TaskError> {
+        let _ = (letters, batch, dry_run);
+        Err(TaskError::fatal(format!(
+            "task `{}` ({} operator) cannot replay dead letters; clear and re-run it instead",
+            ctx.task_id,
+            self.name()
+        )))
+    }
 }
 
 /// Every operator's config, tagged by name: what a DAG file's `[[task]]` table holds.
@@ -95,21 +115,24 @@ pub fn task_of(id: impl Into<String>, op: Arc<dyn Operator>) -> Task {
     let id = id.into();
     let problems = op.validate();
     let doc = format!("{} operator", op.name());
-    Task::new(id.clone()).doc(doc).run(move |ctx| {
-        let op = op.clone();
-        let problems = problems.clone();
-        let id = id.clone();
-        async move {
-            if !problems.is_empty() {
-                return Err(TaskError::fatal(format!(
-                    "task `{id}`: invalid {} config: {}",
-                    op.name(),
-                    problems.join("; ")
-                )));
+    Task::new(id.clone())
+        .doc(doc)
+        .attach(op.clone())
+        .run(move |ctx| {
+            let op = op.clone();
+            let problems = problems.clone();
+            let id = id.clone();
+            async move {
+                if !problems.is_empty() {
+                    return Err(TaskError::fatal(format!(
+                        "task `{id}`: invalid {} config: {}",
+                        op.name(),
+                        problems.join("; ")
+                    )));
+                }
+                op.execute(ctx).await
             }
-            op.execute(ctx).await
-        }
-    })
+        })
 }
 
 /// A path in a config: `{param:NAME}` stands for the run param NAME, then `{home}` (also in

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use arrow::record_batch::RecordBatch;
 use jiff::Timestamp;
@@ -24,7 +24,7 @@ use weir_data::{
 use weir_runtime::{TaskContext, TaskError, ZONE_PARAM};
 
 use crate::blocking;
-use weir_store::{PartitionManifest, RejectRecord};
+use weir_store::{DeadLetter, DeadLetterStatus, PartitionManifest, RejectRecord, ReplayOutcome};
 
 /// What a window-loading pattern reads and where it writes, from the run's params.
 #[derive(Debug, Clone)]
@@ -49,6 +49,10 @@ pub struct WindowParams {
     /// What rejected source rows do to the load: `--conf on_reject=continue|fail_fast`,
     /// `--conf max_reject_ratio=R`.
     pub reject_policy: RejectPolicy,
+    /// Source lines a dead-letter replay committed, by line, with the payload it used: a load
+    /// that finds such a line still rejected reads the payload in its place, so a re-run keeps
+    /// the replayed row — once.
+    pub replayed: Arc<BTreeMap<u64, String>>,
 }
 
 /// What rejected source rows do to a load. By default they are kept and the load goes on; a
@@ -367,9 +371,22 @@ pub async fn window_params_with(
             None => param_or::<Option<f64>>(ctx, "max_reject_ratio", None)?,
         },
     };
+    let replayed = ctx
+        .store()
+        .dead_letters(&weir_store::RejectFilter {
+            source: Some(dataset_name(&source)),
+            status: Some(weir_store::DeadLetterStatus::Replayed),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| TaskError::from(e).context("reading the replayed dead letters"))?
+        .into_iter()
+        .map(|d| (d.line, d.payload().to_owned()))
+        .collect();
     Ok(WindowParams {
         read,
         reject_policy,
+        replayed: Arc::new(replayed),
         source,
         time_column: match &with.time_column {
             Some(column) => column.clone(),
@@ -540,6 +557,15 @@ impl Loaded {
         self
     }
 
+    /// Drops the rejects of `lines`: rows a replay committed, read from their payloads.
+    fn without(mut self, lines: &[u64]) -> Self {
+        if !lines.is_empty() {
+            self.rejects.retain(|r| !lines.contains(&r.line));
+            self.source_rejects = self.rejects.len() as u64;
+        }
+        self
+    }
+
     /// The task output: what landed, per partition.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("a Loaded serializes")
@@ -611,19 +637,260 @@ fn stream_into_partitions(
             writer.write(&part)?;
         }
     }
-    if let Some(why) = p
-        .reject_policy
-        .violation(&p.source, reader.rows_emitted(), reader.rejects())
-    {
+    let substituted = match replayed_rows(p, &reader)? {
+        Some((batch, lines)) => {
+            for (key, part) in route(&batch)? {
+                if part.num_rows() == 0 {
+                    continue;
+                }
+                rows += part.num_rows() as u64;
+                let writer = match writers.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
+                        e.insert(w)
+                    }
+                };
+                writer.write(&part)?;
+            }
+            lines
+        }
+        None => Vec::new(),
+    };
+    if let Some(why) = p.reject_policy.violation(
+        &p.source,
+        reader.rows_emitted() + substituted.len() as u64,
+        &still_rejected(reader.rejects(), &substituted),
+    ) {
         return Ok(Loaded::refused(&mut reader, why));
     }
     let mut commits = Vec::new();
     for (_, writer) in writers {
         commits.push(writer.commit()?);
     }
-    let mut loaded = Loaded::new(commits, rows, 0).read_from(&mut reader);
+    let mut loaded = Loaded::new(commits, rows, 0)
+        .read_from(&mut reader)
+        .without(&substituted);
     loaded.dataset = Some(p.output.clone());
     Ok(loaded)
+}
+
+/// The rows of the source lines that a replay committed and this read rejected again, read from
+/// the payloads the replay used (in the source's schema), and those lines.
+fn replayed_rows(
+    p: &WindowParams,
+    reader: &weir_data::SourceReader,
+) -> Result<Option<(RecordBatch, Vec<u64>)>, DataError> {
+    if p.replayed.is_empty() {
+        return Ok(None);
+    }
+    let found: Vec<(u64, &str)> = reader
+        .rejects()
+        .iter()
+        .filter_map(|r| {
+            p.replayed
+                .get(&r.line)
+                .map(|payload| (r.line, payload.as_str()))
+        })
+        .collect();
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let payloads: Vec<&str> = found.iter().map(|(_, payload)| *payload).collect();
+    let opts = ReadOptions {
+        time_column: None,
+        ..p.read.clone()
+    };
+    let read = weir_data::read_payloads(&p.source, &reader.schema(), &payloads, &opts)?;
+    // A payload that no longer reads (the schema changed since) stays a reject of this read.
+    let lines = read.rows.iter().map(|&i| found[i].0).collect();
+    Ok(Some((read.batch, lines)))
+}
+
+fn still_rejected(rejects: &[weir_data::Reject], substituted: &[u64]) -> Vec<weir_data::Reject> {
+    rejects
+        .iter()
+        .filter(|r| !substituted.contains(&r.line))
+        .cloned()
+        .collect()
+}
+
+/// The marker a replay commits into every partition it adds rows to, naming its dead letters.
+pub fn replay_marker(batch: &str) -> String {
+    format!("{}replay-{batch}.json", weir_data::MARKER_PREFIX)
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReplayMarker {
+    ids: Vec<i64>,
+}
+
+/// What [`replay_rows`] did: per dead letter, where it went or why not, and the commits.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub outcomes: Vec<ReplayOutcome>,
+    pub commits: Vec<CommitReport>,
+}
+
+/// Feeds dead letters of the source of `p` through a load's transform again: each payload (as
+/// corrected, else as read) is read with the source's schema and the load's rules (`opts`),
+/// `route`d to its partition, and added to that partition as a new part file, with a marker
+/// naming the dead letters, in one atomic commit per partition. A payload that does not read,
+/// or that the route drops, fails with why. Dead letters a replay cut off after its commit
+/// (still `replaying`) are found by their marker and count as replayed, not written twice.
+/// `dry_run` routes and reports, committing nothing.
+pub fn replay_rows(
+    p: &WindowParams,
+    opts: &ReadOptions,
+    letters: &[DeadLetter],
+    batch: &str,
+    dry_run: bool,
+    mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+) -> Result<Replayed, DataError> {
+    let dataset = Dataset::open(&p.output)?;
+    let name = dataset_name(&p.output);
+    let mut out = Replayed::default();
+    let landed = cut_off_replays(&dataset, letters)?;
+    let mut todo = Vec::new();
+    for d in letters {
+        match landed.get(&d.id) {
+            Some(partition) if d.status == DeadLetterStatus::Replaying => {
+                out.outcomes.push(ReplayOutcome::Replayed {
+                    id: d.id,
+                    into: format!("{name}/{partition}"),
+                })
+            }
+            _ => todo.push(d),
+        }
+    }
+    if todo.is_empty() {
+        return Ok(out);
+    }
+    let schema = open_source(&p.source, opts)?.schema();
+    let payloads: Vec<&str> = todo.iter().map(|d| d.payload()).collect();
+    let read_opts = ReadOptions {
+        time_column: None,
+        ..opts.clone()
+    };
+    let read = weir_data::read_payloads(&p.source, &schema, &payloads, &read_opts)?;
+    for (i, reason) in &read.failed {
+        out.outcomes.push(ReplayOutcome::Failed {
+            id: todo[*i].id,
+            reason: reason.clone(),
+        });
+    }
+    let mut by_key: BTreeMap<PartitionKey, (Vec<i64>, Vec<RecordBatch>)> = BTreeMap::new();
+    for (row, &i) in read.rows.iter().enumerate() {
+        let parts: Vec<_> = route(&read.batch.slice(row, 1))?
+            .into_iter()
+            .filter(|(_, b)| b.num_rows() > 0)
+            .collect();
+        if parts.is_empty() {
+            out.outcomes.push(ReplayOutcome::Failed {
+                id: todo[i].id,
+                reason: format!(
+                    "the row falls outside what task `{}` of run `{}` writes (another run's interval)",
+                    todo[i].task_id, todo[i].run_id
+                ),
+            });
+            continue;
+        }
+        for (key, part) in parts {
+            let entry = by_key.entry(key).or_default();
+            entry.0.push(todo[i].id);
+            entry.1.push(part);
+        }
+    }
+    for (key, (ids, batches)) in by_key {
+        let into = format!("{name}/{}", key.to_path_string());
+        if !dry_run {
+            let mut writer = dataset.appender(&key, batches[0].schema(), p.write.clone())?;
+            for b in &batches {
+                writer.write(b)?;
+            }
+            let marker = serde_json::to_vec(&ReplayMarker { ids: ids.clone() })
+                .map_err(|e| DataError::Internal(e.to_string()))?;
+            writer.add_marker(&replay_marker(batch), &marker)?;
+            out.commits.push(writer.commit()?);
+        }
+        for id in ids {
+            out.outcomes.push(ReplayOutcome::Replayed {
+                id,
+                into: into.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The dead letters of `letters` that a replay committed before it was cut off (they are still
+/// `replaying`), by id, with the partition its marker is in.
+fn cut_off_replays(
+    dataset: &Dataset,
+    letters: &[DeadLetter],
+) -> Result<BTreeMap<i64, String>, DataError> {
+    let mut batches: Vec<&str> = letters
+        .iter()
+        .filter(|d| d.status == DeadLetterStatus::Replaying)
+        .filter_map(|d| d.replay_batch.as_deref())
+        .collect();
+    batches.sort();
+    batches.dedup();
+    let mut landed = BTreeMap::new();
+    if batches.is_empty() {
+        return Ok(landed);
+    }
+    let partitions = dataset.partitions()?;
+    for batch in batches {
+        let marker = replay_marker(batch);
+        for part in &partitions {
+            let path = dataset.root().join(&part.partition).join(&marker);
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let m: ReplayMarker =
+                serde_json::from_slice(&bytes).map_err(|e| DataError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("not a replay marker: {e}"),
+                })?;
+            for id in m.ids {
+                landed.insert(id, part.partition.clone());
+            }
+        }
+    }
+    Ok(landed)
+}
+
+/// Records the manifests of a replay's commits: each describes its whole partition after it.
+pub async fn record_replay(
+    ctx: &TaskContext,
+    dataset: &Path,
+    replayed: &Replayed,
+) -> Result<(), TaskError> {
+    for c in &replayed.commits {
+        tracing::info!(
+            dataset = %dataset.display(), partition = %c.partition, rows = c.rows, "replay committed"
+        );
+        ctx.record_manifest(PartitionManifest {
+            dataset: dataset_name(dataset),
+            partition: c.partition.clone(),
+            rows_in: c.rows,
+            rows_out: c.rows,
+            rows_rejected: 0,
+            bytes: c.bytes,
+            files: c.files,
+            checksum: c.checksum.clone(),
+            schema: c.schema.clone(),
+            dag_id: String::new(),
+            run_id: String::new(),
+            task_id: String::new(),
+            map_index: -1,
+            try_number: 0,
+            committed_at: Timestamp::UNIX_EPOCH,
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The name manifests are recorded under for the dataset at `dir`: its canonical path, so that
@@ -676,6 +943,7 @@ pub async fn record_commits(
                 line: r.line,
                 raw: r.raw.clone(),
                 reason: r.reason.clone(),
+                error_class: "parse".to_owned(),
                 dag_id: String::new(),
                 run_id: String::new(),
                 task_id: String::new(),
@@ -924,6 +1192,41 @@ impl crate::Operator for LoadWindow {
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
         self.run(ctx).await
     }
+
+    async fn replay(
+        &self,
+        ctx: TaskContext,
+        letters: Vec<DeadLetter>,
+        batch: String,
+        dry_run: bool,
+    ) -> Result<Vec<ReplayOutcome>, TaskError> {
+        let p = window_params_with(&ctx, &self.overrides()).await?;
+        let (mut partitioner, expected) = self.partitioner(&p, ctx.data_interval.start)?;
+        // An interval layout writes the run's one partition: only rows of its interval go there.
+        let window = matches!(self.partition_by, PartitionBy::Interval { .. })
+            .then_some((ctx.data_interval.start, ctx.data_interval.end));
+        let (params, column) = (p.clone(), p.time_column.clone());
+        let replayed = blocking(move || {
+            let opts = ReadOptions {
+                time_column: Some(column.clone()),
+                ..params.read.clone()
+            };
+            replay_rows(&params, &opts, &letters, &batch, dry_run, |b| {
+                let b = match window {
+                    Some((from, to)) => weir_data::filter_time_window(b, &column, from, to)?,
+                    None => b.clone(),
+                };
+                let mut parts = partitioner.split(&b)?;
+                if window.is_some() {
+                    parts.retain(|(key, _)| expected.contains(key));
+                }
+                Ok(parts)
+            })
+        })
+        .await?;
+        record_replay(&ctx, &p.output, &replayed).await?;
+        Ok(replayed.outcomes)
+    }
 }
 
 impl LoadWindow {
@@ -1051,10 +1354,31 @@ pub fn partition_source(
             offset += len;
         }
     }
-    if let Some(why) = p
-        .reject_policy
-        .violation(&p.source, reader.rows_emitted(), reader.rejects())
-    {
+    let substituted = match replayed_rows(p, &reader)? {
+        Some((batch, lines)) => {
+            for (key, part) in partitioner.split(&batch)? {
+                if part.num_rows() == 0 {
+                    continue;
+                }
+                rows += part.num_rows() as u64;
+                let writer = match writers.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
+                        e.insert(w)
+                    }
+                };
+                writer.write(&part)?;
+            }
+            lines
+        }
+        None => Vec::new(),
+    };
+    if let Some(why) = p.reject_policy.violation(
+        &p.source,
+        reader.rows_emitted() + substituted.len() as u64,
+        &still_rejected(reader.rejects(), &substituted),
+    ) {
         if commits.is_empty() {
             return Ok(Loaded::refused(&mut reader, why));
         }
@@ -1074,7 +1398,9 @@ pub fn partition_source(
     }
     let keep: Vec<String> = commits.iter().map(|c| c.partition.clone()).collect();
     retire_others(&p.output, &keep)?;
-    let mut loaded = Loaded::new(commits, rows, 0).read_from(&mut reader);
+    let mut loaded = Loaded::new(commits, rows, 0)
+        .read_from(&mut reader)
+        .without(&substituted);
     loaded.dataset = Some(p.output.clone());
     loaded.layout = partitioner.report();
     Ok(loaded)
@@ -1284,5 +1610,31 @@ impl crate::Operator for Partition {
         .await?;
         record_commits(&ctx, &p.output, &loaded).await?;
         Ok(loaded.to_json())
+    }
+
+    async fn replay(
+        &self,
+        ctx: TaskContext,
+        letters: Vec<DeadLetter>,
+        batch: String,
+        dry_run: bool,
+    ) -> Result<Vec<ReplayOutcome>, TaskError> {
+        if matches!(self.layout, Layout::Size { .. }) {
+            return Err(TaskError::fatal(format!(
+                "task `{}` lays out chunks by size, which a replay cannot add to; clear and re-run it instead",
+                ctx.task_id
+            )));
+        }
+        let p = window_params_with(&ctx, &self.overrides()).await?;
+        let (params, layout) = (p.clone(), self.layout.clone());
+        let replayed = blocking(move || {
+            let mut partitioner = layout.partitioner(&params)?;
+            replay_rows(&params, &params.read, &letters, &batch, dry_run, |b| {
+                partitioner.split(b)
+            })
+        })
+        .await?;
+        record_replay(&ctx, &p.output, &replayed).await?;
+        Ok(replayed.outcomes)
     }
 }

@@ -16,6 +16,7 @@ use weir_core::{
 use weir_store::TiKey;
 
 use crate::context::TaskContext;
+use crate::notify::{Notifier, NotifyEvent, NotifyRule};
 
 /// What a task returns: a small JSON output (Airflow's XCom), or why it failed.
 pub type TaskResult = Result<serde_json::Value, TaskError>;
@@ -127,9 +128,14 @@ pub struct Task {
     expand_literal: Option<Vec<serde_json::Value>>,
     spec: TaskSpec,
     run: Option<TaskFn>,
+    /// What the layer that made the task hangs on it (weir-ops: the operator), found again
+    /// with [`Task::attachment`] — to replay its dead letters, say.
+    attachment: Option<Arc<dyn std::any::Any + Send + Sync>>,
     pub(crate) on_success: Option<CallbackFn>,
     pub(crate) on_retry: Option<CallbackFn>,
     pub(crate) on_failure: Option<CallbackFn>,
+    /// Where this task's events are sent besides the DAG's rules ([`Task::notify`]).
+    pub(crate) notify: Vec<NotifyRule>,
 }
 
 impl fmt::Debug for Task {
@@ -151,9 +157,11 @@ impl Task {
             expand_literal: None,
             spec: TaskSpec::new(TaskId::new("placeholder").expect("valid id")),
             run: None,
+            attachment: None,
             on_success: None,
             on_retry: None,
             on_failure: None,
+            notify: Vec::new(),
         }
     }
 
@@ -165,6 +173,22 @@ impl Task {
     {
         self.run = Some(Arc::new(move |ctx| Box::pin(f(ctx))));
         self
+    }
+
+    /// Hangs a value on the task for the layer that built it (see [`Task::attachment`]).
+    pub fn attach<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.attachment = Some(Arc::new(value));
+        self
+    }
+
+    /// The value [`Task::attach`] hung on the task, if it is a `T`.
+    pub fn attachment<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.attachment.as_deref()?.downcast_ref::<T>()
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Upstream tasks that must finish (per the trigger rule) before this one runs.
@@ -263,6 +287,15 @@ impl Task {
         self
     }
 
+    /// Sends this task's events `on` to `notifier` (a [`crate::Webhook`], a
+    /// [`crate::CommandNotifier`], a [`crate::LogFileNotifier`]…), besides the DAG's rules
+    /// ([`DagDefBuilder::notify`]). Sent once the event is committed; a notifier that fails is
+    /// logged and never fails the task.
+    pub fn notify(mut self, notifier: Arc<dyn Notifier>, on: &[NotifyEvent]) -> Self {
+        self.notify.push(NotifyRule::new(notifier, on));
+        self
+    }
+
     pub(crate) fn call(&self, ctx: TaskContext) -> TaskFuture {
         match &self.run {
             Some(f) => f(ctx),
@@ -285,6 +318,8 @@ pub struct DagDef {
     /// The source text of that version (a DAG file's), kept in the store with the first run
     /// created from it so that the run can be resumed as it started.
     pub source: Option<Arc<str>>,
+    /// Where every task's events are sent ([`DagDefBuilder::notify`]).
+    pub(crate) notify: Vec<NotifyRule>,
 }
 
 impl DagDef {
@@ -306,6 +341,7 @@ impl DagDef {
             tasks: Vec::new(),
             version: None,
             source: None,
+            notify: Vec::new(),
         }
     }
 
@@ -315,6 +351,30 @@ impl DagDef {
 
     pub(crate) fn task_at(&self, position: usize) -> &Task {
         &self.tasks[position]
+    }
+
+    /// The DAG's own notification rules: they apply to every task.
+    pub fn notify_rules(&self) -> &[NotifyRule] {
+        &self.notify
+    }
+
+    /// The notification rules of task `task_id`: the DAG's, then the task's own (empty for a
+    /// task the DAG does not have).
+    pub fn notify_rules_of(&self, task_id: &str) -> Vec<&NotifyRule> {
+        match self.dag.position(task_id) {
+            Some(position) => self.notify_rules_at(position).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The notification rules of the task at `position`: the DAG's, then the task's own.
+    pub(crate) fn notify_rules_at(&self, position: usize) -> impl Iterator<Item = &NotifyRule> {
+        self.notify.iter().chain(self.tasks[position].notify.iter())
+    }
+
+    /// The task `id`, with its code.
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.get(self.dag.position(id)?)
     }
 
     /// A run's params: the declared defaults overridden by its conf, each value checked and typed.
@@ -386,6 +446,7 @@ pub struct DagDefBuilder {
     tasks: Vec<Task>,
     version: Option<String>,
     source: Option<Arc<str>>,
+    notify: Vec<NotifyRule>,
 }
 
 impl DagDefBuilder {
@@ -483,6 +544,15 @@ impl DagDefBuilder {
         self
     }
 
+    /// Sends the events `on` of every task of this DAG to `notifier` (a [`crate::Webhook`], a
+    /// [`crate::CommandNotifier`], a [`crate::LogFileNotifier`]…); [`Task::notify`] adds rules
+    /// for one task. Sent once the event is committed; a notifier that fails is logged and
+    /// never fails the task.
+    pub fn notify(mut self, notifier: Arc<dyn Notifier>, on: &[NotifyEvent]) -> Self {
+        self.notify.push(NotifyRule::new(notifier, on));
+        self
+    }
+
     /// Validates ids, dependencies, mappings and settings, reporting every problem at once.
     pub fn build(self) -> Result<DagDef, CoreError> {
         let dag_id = DagId::new(self.id.clone())?;
@@ -569,6 +639,7 @@ impl DagDefBuilder {
             pools: self.pools,
             version: self.version,
             source: self.source,
+            notify: self.notify,
         })
     }
 }

@@ -29,6 +29,7 @@ use weir_store::{
 use crate::clock::{Clock, until};
 use crate::context::{TaskContext, by_map_index};
 use crate::definition::{CallbackContext, DagDef, Registry, TaskError, TaskResult};
+use crate::notify::{Notification, NotifyEvent, NotifyRule};
 use crate::{Result, RuntimeError};
 
 /// Settings of an executor.
@@ -396,7 +397,11 @@ impl Executor {
         let state = async {
             tracing::info!(resumed, "run started");
             let mut lp = RunLoop::load(self, def, run, fence).await?;
-            let state = lp.drive().await?;
+            let state = lp.drive().await;
+            // However the run ended, the notifications it started are delivered before `run`
+            // returns: a process that exits after the run does not drop them.
+            lp.notified().await;
+            let state = state?;
             tracing::info!(state = %state, "run finished");
             Ok::<_, RuntimeError>(state)
         }
@@ -440,6 +445,8 @@ struct RunLoop<'e> {
     running_spans: HashMap<(usize, usize), tracing::Span>,
     changes: Vec<TiChange>,
     callbacks: Vec<(usize, CallbackKind, CallbackContext)>,
+    /// Notifications being delivered: started after their commit, awaited when the run ends.
+    notifying: JoinSet<()>,
     dag_limit: Arc<Semaphore>,
 }
 
@@ -565,6 +572,7 @@ impl<'e> RunLoop<'e> {
             running_spans: HashMap::new(),
             changes: Vec::new(),
             callbacks: Vec::new(),
+            notifying: JoinSet::new(),
             dag_limit,
         })
     }
@@ -628,6 +636,7 @@ impl<'e> RunLoop<'e> {
             }
         }
         let callbacks = std::mem::take(&mut self.callbacks);
+        let mut notices = Vec::new();
         for (pos, kind, ctx) in callbacks {
             let task = self.def.task_at(pos);
             let f = match kind {
@@ -638,8 +647,88 @@ impl<'e> RunLoop<'e> {
             if let Some(f) = f {
                 f(&ctx);
             }
+            self.notices_of(pos, kind, &ctx, &mut notices);
         }
+        self.send_notices(notices);
         Ok(())
+    }
+
+    /// The notifications a committed callback event makes, each with the rules that want it:
+    /// a failure on the last try of a task with retries is also `retry_exhausted`.
+    fn notices_of(
+        &self,
+        pos: usize,
+        kind: CallbackKind,
+        ctx: &CallbackContext,
+        out: &mut Vec<(Vec<NotifyRule>, Notification)>,
+    ) {
+        let rules: Vec<&NotifyRule> = self.def.notify_rules_at(pos).collect();
+        if rules.is_empty() {
+            return;
+        }
+        let max_tries = self.def.dag.tasks()[pos].retry.retries + 1;
+        let events: &[NotifyEvent] = match kind {
+            CallbackKind::Success => &[NotifyEvent::Success],
+            CallbackKind::Retry => &[NotifyEvent::Retry],
+            CallbackKind::Failure if max_tries > 1 && ctx.try_number >= max_tries => {
+                &[NotifyEvent::Failure, NotifyEvent::RetryExhausted]
+            }
+            CallbackKind::Failure => &[NotifyEvent::Failure],
+        };
+        let at = self.ex.clock.now();
+        for &event in events {
+            let wanted: Vec<NotifyRule> = rules
+                .iter()
+                .copied()
+                .filter(|r| r.wants(event))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let n = Notification {
+                event,
+                dag_id: ctx.key.dag_id.clone(),
+                run_id: ctx.key.run_id.clone(),
+                task_id: ctx.key.task_id.clone(),
+                map_index: ctx.key.map_index.raw(),
+                try_number: ctx.try_number,
+                max_tries,
+                logical_date: ctx.logical_date,
+                error: ctx.error.clone(),
+                retry_at: ctx.retry_at,
+                at,
+            };
+            out.push((wanted, n));
+        }
+    }
+
+    /// Starts delivering the notifications of one commit, in order, without waiting for them.
+    fn send_notices(&mut self, notices: Vec<(Vec<NotifyRule>, Notification)>) {
+        if notices.is_empty() {
+            return;
+        }
+        // Forget the deliveries that are done (a failed one has logged itself).
+        while self.notifying.try_join_next().is_some() {}
+        let home = self.ex.home.clone();
+        self.notifying.spawn(
+            async move {
+                for (rules, n) in &notices {
+                    crate::notify::deliver(rules, n, home.as_path()).await;
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Waits for every notification this run started; each is bounded by its notifier's
+    /// timeout, so this ends.
+    async fn notified(&mut self) {
+        while let Some(joined) = self.notifying.join_next().await {
+            if let Err(e) = joined {
+                tracing::warn!("a notification delivery stopped before it finished: {e}");
+            }
+        }
     }
 
     /// Applies trigger rules to every undecided task whose upstreams allow a decision, cascading

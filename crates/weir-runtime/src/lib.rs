@@ -5,6 +5,8 @@
 //! pools, `max_active_tasks`, retries with backoff, timeouts, callbacks) and records every state
 //! change in the store *before* acting on it; the [`Scheduler`] creates runs when they are due and
 //! recovers task instances orphaned by a killed process; [`backfill`] runs a range of intervals.
+//! A task's retries, failures and successes can be sent to a [`Notifier`] (a [`Webhook`], a
+//! [`CommandNotifier`], a [`LogFileNotifier`]) once they are committed.
 
 mod backfill;
 mod clock;
@@ -12,6 +14,8 @@ mod context;
 mod definition;
 mod executor;
 mod logs;
+mod notify;
+mod replay;
 mod scheduler;
 
 pub use backfill::{
@@ -26,6 +30,11 @@ pub use definition::{
 };
 pub use executor::{Executor, ExecutorOptions, RunOutcome, process_owner_id};
 pub use logs::{TRY_SPAN, TryLogLayer, try_log_path};
+pub use notify::{
+    CommandNotifier, DEFAULT_NOTIFY_TIMEOUT, LogFileNotifier, Notification, Notifier, NotifyEvent,
+    NotifyRule, Webhook, deliver,
+};
+pub use replay::task_context;
 pub use scheduler::{Scheduler, TriggerRequest, trigger_run};
 
 /// The error type of weir-runtime: failures of the engine itself, never of a task (a failed task

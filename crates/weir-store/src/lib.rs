@@ -184,13 +184,36 @@ pub trait ManifestStore: Send + Sync {
     async fn manifests(&self, dataset: &str) -> Result<Vec<PartitionManifest>>;
 }
 
-/// Source rows that could not be read, kept whole with where they came from and who read them.
+/// The dead-letter queue: source rows (and batches) that could not be processed, kept whole with
+/// where they came from and who read them, until a replay commits them or a purge drops them.
 #[async_trait]
 pub trait RejectStore: Send + Sync {
-    /// Records rejects; a source position already recorded is updated, never doubled.
+    /// Records rejects; a source position already recorded is updated (payload, reason, who
+    /// and when last seen), never doubled. Its id, status, replays and correction stay.
     async fn record_rejects(&self, rejects: &[RejectRecord]) -> Result<()>;
-    /// Rejects matching the filter, by source and line.
-    async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRecord>>;
+    /// Dead letters matching the filter, by id.
+    async fn dead_letters(&self, filter: &RejectFilter) -> Result<Vec<DeadLetter>>;
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>>;
+    /// Sets (or with `None` removes) the corrected payload. A quarantined entry becomes
+    /// pending again: someone looked at it. [`StoreError::Conflict`] for one already replayed.
+    async fn correct_dead_letter(&self, id: i64, payload: Option<&str>) -> Result<()>;
+    /// Marks pending entries as taken by replay `batch` (committed before the replay writes).
+    async fn begin_replay(&self, ids: &[i64], batch: &str) -> Result<()>;
+    /// Records how a replay went: replayed entries are done; failed ones count a replay and go
+    /// back to pending, or to quarantined once they have failed `max_replays` times; released
+    /// ones go back to pending uncounted.
+    async fn finish_replay(
+        &self,
+        outcomes: &[ReplayOutcome],
+        max_replays: u32,
+        at: Timestamp,
+    ) -> Result<()>;
+    /// Deletes entries in one of `statuses` last seen before `before`; returns how many.
+    async fn purge_dead_letters(
+        &self,
+        before: Timestamp,
+        statuses: &[DeadLetterStatus],
+    ) -> Result<u64>;
 }
 
 /// The whole store, as the runtime uses it.

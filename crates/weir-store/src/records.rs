@@ -196,15 +196,20 @@ pub struct PartitionManifest {
     pub committed_at: Timestamp,
 }
 
-/// A source row that could not be read: the original text, where it was, why, and who read it.
+/// A source row (or a batch) that could not be processed: the original text, where it was,
+/// why, and who read it. What a task hands the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RejectRecord {
-    /// The source file (its canonical path).
+    /// The source file (its canonical path), or a batch's location.
     pub source: String,
-    /// 1-based line (CSV, JSON lines) or row (Parquet) in the source.
+    /// 1-based line (CSV, JSON lines) or row (Parquet) in the source; 0 for a whole batch.
     pub line: u64,
+    /// The payload: the raw line, the row as JSON, or the batch's location.
     pub raw: String,
     pub reason: String,
+    /// What kind of failure: `parse` (the reader could not read it), `check` (a quality
+    /// rule failed), `batch` (a batch failed after its retries).
+    pub error_class: String,
     pub dag_id: String,
     pub run_id: String,
     pub task_id: String,
@@ -213,10 +218,111 @@ pub struct RejectRecord {
     pub rejected_at: Timestamp,
 }
 
-/// Which rejects to list.
+/// Where a dead letter is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterStatus {
+    /// Waiting for a replay (as stored, or as corrected).
+    Pending,
+    /// A replay took it and has not said how it went (a crash in between is resolved by the
+    /// next replay, from what the dataset holds).
+    Replaying,
+    /// Committed into its partition by a replay.
+    Replayed,
+    /// Failed its replays too often; left alone until someone corrects it.
+    Quarantined,
+}
+
+impl DeadLetterStatus {
+    pub const ALL: [DeadLetterStatus; 4] = [
+        DeadLetterStatus::Pending,
+        DeadLetterStatus::Replaying,
+        DeadLetterStatus::Replayed,
+        DeadLetterStatus::Quarantined,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStatus::Pending => "pending",
+            DeadLetterStatus::Replaying => "replaying",
+            DeadLetterStatus::Replayed => "replayed",
+            DeadLetterStatus::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeadLetterStatus> {
+        DeadLetterStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeadLetterStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An entry of the dead-letter queue, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    /// Stable for its source position (`weir dlq show ID`).
+    pub id: i64,
+    pub source: String,
+    pub line: u64,
+    /// The payload as it was read.
+    pub raw: String,
+    /// The payload as someone corrected it (`weir dlq edit`); a replay uses it instead of `raw`.
+    pub corrected: Option<String>,
+    pub reason: String,
+    pub error_class: String,
+    /// The run, task, instance and try that last set it aside.
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub map_index: i64,
+    pub try_number: u32,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub status: DeadLetterStatus,
+    /// Replays tried (successful or not).
+    pub replays: u32,
+    /// Why the last replay failed.
+    pub last_error: Option<String>,
+    /// The replay that took it (while `replaying`, and after).
+    pub replay_batch: Option<String>,
+    /// `DATASET/PARTITION` a replay committed it into.
+    pub replayed_into: Option<String>,
+    pub replayed_at: Option<Timestamp>,
+}
+
+impl DeadLetter {
+    /// What a replay feeds the task: the correction if there is one, else the payload as read.
+    pub fn payload(&self) -> &str {
+        self.corrected.as_deref().unwrap_or(&self.raw)
+    }
+}
+
+/// Which dead letters to list; every set field must match.
 #[derive(Debug, Clone, Default)]
 pub struct RejectFilter {
     pub source: Option<String>,
     pub dag_id: Option<String>,
     pub run_id: Option<String>,
+    pub task_id: Option<String>,
+    pub status: Option<DeadLetterStatus>,
+    pub replay_batch: Option<String>,
+    /// At most this many, lowest ids first.
+    pub limit: Option<u32>,
+}
+
+/// How one dead letter's replay went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayOutcome {
+    /// Committed into `into` (`DATASET/PARTITION`).
+    Replayed { id: i64, into: String },
+    /// Failed again, for `reason`.
+    Failed { id: i64, reason: String },
+    /// Not tried after all (its task could not run the replay): back to pending, uncounted.
+    Released { id: i64 },
 }

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dag_versions",
         include_str!("../migrations/sqlite/0007_dag_versions.sql"),
     ),
+    (
+        8,
+        "dead_letters",
+        include_str!("../migrations/sqlite/0008_dead_letters.sql"),
+    ),
 ];
 
 /// The SQLite metadata store.
@@ -963,24 +968,27 @@ impl RejectStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         for chunk in rejects.chunks(INSERT_CHUNK / 2) {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO rejects (source, line, raw, reason, dag_id, run_id, task_id, map_index, try_number, rejected_at) ",
+                "INSERT INTO dead_letters (source, line, raw, reason, error_class, dag_id, run_id, task_id, map_index, try_number, first_seen, last_seen) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.source)
                     .push_bind(r.line as i64)
                     .push_bind(&r.raw)
                     .push_bind(&r.reason)
+                    .push_bind(&r.error_class)
                     .push_bind(&r.dag_id)
                     .push_bind(&r.run_id)
                     .push_bind(&r.task_id)
                     .push_bind(r.map_index)
                     .push_bind(r.try_number as i64)
+                    .push_bind(micros(r.rejected_at))
                     .push_bind(micros(r.rejected_at));
             });
             q.push(
                 " ON CONFLICT (source, line) DO UPDATE SET raw = excluded.raw, reason = excluded.reason,
+                  error_class = excluded.error_class,
                   dag_id = excluded.dag_id, run_id = excluded.run_id, task_id = excluded.task_id,
-                  map_index = excluded.map_index, try_number = excluded.try_number, rejected_at = excluded.rejected_at",
+                  map_index = excluded.map_index, try_number = excluded.try_number, last_seen = excluded.last_seen",
             );
             q.build().execute(&mut *tx).await?;
         }
@@ -988,10 +996,10 @@ impl RejectStore for SqliteStore {
         Ok(())
     }
 
-    async fn rejects(&self, filter: &RejectFilter) -> Result<Vec<RejectRecord>> {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT source, line, raw, reason, dag_id, run_id, task_id, map_index, try_number, rejected_at FROM rejects WHERE 1 = 1",
-        );
+    async fn dead_letters(&self, filter: &RejectFilter) -> Result<Vec<DeadLetter>> {
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE 1 = 1"
+        ));
         if let Some(source) = &filter.source {
             q.push(" AND source = ").push_bind(source);
         }
@@ -1001,25 +1009,175 @@ impl RejectStore for SqliteStore {
         if let Some(run) = &filter.run_id {
             q.push(" AND run_id = ").push_bind(run);
         }
-        q.push(" ORDER BY source, line");
+        if let Some(task) = &filter.task_id {
+            q.push(" AND task_id = ").push_bind(task);
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(batch) = &filter.replay_batch {
+            q.push(" AND replay_batch = ").push_bind(batch);
+        }
+        q.push(" ORDER BY id");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(limit as i64);
+        }
         q.build()
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| {
-                Ok(RejectRecord {
-                    source: row.try_get("source")?,
-                    line: row.try_get::<i64, _>("line")? as u64,
-                    raw: row.try_get("raw")?,
-                    reason: row.try_get("reason")?,
-                    dag_id: row.try_get("dag_id")?,
-                    run_id: row.try_get("run_id")?,
-                    task_id: row.try_get("task_id")?,
-                    map_index: row.try_get("map_index")?,
-                    try_number: row.try_get::<i64, _>("try_number")? as u32,
-                    rejected_at: ts(row.try_get("rejected_at")?)?,
-                })
-            })
+            .map(dead_letter_of)
             .collect()
     }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>> {
+        sqlx::query(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(dead_letter_of)
+        .transpose()
+    }
+
+    async fn correct_dead_letter(&self, id: i64, payload: Option<&str>) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE dead_letters SET corrected = ?,
+                 status = CASE WHEN status = 'quarantined' THEN 'pending' ELSE status END
+             WHERE id = ? AND status != 'replayed'",
+        )
+        .bind(payload)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(());
+        }
+        match self.dead_letter(id).await? {
+            None => Err(StoreError::NotFound(format!("dead letter {id}"))),
+            Some(d) => Err(StoreError::Conflict {
+                what: format!(
+                    "dead letter {id}, already replayed into {}",
+                    d.replayed_into.as_deref().unwrap_or("its partition")
+                ),
+                expected: "pending, replaying or quarantined".into(),
+            }),
+        }
+    }
+
+    async fn begin_replay(&self, ids: &[i64], batch: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE dead_letters SET status = 'replaying', replay_batch = ",
+            );
+            q.push_bind(batch);
+            q.push(" WHERE status = 'pending' AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_replay(
+        &self,
+        outcomes: &[ReplayOutcome],
+        max_replays: u32,
+        at: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for outcome in outcomes {
+            match outcome {
+                ReplayOutcome::Replayed { id, into } => {
+                    sqlx::query(
+                        "UPDATE dead_letters SET status = 'replayed', replays = replays + 1,
+                             replayed_into = ?, replayed_at = ?, last_error = NULL WHERE id = ?",
+                    )
+                    .bind(into)
+                    .bind(micros(at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                ReplayOutcome::Released { id } => {
+                    sqlx::query(
+                        "UPDATE dead_letters SET status = 'pending' WHERE id = ? AND status = 'replaying'",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                ReplayOutcome::Failed { id, reason } => {
+                    sqlx::query(
+                        "UPDATE dead_letters SET replays = replays + 1, last_error = ?,
+                             status = CASE WHEN replays + 1 >= ? THEN 'quarantined' ELSE 'pending' END
+                         WHERE id = ? AND status != 'replayed'",
+                    )
+                    .bind(reason)
+                    .bind(max_replays as i64)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        before: Timestamp,
+        statuses: &[DeadLetterStatus],
+    ) -> Result<u64> {
+        if statuses.is_empty() {
+            return Ok(0);
+        }
+        let mut q = sqlx::QueryBuilder::new("DELETE FROM dead_letters WHERE last_seen < ");
+        q.push_bind(micros(before));
+        q.push(" AND status IN (");
+        let mut sep = q.separated(", ");
+        for st in statuses {
+            sep.push_bind(st.as_str());
+        }
+        q.push(")");
+        Ok(q.build().execute(&self.pool).await?.rows_affected())
+    }
+}
+
+const DEAD_LETTER_COLUMNS: &str = "id, source, line, raw, corrected, reason, error_class, dag_id, run_id, task_id, map_index, try_number, first_seen, last_seen, status, replays, last_error, replay_batch, replayed_into, replayed_at";
+
+fn dead_letter_of(row: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter> {
+    let status: String = row.try_get("status")?;
+    Ok(DeadLetter {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        line: row.try_get::<i64, _>("line")? as u64,
+        raw: row.try_get("raw")?,
+        corrected: row.try_get("corrected")?,
+        reason: row.try_get("reason")?,
+        error_class: row.try_get("error_class")?,
+        dag_id: row.try_get("dag_id")?,
+        run_id: row.try_get("run_id")?,
+        task_id: row.try_get("task_id")?,
+        map_index: row.try_get("map_index")?,
+        try_number: row.try_get::<i64, _>("try_number")? as u32,
+        first_seen: ts(row.try_get("first_seen")?)?,
+        last_seen: ts(row.try_get("last_seen")?)?,
+        status: DeadLetterStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("dead-letter status {status:?}")))?,
+        replays: row.try_get::<i64, _>("replays")? as u32,
+        last_error: row.try_get("last_error")?,
+        replay_batch: row.try_get("replay_batch")?,
+        replayed_into: row.try_get("replayed_into")?,
+        replayed_at: opt_ts(row.try_get("replayed_at")?)?,
+    })
 }

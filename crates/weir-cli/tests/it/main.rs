@@ -2,6 +2,7 @@
 //! what it exits with, and what it leaves in the home folder.
 
 mod dag_files;
+mod dlq;
 mod errors;
 mod fidelity;
 mod new_user;

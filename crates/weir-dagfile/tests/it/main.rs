@@ -5,6 +5,8 @@ use std::path::Path;
 
 use weir_dagfile::{load_dirs, parse};
 
+mod notify;
+
 const GOOD: &str = r#"[dag]
 id = "orders_daily"
 schedule = "@daily"

@@ -420,7 +420,7 @@ async fn a_reject_policy_fails_the_load_without_committing_and_keeps_the_rejects
     );
     let rejects =
         w.ex.store()
-            .rejects(&weir_store::RejectFilter::default())
+            .dead_letters(&weir_store::RejectFilter::default())
             .await
             .unwrap();
     let mut sources: Vec<&str> = rejects.iter().map(|r| r.source.as_str()).collect();

@@ -229,7 +229,7 @@ async fn a_source_file_is_a_table_and_its_unreadable_rows_are_kept() {
     );
     let rejects =
         w.ex.store()
-            .rejects(&weir_store::RejectFilter::default())
+            .dead_letters(&weir_store::RejectFilter::default())
             .await
             .unwrap();
     assert_eq!(rejects.len(), 1, "{rejects:?}");

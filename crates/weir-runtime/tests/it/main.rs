@@ -3,6 +3,7 @@
 
 mod backfill;
 mod mapping;
+mod notify;
 mod pools;
 mod recovery;
 mod retries;

@@ -23,9 +23,10 @@ use weir_runtime::{
     trigger_run,
 };
 use weir_store::{
-    ClaimRun, ManifestStore, NewRun, NewTaskInstance, PartitionManifest, PoolRecord, PoolStore,
-    RejectFilter, RejectRecord, RejectStore, RunClaim, RunFence, RunFilter, RunRecord, RunStore,
-    SqliteStore, Store, TaskInstanceRecord, TaskInstanceStore, TiChange, TiKey, TryRecord,
+    ClaimRun, DeadLetter, DeadLetterStatus, ManifestStore, NewRun, NewTaskInstance,
+    PartitionManifest, PoolRecord, PoolStore, RejectFilter, RejectRecord, RejectStore,
+    ReplayOutcome, RunClaim, RunFence, RunFilter, RunRecord, RunStore, SqliteStore, Store,
+    TaskInstanceRecord, TaskInstanceStore, TiChange, TiKey, TryRecord,
 };
 
 /// The instant every test's clock starts at: Monday 2026-03-02 09:00 UTC.
@@ -244,9 +245,38 @@ impl RejectStore for OffClockStore {
         let (s, r) = (self.0.clone(), rejects.to_vec());
         off_clock(move || async move { s.record_rejects(&r).await }).await
     }
-    async fn rejects(&self, filter: &RejectFilter) -> weir_store::Result<Vec<RejectRecord>> {
+    async fn dead_letters(&self, filter: &RejectFilter) -> weir_store::Result<Vec<DeadLetter>> {
         let (s, f) = (self.0.clone(), filter.clone());
-        off_clock(move || async move { s.rejects(&f).await }).await
+        off_clock(move || async move { s.dead_letters(&f).await }).await
+    }
+    async fn dead_letter(&self, id: i64) -> weir_store::Result<Option<DeadLetter>> {
+        let s = self.0.clone();
+        off_clock(move || async move { s.dead_letter(id).await }).await
+    }
+    async fn correct_dead_letter(&self, id: i64, payload: Option<&str>) -> weir_store::Result<()> {
+        let (s, p) = (self.0.clone(), payload.map(str::to_owned));
+        off_clock(move || async move { s.correct_dead_letter(id, p.as_deref()).await }).await
+    }
+    async fn begin_replay(&self, ids: &[i64], batch: &str) -> weir_store::Result<()> {
+        let (s, i, b) = (self.0.clone(), ids.to_vec(), batch.to_owned());
+        off_clock(move || async move { s.begin_replay(&i, &b).await }).await
+    }
+    async fn finish_replay(
+        &self,
+        outcomes: &[ReplayOutcome],
+        max_replays: u32,
+        at: Timestamp,
+    ) -> weir_store::Result<()> {
+        let (s, o) = (self.0.clone(), outcomes.to_vec());
+        off_clock(move || async move { s.finish_replay(&o, max_replays, at).await }).await
+    }
+    async fn purge_dead_letters(
+        &self,
+        before: Timestamp,
+        statuses: &[DeadLetterStatus],
+    ) -> weir_store::Result<u64> {
+        let (s, st) = (self.0.clone(), statuses.to_vec());
+        off_clock(move || async move { s.purge_dead_letters(before, &st).await }).await
     }
 }
 
