@@ -53,6 +53,66 @@ pub enum Command {
     /// The dead-letter queue: rows and batches tasks set aside; correct, replay, purge.
     #[command(subcommand)]
     Dlq(DlqCmd),
+    /// Quality-check results: every check a gate ran, passed or failed, with failing rows.
+    #[command(subcommand)]
+    Checks(ChecksCmd),
+    /// Checkpoints long tasks saved: list, show (each checked), clear.
+    #[command(subcommand)]
+    Checkpoints(CheckpointsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointsCmd {
+    /// List checkpoints: task instance, clear number, sequence, whether each reads back intact.
+    List {
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a task's checkpoints whole: source identity and state.
+    Show {
+        run: String,
+        task: String,
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        map_index: Option<i64>,
+    },
+    /// Delete checkpoints, so the next try starts over.
+    Clear {
+        #[arg(long)]
+        dag: String,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        task: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChecksCmd {
+    /// List check results, oldest first: run, task, gate, check, severity, passed, failing
+    /// rows, what it observed, and the sampled failing rows under a failed one.
+    List {
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        task: Option<String>,
+        /// Only checks that failed.
+        #[arg(long)]
+        failed: bool,
+        /// At most this many (the newest).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +281,31 @@ pub enum TasksCmd {
         /// The DAG, when several DAGs have a run with this id.
         #[arg(long)]
         dag: Option<String>,
+    },
+    /// Clear part of a finished run and run that part again (the rest keeps its state):
+    /// one task, one mapped instance, only what failed, and what depends on it.
+    Clear {
+        /// The run id (see `weir runs list`).
+        run: String,
+        /// The task to clear [default: every task, with --failed-only the failed ones].
+        task: Option<String>,
+        /// Only this instance of a mapped task.
+        #[arg(long, requires = "task")]
+        map_index: Option<i64>,
+        /// Only instances that failed or were upstream_failed.
+        #[arg(long)]
+        failed_only: bool,
+        /// Also every task downstream of the cleared ones.
+        #[arg(long)]
+        downstream: bool,
+        /// Clear, and leave the run queued for `weir scheduler` instead of running it now.
+        #[arg(long)]
+        no_run: bool,
+        /// The DAG, when several DAGs have a run with this id.
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// List the task instances of a run, with tries, timings and errors.
     List {

@@ -211,6 +211,54 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             try_number,
             dag,
         }) => tasks_logs(&home, &run, &task, map_index, try_number, dag.as_deref()).await,
+        Command::Tasks(TasksCmd::Clear {
+            run,
+            task,
+            map_index,
+            failed_only,
+            downstream,
+            no_run,
+            dag,
+            json,
+        }) => {
+            let store = open_store(&home).await?;
+            let found = find_run(store.as_ref(), &run, dag.as_deref()).await?;
+            let def = find_dag(&registry, found.dag_id.as_str())?;
+            let tis = store.task_instances(&found.dag_id, &found.run_id).await?;
+            let sel = clear_selection(
+                &def,
+                &tis,
+                task.as_deref(),
+                map_index,
+                failed_only,
+                downstream,
+            )?;
+            store
+                .clear_tasks(&found.dag_id, &found.run_id, &sel.whole, &sel.instances)
+                .await?;
+            let named: Vec<String> = sel
+                .whole
+                .iter()
+                .cloned()
+                .chain(sel.instances.iter().map(|(t, i)| format!("{t}[{i}]")))
+                .collect();
+            if no_run {
+                out!(
+                    "cleared {} in run {}; `weir scheduler` runs them",
+                    named.join(", "),
+                    found.run_id
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !json {
+                out!("cleared {} in run {}", named.join(", "), found.run_id);
+            }
+            let tz = def.run_zone(&def.resolve_params(&found.conf)?);
+            let ex = executor(&home, &cli.lease, registry).await?;
+            let outcome = ex.take_over(&found.dag_id, &found.run_id).await?;
+            print_outcome(ex.store().as_ref(), &def, &outcome, &tz, json).await?;
+            Ok(exit_for(outcome.state))
+        }
         Command::Tasks(TasksCmd::List { run, dag, json }) => {
             tasks_list(&home, &run, dag.as_deref(), json).await
         }
@@ -378,9 +426,17 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             };
             data_query(&sql, &tables, &read, explain, json).await
         }
+        Command::Checkpoints(cmd) => {
+            let store = open_store(&home).await?;
+            crate::checkpoints::checkpoints(cmd, store).await
+        }
         Command::Dlq(cmd) => {
             let store = open_store(&home).await?;
             crate::dlq::dlq(cmd, store, &registry, &home).await
+        }
+        Command::Checks(cmd) => {
+            let store = open_store(&home).await?;
+            crate::checks::checks(cmd, store.as_ref()).await
         }
         Command::Pools(PoolsCmd::List { json }) => {
             let store = open_store(&home).await?;
@@ -1063,6 +1119,90 @@ async fn find_run(store: &dyn Store, run: &str, dag: Option<&str>) -> Result<Run
         [one] => Ok(one.clone()),
         _ => bail!("several DAGs have a run `{run}`; name one with --dag"),
     }
+}
+
+/// What `weir tasks clear` clears: whole tasks, and single instances.
+struct ClearSelection {
+    whole: Vec<String>,
+    instances: Vec<(String, i64)>,
+}
+
+fn clear_selection(
+    def: &DagDef,
+    tis: &[weir_store::TaskInstanceRecord],
+    task: Option<&str>,
+    map_index: Option<i64>,
+    failed_only: bool,
+    downstream: bool,
+) -> Result<ClearSelection> {
+    let dag = &def.dag;
+    if let Some(t) = task
+        && dag.position(t).is_none()
+    {
+        bail!(
+            "DAG `{}` has no task `{t}`; `weir dags show {}` lists its tasks",
+            dag.id,
+            dag.id
+        );
+    }
+    let failed = |ti: &&weir_store::TaskInstanceRecord| {
+        matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
+    };
+    let mut whole: BTreeSet<usize> = BTreeSet::new();
+    let mut instances: BTreeSet<(String, i64)> = BTreeSet::new();
+    for ti in tis {
+        let t = ti.key.task_id.as_str();
+        if task.is_some_and(|want| want != t) || (failed_only && !failed(&ti)) {
+            continue;
+        }
+        let pos = dag.position(t).expect("a task of the DAG");
+        match map_index {
+            Some(i) if ti.key.map_index.raw() == i => {
+                instances.insert((t.to_owned(), i));
+            }
+            Some(_) => {}
+            // A mapped instance that failed alone is cleared alone; anything else whole.
+            None if failed_only && ti.key.map_index.raw() >= 0 => {
+                instances.insert((t.to_owned(), ti.key.map_index.raw()));
+            }
+            None => {
+                whole.insert(pos);
+            }
+        }
+    }
+    if let (Some(t), Some(i)) = (task, map_index)
+        && instances.is_empty()
+    {
+        bail!(
+            "task `{t}` of this run has no instance with map index {i}; `weir tasks list` shows them"
+        );
+    }
+    if downstream {
+        let mut todo: Vec<usize> = whole.iter().copied().collect();
+        todo.extend(instances.iter().filter_map(|(t, _)| dag.position(t)));
+        while let Some(pos) = todo.pop() {
+            for &d in dag.downstream_of(pos) {
+                if whole.insert(d) {
+                    todo.push(d);
+                }
+            }
+        }
+    }
+    let whole: Vec<String> = whole
+        .into_iter()
+        .map(|p| dag.tasks()[p].id.to_string())
+        .collect();
+    instances.retain(|(t, _)| !whole.contains(t));
+    if whole.is_empty() && instances.is_empty() {
+        bail!(
+            "nothing to clear{}: no instance matches",
+            if failed_only { " (no task failed)" } else { "" }
+        );
+    }
+    Ok(ClearSelection {
+        whole,
+        instances: instances.into_iter().collect(),
+    })
 }
 
 async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {

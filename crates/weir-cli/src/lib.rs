@@ -4,6 +4,8 @@
 //! A user's own binary is one line: `fn main() -> ExitCode { weir_cli::run(my_registry()) }`.
 
 mod args;
+mod checkpoints;
+mod checks;
 mod commands;
 mod dlq;
 

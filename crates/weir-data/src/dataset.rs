@@ -3,7 +3,8 @@
 //! A [`PartitionWriter`] writes `part-00000.parquet`, `part-00001.parquet`, … into a private
 //! staging folder, `<root>/_staging/<id>/`. [`PartitionWriter::commit`] then swaps it into place:
 //!
-//! 1. fsync every file and the staging folder;
+//! 1. fsync every file and the staging folder ([`PartitionWriter::stage`], which a caller may
+//!    also call first, to check the staged files before anything is published);
 //! 2. write a commit journal `<root>/_staging/<id>.journal` (atomically, fsynced);
 //! 3. rename the old partition folder, if any, to `<root>/_trash/<id>`;
 //! 4. rename the staging folder to the partition path, and fsync the parent folders;
@@ -13,7 +14,8 @@
 //! doubled partition (between steps 3 and 4 it briefly sees none). A crash before step 5 is rolled
 //! back by [`Dataset::open`], which finds the journal and puts the old partition back; a crash after
 //! it keeps the new one. `open` also deletes staging and trash folders left by dead writers. A
-//! writer dropped without `commit` deletes its staging folder.
+//! writer dropped without `commit` (staged or not) deletes its staging folder: nothing of it is
+//! ever published.
 //!
 //! Folder names starting with `_` or `.` are never partitions. Writers of one process are told
 //! apart by a registry; other processes by their pid (Linux: `/proc/<pid>`; elsewhere leftovers are
@@ -356,6 +358,7 @@ impl Dataset {
             rows: 0,
             bytes: 0,
             finished: false,
+            staged: None,
         })
     }
 
@@ -803,6 +806,9 @@ pub struct PartitionWriter {
     rows: u64,
     bytes: u64,
     finished: bool,
+    /// Set by [`PartitionWriter::stage`]: the files are finished and fsynced, and this is what
+    /// the commit will report; no more rows or markers are taken.
+    staged: Option<CommitReport>,
 }
 
 /// How a writer's batches become file batches; see [`Dataset::shape`].
@@ -844,8 +850,30 @@ impl PartitionWriter {
         self.rows
     }
 
+    /// The partition this writer writes.
+    pub fn key(&self) -> &PartitionKey {
+        &self.key
+    }
+
+    /// The schema of the part files: the writer's columns without the partition columns
+    /// (unless the dataset keeps them in its files), in the types the dataset keeps.
+    pub fn file_schema(&self) -> SchemaRef {
+        self.shape.file_schema.clone()
+    }
+
+    /// The format of the part files.
+    pub fn format(&self) -> FileFormat {
+        self.opts.format
+    }
+
+    /// Whether [`PartitionWriter::stage`] has run.
+    pub fn is_staged(&self) -> bool {
+        self.staged.is_some()
+    }
+
     /// Appends a batch (column names and types must match the writer's schema).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), DataError> {
+        self.refuse_if_staged("rows")?;
         let batch = self.conform(batch)?;
         const CHUNK: usize = 8192;
         let mut offset = 0;
@@ -874,6 +902,7 @@ impl PartitionWriter {
     /// committed with it: a replay names the dead letters it holds, so a replay cut off after
     /// its commit is known to have landed.
     pub fn add_marker(&mut self, name: &str, bytes: &[u8]) -> Result<(), DataError> {
+        self.refuse_if_staged("markers")?;
         if !name.starts_with(MARKER_PREFIX) || name.contains(['/', '\\']) {
             return Err(DataError::InvalidOptions {
                 what: "partition marker",
@@ -929,7 +958,69 @@ impl PartitionWriter {
         Ok(())
     }
 
-    /// Atomically replaces the partition with what was written (see the module docs).
+    /// Finishes the part files and the sidecars in the staging folder and fsyncs them, without
+    /// publishing anything, and returns the part files' paths in order (a partition with no
+    /// rows has one empty file). Callers check the staged files (a quality gate) and then
+    /// [`PartitionWriter::commit`], or drop the writer to discard them. Calling it again
+    /// returns the same paths; the writer takes no rows or markers after it.
+    pub fn stage(&mut self) -> Result<Vec<PathBuf>, DataError> {
+        if self.staged.is_none() {
+            let report = self.stage_files()?;
+            self.staged = Some(report);
+        }
+        Ok(self.files.clone())
+    }
+
+    fn refuse_if_staged(&self, what: &str) -> Result<(), DataError> {
+        if self.staged.is_some() {
+            return Err(DataError::InvalidOptions {
+                what: "partition write",
+                reason: format!(
+                    "partition {} is already staged for its commit and takes no more {what}; \
+                     write everything before staging it",
+                    self.key.to_path_string()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Step 1 of the commit: finish and fsync the part files and the sidecars, and say what
+    /// the commit will report.
+    fn stage_files(&mut self) -> Result<CommitReport, DataError> {
+        if self.files.is_empty() {
+            // An empty partition is still a partition: one file with the schema and no rows.
+            self.start_file()?;
+        }
+        self.finish_file()?;
+        if self.opts.format != FileFormat::Parquet {
+            // Text files do not carry their types: keep the Arrow schema beside them.
+            write_durably(
+                &self.staging.join(SCHEMA_SIDECAR),
+                schema_json(&self.shape.file_schema).as_bytes(),
+            )?;
+        }
+        if self.key.is_truncated() {
+            let sidecar = self.staging.join(KEY_SIDECAR);
+            let json = serde_json::to_vec(&SidecarKey {
+                key: self.key.parts().to_vec(),
+            })
+            .map_err(|e| DataError::Internal(e.to_string()))?;
+            write_durably(&sidecar, &json)?;
+        }
+        sync_dir(&self.staging)?;
+        Ok(CommitReport {
+            partition: self.key.to_path_string(),
+            rows: self.rows,
+            bytes: self.bytes,
+            files: self.files.len() as u32,
+            checksum: self.sha.take().unwrap_or_default().digest().to_string(),
+            schema: schema_json(&self.shape.file_schema),
+        })
+    }
+
+    /// Atomically replaces the partition with what was written (see the module docs), staging
+    /// it first unless [`PartitionWriter::stage`] already did.
     pub fn commit(self) -> Result<CommitReport, DataError> {
         self.commit_inner(None)
     }
@@ -1124,34 +1215,9 @@ impl PartitionWriter {
 
     fn commit_inner(mut self, failpoint: Option<Failpoint>) -> Result<CommitReport, DataError> {
         let partition_rel = self.key.to_path_string();
-        if self.files.is_empty() {
-            // An empty partition is still a partition: one file with the schema and no rows.
-            self.start_file()?;
-        }
-        self.finish_file()?;
-        if self.opts.format != FileFormat::Parquet {
-            // Text files do not carry their types: keep the Arrow schema beside them.
-            write_durably(
-                &self.staging.join(SCHEMA_SIDECAR),
-                schema_json(&self.shape.file_schema).as_bytes(),
-            )?;
-        }
-        if self.key.is_truncated() {
-            let sidecar = self.staging.join(KEY_SIDECAR);
-            let json = serde_json::to_vec(&SidecarKey {
-                key: self.key.parts().to_vec(),
-            })
-            .map_err(|e| DataError::Internal(e.to_string()))?;
-            write_durably(&sidecar, &json)?;
-        }
-        sync_dir(&self.staging)?;
-        let report = CommitReport {
-            partition: partition_rel.clone(),
-            rows: self.rows,
-            bytes: self.bytes,
-            files: self.files.len() as u32,
-            checksum: self.sha.take().unwrap_or_default().digest().to_string(),
-            schema: schema_json(&self.shape.file_schema),
+        let report = match self.staged.take() {
+            Some(report) => report,
+            None => self.stage_files()?,
         };
 
         let crash = |this: &mut PartitionWriter, at: Failpoint| -> Result<(), DataError> {

@@ -37,7 +37,9 @@ pub use sample::{
     ORDERS_SCHEMA_TEXT, SampleSpec, SampleSummary, orders_schema, write_orders_csv,
     write_orders_parquet, write_orders_schema,
 };
-pub use source::{ReadOptions, ReadPayloads, Reject, SourceReader, open_source, read_payloads};
+pub use source::{
+    ReadOptions, ReadPayloads, Reject, SourcePosition, SourceReader, open_source, read_payloads,
+};
 pub use window::{
     filter_time_window, local_date_hour_keys, local_date_keys, partition_by_local_date,
     partition_by_local_hour, split_by_key,

@@ -355,6 +355,50 @@ impl SourceReader {
         self.rows_emitted
     }
 
+    /// Where the next record starts, between the batches emitted so far and the rest; `None`
+    /// for Parquet (its reader does not resume by position).
+    pub fn position(&self) -> Option<SourcePosition> {
+        match &self.inner {
+            Inner::Csv(state) => Some(state.rows.position()),
+            Inner::Json(state) => Some(state.rows.position()),
+            Inner::Parquet(_) => None,
+        }
+    }
+
+    /// Continues from `at`, a [`SourceReader::position`] of a reader of the same file with the
+    /// same options: the batches and rejects are those a reader that never stopped would give
+    /// from there, with the same line numbers.
+    pub fn seek(&mut self, at: SourcePosition) -> Result<(), DataError> {
+        let size = std::fs::metadata(&self.path)
+            .map_err(|e| DataError::io("stat", &self.path, e))?
+            .len();
+        if at.byte > size {
+            return Err(DataError::InvalidOptions {
+                what: "resume position",
+                reason: format!(
+                    "byte {} is past the end of {} ({size} bytes)",
+                    at.byte,
+                    self.path.display()
+                ),
+            });
+        }
+        match &mut self.inner {
+            Inner::Csv(state) => state.rows.seek(&self.path, at)?,
+            Inner::Json(state) => state.rows.seek(&self.path, at)?,
+            Inner::Parquet(_) => {
+                return Err(DataError::InvalidOptions {
+                    what: "resume position",
+                    reason: format!(
+                        "{} is Parquet, which resumes by row group, not by position",
+                        self.path.display()
+                    ),
+                });
+            }
+        }
+        self.done = false;
+        Ok(())
+    }
+
     /// Reads the whole source into memory (for small files and tests).
     pub fn collect_batches(&mut self) -> Result<Vec<RecordBatch>, DataError> {
         self.by_ref().collect()
@@ -645,6 +689,21 @@ enum Next {
 /// The rows of one text format, each read, parsed into [`Columns`] and appended, or rejected.
 trait TextRows {
     fn next_row(&mut self, path: &Path, columns: &mut Columns) -> Result<Next, DataError>;
+    /// Where the next record starts.
+    fn position(&self) -> SourcePosition;
+    /// Continues from `at` (a position [`TextRows::position`] gave for the same file).
+    fn seek(&mut self, path: &Path, at: SourcePosition) -> Result<(), DataError>;
+}
+
+/// Where a reader is in its source, between two records: what a checkpoint keeps to resume
+/// from. `byte` is the offset of the next record, `line` the number of lines before it (so the
+/// next record starts on line `line + 1`), `record` the records before it (header included for
+/// CSV; rejected ones too).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourcePosition {
+    pub byte: u64,
+    pub line: u64,
+    pub record: u64,
 }
 
 /// A text format's rows and the columns they are built into.
@@ -920,6 +979,23 @@ impl TextRows for CsvRows {
                 reason,
             }),
         })
+    }
+
+    fn position(&self) -> SourcePosition {
+        let p = self.reader.position();
+        SourcePosition {
+            byte: p.byte(),
+            line: p.line().saturating_sub(1),
+            record: p.record(),
+        }
+    }
+
+    fn seek(&mut self, path: &Path, at: SourcePosition) -> Result<(), DataError> {
+        let mut p = csv::Position::new();
+        p.set_byte(at.byte)
+            .set_line(at.line + 1)
+            .set_record(at.record);
+        self.reader.seek(p).map_err(|e| csv_error(path, e))
     }
 }
 

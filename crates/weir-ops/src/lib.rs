@@ -14,7 +14,12 @@
 //!
 //! An operator becomes a task with [`task`]; its config is checked when the DAG is built
 //! ([`Operator::validate`]), so a bad config is a DAG error, not a failed run.
+//!
+//! `load_window` and `partition` take quality gates ([`check`]): `input_checks` over the
+//! source before it is read, `checks` over the staged partitions before they are published.
 
+pub mod check;
+pub mod checkpointed;
 mod command;
 pub mod dlq;
 pub mod load;
@@ -31,6 +36,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use weir_runtime::{Task, TaskContext, TaskError, TaskResult};
 
+pub use check::{Check, CheckGate, CheckSeverity, Rule};
 pub use command::{Command, CommandOutput};
 pub use load::{Landed, Layout, LoadWindow, Loaded, Partition, PartitionBy, window_param_specs};
 pub use ranges::{PLAN_FILE, PlanRanges, RangeItem, plan_ranges};

@@ -24,6 +24,7 @@ use weir_data::{
 use weir_runtime::{TaskContext, TaskError, ZONE_PARAM};
 
 use crate::blocking;
+use crate::check::{Check, CheckGate};
 use weir_store::{DeadLetter, DeadLetterStatus, PartitionManifest, RejectRecord, ReplayOutcome};
 
 /// What a window-loading pattern reads and where it writes, from the run's params.
@@ -521,25 +522,33 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn new(commits: Vec<CommitReport>, rows: u64, source_rejects: u64) -> Self {
-        Loaded {
+        let mut loaded = Loaded {
             dataset: None,
             rows,
             source_rejects,
-            partitions: commits
-                .iter()
-                .map(|c| Landed {
-                    partition: c.partition.clone(),
-                    rows: c.rows,
-                    bytes: c.bytes,
-                    files: c.files,
-                })
-                .collect(),
+            partitions: Vec::new(),
             layout: None,
-            commits,
+            commits: Vec::new(),
             rows_read: None,
             rejects: Vec::new(),
             violation: None,
-        }
+        };
+        loaded.set_commits(commits);
+        loaded
+    }
+
+    /// Sets the commits, and what landed per partition from them.
+    fn set_commits(&mut self, commits: Vec<CommitReport>) {
+        self.partitions = commits
+            .iter()
+            .map(|c| Landed {
+                partition: c.partition.clone(),
+                rows: c.rows,
+                bytes: c.bytes,
+                files: c.files,
+            })
+            .collect();
+        self.commits = commits;
     }
 
     /// A load that failed by its reject policy: nothing committed, the rejects kept.
@@ -581,10 +590,22 @@ pub fn load_window(
     from: Timestamp,
     to: Timestamp,
     expected: &[PartitionKey],
-    mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+    route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
 ) -> Result<Loaded, DataError> {
+    stage_window(p, from, to, expected, route)?.publish()
+}
+
+/// [`load_window`] up to its commit: every partition written and staged, none published, so
+/// an output gate can check the staged files before [`Staged::publish`] swaps them in.
+pub fn stage_window(
+    p: &WindowParams,
+    from: Timestamp,
+    to: Timestamp,
+    expected: &[PartitionKey],
+    mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
+) -> Result<Staged, DataError> {
     let column = p.time_column.clone();
-    stream_into_partitions(p, expected, |batch| {
+    stage_into_partitions(p, expected, |batch| {
         let window = weir_data::filter_time_window(batch, &column, from, to)?;
         if window.num_rows() == 0 {
             Ok(Vec::new())
@@ -595,12 +616,12 @@ pub fn load_window(
 }
 
 /// The shared loop: stream the source, route each batch, write every routed part to its
-/// partition's writer (opened on first use; `expected` ones up front) and commit them all.
-fn stream_into_partitions(
+/// partition's writer (opened on first use; `expected` ones up front) and stage them all.
+fn stage_into_partitions(
     p: &WindowParams,
     expected: &[PartitionKey],
     mut route: impl FnMut(&RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, DataError>,
-) -> Result<Loaded, DataError> {
+) -> Result<Staged, DataError> {
     let opts = ReadOptions {
         time_column: Some(p.time_column.clone()),
         ..p.read.clone()
@@ -620,7 +641,10 @@ fn stream_into_partitions(
         if p.reject_policy.fail_fast
             && let Some(why) = p.reject_policy.violation(&p.source, 0, reader.rejects())
         {
-            return Ok(Loaded::refused(&mut reader, why));
+            return Ok(Staged::refused(
+                Loaded::refused(&mut reader, why),
+                schema.clone(),
+            ));
         }
         for (key, part) in route(&batch?)? {
             if part.num_rows() == 0 {
@@ -662,22 +686,169 @@ fn stream_into_partitions(
         reader.rows_emitted() + substituted.len() as u64,
         &still_rejected(reader.rejects(), &substituted),
     ) {
-        return Ok(Loaded::refused(&mut reader, why));
+        return Ok(Staged::refused(
+            Loaded::refused(&mut reader, why),
+            schema.clone(),
+        ));
     }
-    let mut commits = Vec::new();
-    for (_, writer) in writers {
-        commits.push(writer.commit()?);
-    }
-    let mut loaded = Loaded::new(commits, rows, 0)
+    let mut loaded = Loaded::new(Vec::new(), rows, 0)
         .read_from(&mut reader)
         .without(&substituted);
     loaded.dataset = Some(p.output.clone());
-    Ok(loaded)
+    Staged::stage(writers, schema, Vec::new(), loaded, None)
+}
+
+/// A load's partitions, written and staged (their part files finished and fsynced in their
+/// staging folders) but not published: an output gate checks them, then [`Staged::publish`]
+/// swaps them all in — or dropping it (or [`Staged::discard`]) leaves the dataset as it was.
+pub struct Staged {
+    writers: Vec<(PartitionKey, weir_data::PartitionWriter)>,
+    parts: Vec<StagedPartition>,
+    /// The source's columns: a gate over a load that staged nothing has these.
+    schema: arrow::datatypes::SchemaRef,
+    /// Partitions a sequential (size) layout committed as it went.
+    commits: Vec<CommitReport>,
+    /// What the load read and rejected; publishing fills in its commits.
+    loaded: Loaded,
+    /// A whole-source layout: the dataset whose other partitions are retired on publishing.
+    retire: Option<PathBuf>,
+}
+
+/// One partition of a [`Staged`] load: what an output gate reads.
+#[derive(Debug, Clone)]
+pub struct StagedPartition {
+    pub key: PartitionKey,
+    /// Its part files in the staging folder, in order.
+    pub files: Vec<PathBuf>,
+    pub rows: u64,
+    /// The files' columns: the partition columns are left out unless the dataset keeps them.
+    pub file_schema: arrow::datatypes::SchemaRef,
+    pub format: weir_data::FileFormat,
+}
+
+impl Staged {
+    /// A load that failed by its reject policy: nothing staged, nothing to publish.
+    fn refused(loaded: Loaded, schema: arrow::datatypes::SchemaRef) -> Staged {
+        Staged {
+            writers: Vec::new(),
+            parts: Vec::new(),
+            schema,
+            commits: Vec::new(),
+            loaded,
+            retire: None,
+        }
+    }
+
+    /// Stages every writer.
+    fn stage(
+        writers: BTreeMap<PartitionKey, weir_data::PartitionWriter>,
+        schema: arrow::datatypes::SchemaRef,
+        commits: Vec<CommitReport>,
+        loaded: Loaded,
+        retire: Option<PathBuf>,
+    ) -> Result<Staged, DataError> {
+        let mut staged = Vec::with_capacity(writers.len());
+        let mut parts = Vec::with_capacity(writers.len());
+        for (key, mut writer) in writers {
+            let files = writer.stage()?;
+            parts.push(StagedPartition {
+                key: key.clone(),
+                files,
+                rows: writer.rows(),
+                file_schema: writer.file_schema(),
+                format: writer.format(),
+            });
+            staged.push((key, writer));
+        }
+        Ok(Staged {
+            writers: staged,
+            parts,
+            schema,
+            commits,
+            loaded,
+            retire,
+        })
+    }
+
+    /// The staged partitions, in key order.
+    pub fn partitions(&self) -> &[StagedPartition] {
+        &self.parts
+    }
+
+    /// The source's schema.
+    pub fn source_schema(&self) -> arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Whether the load failed by its reject policy (nothing was staged; publishing commits
+    /// nothing and `record_commits` fails the task).
+    pub fn is_refused(&self) -> bool {
+        self.loaded.violation.is_some()
+    }
+
+    /// Commits every staged partition (each atomically) and says what landed.
+    pub fn publish(self) -> Result<Loaded, DataError> {
+        self.publish_to(None)
+    }
+
+    /// [`Staged::publish`], telling `partitioner` each commit's size and taking its report.
+    pub fn publish_with(self, partitioner: &mut dyn Partitioner) -> Result<Loaded, DataError> {
+        self.publish_to(Some(partitioner))
+    }
+
+    fn publish_to(
+        self,
+        mut partitioner: Option<&mut dyn Partitioner>,
+    ) -> Result<Loaded, DataError> {
+        let Staged {
+            writers,
+            commits,
+            mut loaded,
+            retire,
+            ..
+        } = self;
+        if loaded.violation.is_some() {
+            return Ok(loaded);
+        }
+        let mut commits = commits;
+        for (key, writer) in writers {
+            let commit = writer.commit()?;
+            if let Some(partitioner) = partitioner.as_mut() {
+                partitioner.committed(&key, commit.bytes)?;
+            }
+            commits.push(commit);
+        }
+        if let Some(root) = &retire {
+            let keep: Vec<String> = commits.iter().map(|c| c.partition.clone()).collect();
+            retire_others(root, &keep)?;
+        }
+        if let Some(partitioner) = partitioner {
+            loaded.layout = partitioner.report();
+        }
+        loaded.set_commits(commits);
+        Ok(loaded)
+    }
+
+    /// Drops every staged partition unpublished (their staging folders are deleted) and says
+    /// what the load read: its rejects, and what a sequential layout committed before.
+    pub fn discard(self) -> Loaded {
+        let Staged {
+            writers,
+            commits,
+            mut loaded,
+            ..
+        } = self;
+        drop(writers);
+        if loaded.violation.is_none() {
+            loaded.set_commits(commits);
+        }
+        loaded
+    }
 }
 
 /// The rows of the source lines that a replay committed and this read rejected again, read from
 /// the payloads the replay used (in the source's schema), and those lines.
-fn replayed_rows(
+pub(crate) fn replayed_rows(
     p: &WindowParams,
     reader: &weir_data::SourceReader,
 ) -> Result<Option<(RecordBatch, Vec<u64>)>, DataError> {
@@ -861,6 +1032,25 @@ fn cut_off_replays(
     Ok(landed)
 }
 
+/// Dead letters a quality check set aside are rows as the check saw them (JSON), not source
+/// lines a replay can read again: they fail with why, and the others are replayed.
+fn check_letters_apart(letters: Vec<DeadLetter>) -> (Vec<DeadLetter>, Vec<ReplayOutcome>) {
+    let (checked, letters): (Vec<DeadLetter>, Vec<DeadLetter>) =
+        letters.into_iter().partition(|d| d.error_class == "check");
+    let refused = checked
+        .into_iter()
+        .map(|d| ReplayOutcome::Failed {
+            id: d.id,
+            reason: format!(
+                "a quality check set this row aside ({}); it is the row as the check saw it, \
+                 not a source line a replay can read: fix the source and re-run the task",
+                d.reason
+            ),
+        })
+        .collect();
+    (letters, refused)
+}
+
 /// Records the manifests of a replay's commits: each describes its whole partition after it.
 pub async fn record_replay(
     ctx: &TaskContext,
@@ -993,6 +1183,58 @@ pub fn retire_others(root: &Path, keep: &[String]) -> Result<Vec<String>, DataEr
     Ok(retired)
 }
 
+/// How a load checkpoints: `checkpoint = { every = 100000, on_damage = "previous", keep = 0 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Source records (good and rejected) per chunk and checkpoint.
+    pub every: u64,
+    /// A damaged latest checkpoint: resume from the `previous` good one (default), or
+    /// `start_over`.
+    #[serde(default)]
+    pub on_damage: weir_runtime::OnDamage,
+    /// Checkpoints kept once the load has succeeded (default 0: deleted once its partitions
+    /// are committed).
+    #[serde(default)]
+    pub keep: u32,
+}
+
+impl CheckpointConfig {
+    fn problems(&self) -> Vec<String> {
+        if self.every == 0 {
+            vec![
+                "checkpoint every = 0: give the source records per checkpoint, e.g. 100000"
+                    .to_owned(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn policy(&self) -> crate::checkpointed::CheckpointPolicy {
+        crate::checkpointed::CheckpointPolicy {
+            every: self.every,
+            on_damage: self.on_damage,
+            keep: self.keep,
+        }
+    }
+}
+
+/// The problems of a load's two gates; a checkpointed load commits as it goes, so it has no
+/// output gate.
+fn gate_problems(checks: &[Check], input_checks: &[Check], checkpointed: bool) -> Vec<String> {
+    let mut problems = crate::check::gate_problems(checks, CheckGate::Output);
+    problems.extend(crate::check::gate_problems(input_checks, CheckGate::Input));
+    if checkpointed && !checks.is_empty() {
+        problems.push(
+            "checks: a checkpointed load commits each chunk as it goes, so no output gate can \
+             check them before they are published; use input_checks, or drop checkpoint"
+                .to_owned(),
+        );
+    }
+    problems
+}
+
 /// How `load_window` routes a window's rows to partitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
@@ -1061,6 +1303,17 @@ pub struct LoadWindow {
     /// max_reject_ratio`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reject_ratio: Option<f64>,
+    /// Commit in chunks and checkpoint after each, so a retry or a restart resumes (`{ every =
+    /// 100000 }`); see [`crate::checkpointed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointConfig>,
+    /// The output gate: checks of the staged partitions before any is published (an `error`
+    /// check that fails publishes nothing); see [`crate::check`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// The input gate: checks of the source before it is read into partitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_checks: Vec<Check>,
 }
 
 impl LoadWindow {
@@ -1076,6 +1329,9 @@ impl LoadWindow {
             schema: None,
             on_reject: None,
             max_reject_ratio: None,
+            checkpoint: None,
+            checks: Vec::new(),
+            input_checks: Vec::new(),
         }
     }
 
@@ -1186,6 +1442,12 @@ impl crate::Operator for LoadWindow {
     fn validate(&self) -> Vec<String> {
         let mut problems = self.partition_problems();
         problems.extend(self.overrides().read.problems());
+        problems.extend(self.checkpoint.iter().flat_map(|c| c.problems()));
+        problems.extend(gate_problems(
+            &self.checks,
+            &self.input_checks,
+            self.checkpoint.is_some(),
+        ));
         problems
     }
 
@@ -1200,6 +1462,10 @@ impl crate::Operator for LoadWindow {
         batch: String,
         dry_run: bool,
     ) -> Result<Vec<ReplayOutcome>, TaskError> {
+        let (letters, refused) = check_letters_apart(letters);
+        if letters.is_empty() {
+            return Ok(refused);
+        }
         let p = window_params_with(&ctx, &self.overrides()).await?;
         let (mut partitioner, expected) = self.partitioner(&p, ctx.data_interval.start)?;
         // An interval layout writes the run's one partition: only rows of its interval go there.
@@ -1225,7 +1491,9 @@ impl crate::Operator for LoadWindow {
         })
         .await?;
         record_replay(&ctx, &p.output, &replayed).await?;
-        Ok(replayed.outcomes)
+        let mut outcomes = replayed.outcomes;
+        outcomes.extend(refused);
+        Ok(outcomes)
     }
 }
 
@@ -1282,10 +1550,45 @@ impl LoadWindow {
                 only_expected = true;
             }
         }
-        let params = p.clone();
-        let loaded = blocking(move || {
+        // The input gate, before the source is read into partitions (or a writer opened).
+        let read = ReadOptions {
+            time_column: Some(p.time_column.clone()),
+            ..p.read.clone()
+        };
+        crate::check::input_gate(&ctx, &p, read, &self.input_checks).await?;
+        if let Some(checkpoint) = &self.checkpoint {
+            let column = p.time_column.clone();
             let keep = expected.clone();
-            load_window(&params, from, to, &expected, move |b| {
+            let route: crate::checkpointed::Route = Box::new(move |b| {
+                let window = weir_data::filter_time_window(b, &column, from, to)?;
+                if window.num_rows() == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut parts = partitioner.split(&window)?;
+                if only_expected {
+                    parts.retain(|(key, _)| keep.contains(key));
+                }
+                Ok(parts)
+            });
+            let opts = ReadOptions {
+                time_column: Some(p.time_column.clone()),
+                ..p.read.clone()
+            };
+            return crate::checkpointed::load_checkpointed(
+                &ctx,
+                &p,
+                opts,
+                checkpoint.policy(),
+                route,
+                expected,
+                false,
+            )
+            .await;
+        }
+        let params = p.clone();
+        let staged = blocking(move || {
+            let keep = expected.clone();
+            stage_window(&params, from, to, &expected, move |b| {
                 let mut parts = partitioner.split(b)?;
                 if only_expected {
                     parts.retain(|(key, _)| keep.contains(key));
@@ -1294,9 +1597,48 @@ impl LoadWindow {
             })
         })
         .await?;
+        let loaded = publish_checked(&ctx, &p, &self.checks, staged, None).await?;
         record_commits(&ctx, &p.output, &loaded).await?;
         Ok(loaded.to_json())
     }
+}
+
+/// Publishes a staged load, after its output gate when it has `checks`: a gate that an
+/// `error` check fails drops every staged partition (the dataset keeps what it had), keeps the
+/// source's rejects and fails the task; a `warn` failure is recorded and the load publishes.
+async fn publish_checked(
+    ctx: &TaskContext,
+    p: &WindowParams,
+    checks: &[Check],
+    staged: Staged,
+    partitioner: Option<Box<dyn Partitioner>>,
+) -> Result<Loaded, TaskError> {
+    if !checks.is_empty() && !staged.is_refused() {
+        let parts = staged.partitions().to_vec();
+        let schema = staged.source_schema();
+        let blocked = match crate::check::output_gate(ctx, p, checks, parts, schema).await {
+            Ok(blocked) => blocked,
+            Err(e) => {
+                // Dropping the writers deletes their staging folders: file IO, off this thread.
+                blocking(move || {
+                    drop(staged);
+                    Ok(())
+                })
+                .await?;
+                return Err(e);
+            }
+        };
+        if let Some(why) = blocked {
+            let loaded = blocking(move || Ok(staged.discard())).await?;
+            record_commits(ctx, &p.output, &loaded).await?;
+            return Err(TaskError::fatal(why));
+        }
+    }
+    blocking(move || match partitioner {
+        Some(mut partitioner) => staged.publish_with(partitioner.as_mut()),
+        None => staged.publish(),
+    })
+    .await
 }
 
 /// Streams the whole source of `p` through `partitioner` and commits every partition it makes;
@@ -1307,7 +1649,18 @@ pub fn partition_source(
     p: &WindowParams,
     partitioner: &mut dyn Partitioner,
 ) -> Result<Loaded, DataError> {
+    stage_source(p, partitioner)?.publish_with(partitioner)
+}
+
+/// [`partition_source`] up to its commit: every partition written and staged, none published
+/// (but a sequential partitioner's, which are committed as the next starts), for an output
+/// gate; [`Staged::publish_with`] the same partitioner commits them and retires the others.
+pub fn stage_source(
+    p: &WindowParams,
+    partitioner: &mut dyn Partitioner,
+) -> Result<Staged, DataError> {
     let mut reader = open_source(&p.source, &p.read)?;
+    let schema = reader.schema();
     let dataset = Dataset::open(&p.output)?;
     let mut writers: BTreeMap<PartitionKey, weir_data::PartitionWriter> = BTreeMap::new();
     let mut commits = Vec::new();
@@ -1322,7 +1675,7 @@ pub fn partition_source(
         if p.reject_policy.fail_fast
             && let Some(why) = p.reject_policy.violation(&p.source, 0, reader.rejects())
         {
-            return Ok(Loaded::refused(&mut reader, why));
+            return Ok(Staged::refused(Loaded::refused(&mut reader, why), schema));
         }
         let batch = batch?;
         let mut offset = 0;
@@ -1380,7 +1733,7 @@ pub fn partition_source(
         &still_rejected(reader.rejects(), &substituted),
     ) {
         if commits.is_empty() {
-            return Ok(Loaded::refused(&mut reader, why));
+            return Ok(Staged::refused(Loaded::refused(&mut reader, why), schema));
         }
         // A sequential (size) layout commits as it goes: what it committed before the ratio
         // was known stays, and is said.
@@ -1389,21 +1742,13 @@ pub fn partition_source(
             "{why} ({} chunks were committed before the end of the source showed it)",
             loaded.commits.len()
         ));
-        return Ok(loaded);
+        return Ok(Staged::refused(loaded, schema));
     }
-    for (key, writer) in writers {
-        let commit = writer.commit()?;
-        partitioner.committed(&key, commit.bytes)?;
-        commits.push(commit);
-    }
-    let keep: Vec<String> = commits.iter().map(|c| c.partition.clone()).collect();
-    retire_others(&p.output, &keep)?;
-    let mut loaded = Loaded::new(commits, rows, 0)
+    let mut loaded = Loaded::new(Vec::new(), rows, 0)
         .read_from(&mut reader)
         .without(&substituted);
     loaded.dataset = Some(p.output.clone());
-    loaded.layout = partitioner.report();
-    Ok(loaded)
+    Staged::stage(writers, schema, commits, loaded, Some(p.output.clone()))
 }
 
 /// How `partition` lays out a whole source.
@@ -1473,6 +1818,17 @@ pub struct Partition {
     /// max_reject_ratio`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reject_ratio: Option<f64>,
+    /// Commit in chunks and checkpoint after each, so a retry or a restart resumes (`{ every =
+    /// 100000 }`); see [`crate::checkpointed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointConfig>,
+    /// The output gate: checks of the staged partitions before any is published (an `error`
+    /// check that fails publishes nothing); see [`crate::check`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// The input gate: checks of the source before it is read into partitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_checks: Vec<Check>,
 }
 
 impl Partition {
@@ -1488,6 +1844,9 @@ impl Partition {
             schema: None,
             on_reject: None,
             max_reject_ratio: None,
+            checkpoint: None,
+            checks: Vec::new(),
+            input_checks: Vec::new(),
         }
     }
 
@@ -1597,17 +1956,57 @@ impl crate::Operator for Partition {
     fn validate(&self) -> Vec<String> {
         let mut problems = self.layout.problems();
         problems.extend(self.overrides().read.problems());
+        problems.extend(gate_problems(
+            &self.checks,
+            &self.input_checks,
+            self.checkpoint.is_some(),
+        ));
+        if matches!(self.layout, Layout::Size { .. }) && !self.checks.is_empty() {
+            problems.push(
+                "checks: a size layout commits each chunk as the next starts, so no output gate \
+                 can check them before they are published; use input_checks, or another layout"
+                    .to_owned(),
+            );
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            problems.extend(checkpoint.problems());
+            if matches!(self.layout, Layout::Size { .. }) {
+                problems.push(
+                    "a size layout commits its chunks as it goes and cannot be checkpointed; drop checkpoint or use another layout"
+                        .to_owned(),
+                );
+            }
+        }
         problems
     }
 
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
         let p = window_params_with(&ctx, &self.overrides()).await?;
+        // The input gate, before the source is read into partitions (or a writer opened).
+        crate::check::input_gate(&ctx, &p, p.read.clone(), &self.input_checks).await?;
+        if let Some(checkpoint) = &self.checkpoint {
+            let (params, layout) = (p.clone(), self.layout.clone());
+            let mut partitioner = blocking(move || layout.partitioner(&params)).await?;
+            let route: crate::checkpointed::Route = Box::new(move |b| partitioner.split(b));
+            return crate::checkpointed::load_checkpointed(
+                &ctx,
+                &p,
+                p.read.clone(),
+                checkpoint.policy(),
+                route,
+                Vec::new(),
+                true,
+            )
+            .await;
+        }
         let (params, layout) = (p.clone(), self.layout.clone());
-        let loaded = blocking(move || {
+        let (staged, partitioner) = blocking(move || {
             let mut partitioner = layout.partitioner(&params)?;
-            partition_source(&params, partitioner.as_mut())
+            let staged = stage_source(&params, partitioner.as_mut())?;
+            Ok((staged, partitioner))
         })
         .await?;
+        let loaded = publish_checked(&ctx, &p, &self.checks, staged, Some(partitioner)).await?;
         record_commits(&ctx, &p.output, &loaded).await?;
         Ok(loaded.to_json())
     }
@@ -1619,6 +2018,10 @@ impl crate::Operator for Partition {
         batch: String,
         dry_run: bool,
     ) -> Result<Vec<ReplayOutcome>, TaskError> {
+        let (letters, refused) = check_letters_apart(letters);
+        if letters.is_empty() {
+            return Ok(refused);
+        }
         if matches!(self.layout, Layout::Size { .. }) {
             return Err(TaskError::fatal(format!(
                 "task `{}` lays out chunks by size, which a replay cannot add to; clear and re-run it instead",
@@ -1635,6 +2038,8 @@ impl crate::Operator for Partition {
         })
         .await?;
         record_replay(&ctx, &p.output, &replayed).await?;
-        Ok(replayed.outcomes)
+        let mut outcomes = replayed.outcomes;
+        outcomes.extend(refused);
+        Ok(outcomes)
     }
 }

@@ -319,6 +319,19 @@ impl QueryEngine {
         Ok(())
     }
 
+    /// Registers `batches` (held in memory) as table `name` with `schema`: a small table a
+    /// caller made itself, or an empty one (no batches) with the columns a query expects.
+    pub fn register_batches(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), QueryError> {
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(())
+    }
+
     /// The rows source tables set aside since the last call (malformed, or a bad time), each
     /// once however many times a query scanned its file.
     pub fn take_rejects(&self) -> Vec<Reject> {

@@ -22,6 +22,9 @@ pub struct TaskContext {
     pub map_index: MapIndex,
     /// 1 for the first try.
     pub try_number: u32,
+    /// How many times the run was cleared (re-run) before this try: checkpoints are kept per
+    /// clear number, so a re-run starts over instead of resuming an earlier attempt.
+    pub clear_number: u32,
     pub max_tries: u32,
     /// The start of the data interval (Airflow's `logical_date`).
     pub logical_date: Timestamp,

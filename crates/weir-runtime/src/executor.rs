@@ -994,6 +994,7 @@ impl<'e> RunLoop<'e> {
             task_id: key.task_id.clone(),
             map_index: key.map_index,
             try_number: inst.try_number,
+            clear_number: self.run.clear_number,
             max_tries: spec.retry.retries + 1,
             logical_date: self.run.logical_date,
             data_interval: DataInterval {

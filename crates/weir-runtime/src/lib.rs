@@ -9,6 +9,7 @@
 //! [`CommandNotifier`], a [`LogFileNotifier`]) once they are committed.
 
 mod backfill;
+mod checkpoint;
 mod clock;
 mod context;
 mod definition;
@@ -21,6 +22,9 @@ mod scheduler;
 pub use backfill::{
     BackfillEvent, BackfillOptions, BackfillPlan, BackfillReport, PlanAction, PlanEntry, Reprocess,
     backfill, plan_backfill,
+};
+pub use checkpoint::{
+    CHECKPOINT_VERSION, OnDamage, Resume, SourceIdentity, checkpoint_checksum, verify_checkpoint,
 };
 pub use clock::{Clock, TokioClock};
 pub use context::TaskContext;

@@ -100,6 +100,7 @@ pub async fn task_context(
         task_id: spec.id.clone(),
         map_index: MapIndex::from_raw(map_index)?,
         try_number,
+        clear_number: run.clear_number,
         max_tries: spec.retry.retries + 1,
         logical_date: run.logical_date,
         data_interval: DataInterval {

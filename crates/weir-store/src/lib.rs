@@ -1,7 +1,7 @@
 //! The metadata store: what runs exist, what every task instance did, pools, outputs, manifests.
 //!
 //! One concern per trait ([`RunStore`], [`TaskInstanceStore`], [`PoolStore`], [`ManifestStore`],
-//! [`RejectStore`]);
+//! [`RejectStore`], [`CheckStore`]);
 //! [`Store`] is all of them, used as `Arc<dyn Store>`. SQLite is the embedded default
 //! ([`SqliteStore`]); a PostgreSQL backend is a second implementation of the same traits, held to
 //! the same conformance suite (`tests/it/conformance.rs`).
@@ -9,12 +9,14 @@
 //! Every method that changes state commits before it returns: the caller may act on a change as
 //! soon as the call succeeds, and a killed process loses nothing that was acknowledged.
 
+mod checkpoint;
 mod records;
 mod sqlite;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+pub use checkpoint::*;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -121,6 +123,17 @@ pub trait RunStore: Send + Sync {
         conf: Option<serde_json::Value>,
         dag_version: Option<&str>,
     ) -> Result<()>;
+    /// Clears part of a finished run so that part runs again (Airflow's `tasks clear`): every
+    /// instance of the `whole` tasks is deleted (the run loop creates them again), each of
+    /// `instances` (task, map index) goes back to `none` with no tries; their outputs go. The
+    /// run is queued again with its clear number raised (the tries' history stays apart).
+    async fn clear_tasks(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        whole: &[String],
+        instances: &[(String, i64)],
+    ) -> Result<()>;
     /// Keeps the source text of version `version` of DAG `dag_id` (once: a version's text
     /// never changes).
     async fn save_dag_version(
@@ -216,9 +229,37 @@ pub trait RejectStore: Send + Sync {
     ) -> Result<u64>;
 }
 
+/// Results of quality checks: every check a gate ran, passed or failed, per try.
+#[async_trait]
+pub trait CheckStore: Send + Sync {
+    /// Keeps the results (each try's results are new rows: a re-run keeps the earlier ones).
+    async fn record_checks(&self, results: &[CheckResult]) -> Result<()>;
+    /// Results matching the filter, oldest first.
+    async fn checks(&self, filter: &CheckFilter) -> Result<Vec<CheckResult>>;
+}
+
 /// The whole store, as the runtime uses it.
-pub trait Store: RunStore + TaskInstanceStore + PoolStore + ManifestStore + RejectStore {}
-impl<T: RunStore + TaskInstanceStore + PoolStore + ManifestStore + RejectStore> Store for T {}
+pub trait Store:
+    RunStore
+    + TaskInstanceStore
+    + PoolStore
+    + ManifestStore
+    + RejectStore
+    + CheckpointStore
+    + CheckStore
+{
+}
+impl<
+    T: RunStore
+        + TaskInstanceStore
+        + PoolStore
+        + ManifestStore
+        + RejectStore
+        + CheckpointStore
+        + CheckStore,
+> Store for T
+{
+}
 
 /// Opens the store a URL names: `sqlite://PATH` (created if missing).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {

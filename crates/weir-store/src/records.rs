@@ -41,6 +41,9 @@ pub struct RunRecord {
     pub owner: Option<RunOwner>,
     /// The version of its DAG the run was created with (see [`NewRun::dag_version`]).
     pub dag_version: Option<String>,
+    /// How many times the run was cleared (re-run): 0 until then. Checkpoints of an earlier
+    /// attempt are never resumed by a later one.
+    pub clear_number: u32,
 }
 
 /// The process that holds a run's owner lease.
@@ -325,4 +328,105 @@ pub enum ReplayOutcome {
     Failed { id: i64, reason: String },
     /// Not tried after all (its task could not run the replay): back to pending, uncounted.
     Released { id: i64 },
+}
+
+/// Where a quality gate runs: on a batch before it is processed, or on the staged partitions
+/// before they are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckGate {
+    /// The source, before a load reads it into partitions.
+    Input,
+    /// The staged partitions, before they are swapped in.
+    Output,
+}
+
+impl CheckGate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckGate::Input => "input",
+            CheckGate::Output => "output",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckGate> {
+        [CheckGate::Input, CheckGate::Output]
+            .into_iter()
+            .find(|g| g.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CheckGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a failed check does: `error` blocks (the task fails and its batch publishes nothing),
+/// `warn` is recorded and the task goes on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckSeverity {
+    #[default]
+    Error,
+    Warn,
+}
+
+impl CheckSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckSeverity::Error => "error",
+            CheckSeverity::Warn => "warn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckSeverity> {
+        [CheckSeverity::Error, CheckSeverity::Warn]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CheckSeverity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one quality check of one try: which rule, whether it passed, how many rows
+/// failed it and a sample of them. Kept whether the check passed or not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    pub map_index: i64,
+    pub try_number: u32,
+    pub gate: CheckGate,
+    /// The check's name (its config's `name`, else one made from the rule and its column).
+    pub name: String,
+    /// The rule as configured (`{"rule": "range", "column": "amount", "max": 10000.0}`).
+    pub rule: serde_json::Value,
+    pub severity: CheckSeverity,
+    pub passed: bool,
+    /// Rows that failed the rule; a rule over the whole batch (row count, freshness) counts 1
+    /// when it fails.
+    pub failing: u64,
+    /// What the rule saw, when it measures something: the row count, the newest time.
+    pub observed: Option<String>,
+    /// Up to the check's `sample` failing rows, as JSON objects.
+    pub sample: Vec<serde_json::Value>,
+    pub checked_at: Timestamp,
+}
+
+/// Which check results to list; every set field must match.
+#[derive(Debug, Clone, Default)]
+pub struct CheckFilter {
+    pub dag_id: Option<String>,
+    pub run_id: Option<String>,
+    pub task_id: Option<String>,
+    /// Only checks that failed.
+    pub failed_only: bool,
+    /// At most this many: the newest, listed oldest first.
+    pub limit: Option<u32>,
 }

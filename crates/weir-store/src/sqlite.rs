@@ -18,6 +18,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use weir_core::ids::RunKind;
 use weir_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState};
 
+mod checkpoint;
+
 use crate::records::*;
 use crate::{
     ManifestStore, PoolStore, RejectStore, Result, RunStore, StoreError, TaskInstanceStore,
@@ -64,6 +66,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "dead_letters",
         include_str!("../migrations/sqlite/0008_dead_letters.sql"),
+    ),
+    (
+        9,
+        "check_results",
+        include_str!("../migrations/sqlite/0009_check_results.sql"),
+    ),
+    (
+        10,
+        "checkpoints",
+        include_str!("../migrations/sqlite/0010_checkpoints.sql"),
     ),
 ];
 
@@ -198,6 +210,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
             }),
         },
         dag_version: row.try_get("dag_version")?,
+        clear_number: row.try_get::<i64, _>("clear_number")? as u32,
     })
 }
 
@@ -222,7 +235,7 @@ fn ti_from_row(row: &SqliteRow) -> Result<TaskInstanceRecord> {
     })
 }
 
-const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at, owner, owner_token, owner_lease_until, dag_version";
+const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at, owner, owner_token, owner_lease_until, dag_version, clear_number";
 const TI_COLUMNS: &str = "dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, started_at, ended_at, retry_at, lease_until, error";
 
 #[async_trait]
@@ -518,6 +531,80 @@ impl RunStore for SqliteStore {
             ))
             .bind(dag_id.as_str())
             .bind(run_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_tasks(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        whole: &[String],
+        instances: &[(String, i64)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, owner = NULL, owner_lease_until = NULL,
+                clear_number = clear_number + 1
+             WHERE dag_id = ? AND run_id = ? AND state IN ('success', 'failed')",
+        )
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT state FROM dag_runs WHERE dag_id = ? AND run_id = ?")
+                    .bind(dag_id.as_str())
+                    .bind(run_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match exists {
+                Some(state) => StoreError::Conflict {
+                    what: format!("run `{run_id}` of DAG `{dag_id}` (it is {state})"),
+                    expected: "a finished run".to_owned(),
+                },
+                None => StoreError::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")),
+            });
+        }
+        // A whole task goes back to not yet created: the run loop makes it again (a mapped
+        // task expands again over its upstream's new output).
+        for task in whole {
+            for table in ["task_instances", "task_outputs"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE dag_id = ? AND run_id = ? AND task_id = ?"
+                ))
+                .bind(dag_id.as_str())
+                .bind(run_id.as_str())
+                .bind(task)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        // One instance (a mapped one, say) is reset in place: its siblings stay as they are.
+        for (task, index) in instances {
+            sqlx::query(
+                "UPDATE task_instances SET state = 'none', try_number = 0, started_at = NULL, ended_at = NULL,
+                    retry_at = NULL, lease_until = NULL, error = NULL
+                 WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
+            )
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str())
+            .bind(task)
+            .bind(index)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM task_outputs WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
+            )
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str())
+            .bind(task)
+            .bind(index)
             .execute(&mut *tx)
             .await?;
         }
@@ -1179,5 +1266,108 @@ fn dead_letter_of(row: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter> {
         replay_batch: row.try_get("replay_batch")?,
         replayed_into: row.try_get("replayed_into")?,
         replayed_at: opt_ts(row.try_get("replayed_at")?)?,
+    })
+}
+
+#[async_trait]
+impl crate::CheckStore for SqliteStore {
+    async fn record_checks(&self, results: &[CheckResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(results.len());
+        for r in results {
+            let rule = serde_json::to_string(&r.rule)
+                .map_err(|e| StoreError::Corrupt(format!("check rule: {e}")))?;
+            let sample = serde_json::to_string(&r.sample)
+                .map_err(|e| StoreError::Corrupt(format!("check sample: {e}")))?;
+            rows.push((r, rule, sample));
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(INSERT_CHUNK / 2) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO check_results (dag_id, run_id, task_id, map_index, try_number, gate, name, rule, severity, passed, failing, observed, sample, checked_at) ",
+            );
+            q.push_values(chunk, |mut b, (r, rule, sample)| {
+                b.push_bind(&r.dag_id)
+                    .push_bind(&r.run_id)
+                    .push_bind(&r.task_id)
+                    .push_bind(r.map_index)
+                    .push_bind(r.try_number as i64)
+                    .push_bind(r.gate.as_str())
+                    .push_bind(&r.name)
+                    .push_bind(rule)
+                    .push_bind(r.severity.as_str())
+                    .push_bind(r.passed)
+                    .push_bind(r.failing as i64)
+                    .push_bind(&r.observed)
+                    .push_bind(sample)
+                    .push_bind(micros(r.checked_at));
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn checks(&self, filter: &CheckFilter) -> Result<Vec<CheckResult>> {
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT id, {CHECK_COLUMNS} FROM check_results WHERE 1 = 1"
+        ));
+        if let Some(dag) = &filter.dag_id {
+            q.push(" AND dag_id = ").push_bind(dag);
+        }
+        if let Some(run) = &filter.run_id {
+            q.push(" AND run_id = ").push_bind(run);
+        }
+        if let Some(task) = &filter.task_id {
+            q.push(" AND task_id = ").push_bind(task);
+        }
+        if filter.failed_only {
+            q.push(" AND passed = 0");
+        }
+        q.push(" ORDER BY id DESC");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(limit as i64);
+        }
+        let mut results = q
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(check_of)
+            .collect::<Result<Vec<_>>>()?;
+        // Newest first to apply the limit; listed oldest first.
+        results.reverse();
+        Ok(results)
+    }
+}
+
+const CHECK_COLUMNS: &str = "dag_id, run_id, task_id, map_index, try_number, gate, name, rule, severity, passed, failing, observed, sample, checked_at";
+
+fn check_of(row: &sqlx::sqlite::SqliteRow) -> Result<CheckResult> {
+    let gate: String = row.try_get("gate")?;
+    let severity: String = row.try_get("severity")?;
+    let rule: String = row.try_get("rule")?;
+    let sample: String = row.try_get("sample")?;
+    Ok(CheckResult {
+        dag_id: row.try_get("dag_id")?,
+        run_id: row.try_get("run_id")?,
+        task_id: row.try_get("task_id")?,
+        map_index: row.try_get("map_index")?,
+        try_number: row.try_get::<i64, _>("try_number")? as u32,
+        gate: CheckGate::parse(&gate)
+            .ok_or_else(|| StoreError::Corrupt(format!("check gate {gate:?}")))?,
+        name: row.try_get("name")?,
+        rule: serde_json::from_str(&rule)
+            .map_err(|e| StoreError::Corrupt(format!("check rule {rule:?}: {e}")))?,
+        severity: CheckSeverity::parse(&severity)
+            .ok_or_else(|| StoreError::Corrupt(format!("check severity {severity:?}")))?,
+        passed: row.try_get("passed")?,
+        failing: row.try_get::<i64, _>("failing")? as u64,
+        observed: row.try_get("observed")?,
+        sample: serde_json::from_str(&sample)
+            .map_err(|e| StoreError::Corrupt(format!("check sample: {e}")))?,
+        checked_at: ts(row.try_get("checked_at")?)?,
     })
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the `weir` binary: run it as a user would and check what it prints,
 //! what it exits with, and what it leaves in the home folder.
 
+mod checkpoints;
 mod dag_files;
 mod dlq;
 mod errors;

@@ -67,6 +67,18 @@ impl JsonRows {
 }
 
 impl TextRows for JsonRows {
+    fn position(&self) -> super::SourcePosition {
+        super::SourcePosition {
+            byte: self.lines.byte,
+            line: self.lines.number,
+            record: self.lines.records,
+        }
+    }
+
+    fn seek(&mut self, path: &Path, at: super::SourcePosition) -> Result<(), DataError> {
+        self.lines.seek(path, at)
+    }
+
     fn next_row(&mut self, path: &Path, columns: &mut Columns) -> Result<Next, DataError> {
         let Some((line, bytes)) = self.lines.next_line(path)? else {
             return Ok(Next::End);
@@ -145,6 +157,10 @@ struct Lines {
     buf: Vec<u8>,
     /// The 1-based number of the line in `buf`.
     number: u64,
+    /// Bytes before the next line.
+    byte: u64,
+    /// Lines with a record read so far.
+    records: u64,
 }
 
 impl Lines {
@@ -154,6 +170,8 @@ impl Lines {
             reader: BufReader::with_capacity(256 * 1024, file),
             buf: Vec::new(),
             number: 0,
+            byte: 0,
+            records: 0,
         })
     }
 
@@ -169,6 +187,7 @@ impl Lines {
             if read == 0 {
                 return Ok(None);
             }
+            self.byte += read as u64;
             self.number += 1;
             if self.number == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
                 self.buf.drain(..3);
@@ -177,9 +196,21 @@ impl Lines {
                 break;
             }
         }
+        self.records += 1;
         let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         Ok(Some((self.number, line)))
+    }
+
+    fn seek(&mut self, path: &Path, at: super::SourcePosition) -> Result<(), DataError> {
+        use std::io::Seek as _;
+        self.reader
+            .seek(std::io::SeekFrom::Start(at.byte))
+            .map_err(|e| DataError::io("seek", path, e))?;
+        self.byte = at.byte;
+        self.number = at.line;
+        self.records = at.record;
+        Ok(())
     }
 }
 

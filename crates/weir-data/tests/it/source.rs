@@ -643,3 +643,81 @@ fn jsonl_file_without_keys_is_an_error_naming_the_path() {
     assert!(reader.collect_batches().unwrap().is_empty());
     assert_eq!(reader.rejects().len(), 1);
 }
+
+/// A reader stopped after any batch and a new reader seeked to its position give together
+/// exactly the rows and rejects (same line numbers) of one reader that never stopped: CSV with
+/// quoted commas and newlines, CRLF and malformed lines; JSON lines with blank and bad lines.
+#[test]
+fn a_reader_resumed_at_its_position_continues_exactly_where_it_stopped() {
+    use weir_data::{ReadOptions, open_source};
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,name,amount\r\n");
+    let mut jsonl = String::new();
+    for i in 0..997u64 {
+        match i % 11 {
+            3 => csv.push_str(&format!("{i},\"multi\nline, {i}\",1.5\r\n")),
+            5 => csv.push_str(&format!("{i},bad,not-a-number\r\n")),
+            7 => csv.push_str(&format!("{i},too,many,fields\n")),
+            _ => csv.push_str(&format!("{i},\"n, {i}\",{}.25\n", i % 50)),
+        }
+        match i % 13 {
+            4 => jsonl.push('\n'),
+            6 => jsonl.push_str(&format!("{{\"id\": {i}, \"amount\": \"x\"}}\n")),
+            _ => jsonl.push_str(&format!("{{\"id\": {i}, \"amount\": {}.5}}\n", i % 9)),
+        }
+    }
+    let csv_path = dir.path().join("s.csv");
+    let json_path = dir.path().join("s.jsonl");
+    std::fs::write(&csv_path, csv).unwrap();
+    std::fs::write(&json_path, jsonl).unwrap();
+    std::fs::write(
+        dir.path().join("s.schema"),
+        "id: int not null\namount: float\n",
+    )
+    .unwrap();
+    for path in [&csv_path, &json_path] {
+        let opts = ReadOptions {
+            batch_size: 37,
+            column_types: weir_data::source::sidecar_column_types(path).unwrap(),
+            ..ReadOptions::default()
+        };
+        let mut whole = open_source(path, &opts).unwrap();
+        let all = whole.collect_batches().unwrap();
+        let all_rejects = whole.take_rejects();
+        assert!(!all_rejects.is_empty(), "{}", path.display());
+        for stop in [0usize, 1, 2, 7, 13, all.len() - 1, all.len()] {
+            let mut first = open_source(path, &opts).unwrap();
+            let mut got: Vec<_> = first.by_ref().take(stop).map(|b| b.unwrap()).collect();
+            let mut rejects = first.take_rejects();
+            let at = first.position().unwrap();
+            let mut second = open_source(path, &opts).unwrap();
+            second.seek(at).unwrap();
+            got.extend(second.by_ref().map(|b| b.unwrap()));
+            rejects.extend(second.take_rejects());
+            let rows = |bs: &[arrow::array::RecordBatch]| {
+                arrow::compute::concat_batches(&bs[0].schema(), bs).unwrap()
+            };
+            assert_eq!(
+                rows(&got),
+                rows(&all),
+                "{} stopped after {stop}",
+                path.display()
+            );
+            assert_eq!(
+                rejects,
+                all_rejects,
+                "{} stopped after {stop}",
+                path.display()
+            );
+        }
+        let mut past = open_source(path, &opts).unwrap();
+        let err = past
+            .seek(weir_data::SourcePosition {
+                byte: 1 << 40,
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("past the end"), "{err}");
+    }
+}

@@ -121,6 +121,22 @@ impl RunStore for OffClockStore {
         let (s, f) = (self.0.clone(), fence.clone());
         off_clock(move || async move { s.finish_run(&f, to, at).await }).await
     }
+    async fn clear_tasks(
+        &self,
+        dag_id: &DagId,
+        run_id: &RunId,
+        whole: &[String],
+        instances: &[(String, i64)],
+    ) -> weir_store::Result<()> {
+        let (s, d, r, w, i) = (
+            self.0.clone(),
+            dag_id.clone(),
+            run_id.clone(),
+            whole.to_vec(),
+            instances.to_vec(),
+        );
+        off_clock(move || async move { s.clear_tasks(&d, &r, &w, &i).await }).await
+    }
     async fn reset_run(
         &self,
         dag_id: &DagId,
@@ -236,6 +252,44 @@ impl ManifestStore for OffClockStore {
     async fn manifests(&self, dataset: &str) -> weir_store::Result<Vec<PartitionManifest>> {
         let (s, d) = (self.0.clone(), dataset.to_owned());
         off_clock(move || async move { s.manifests(&d).await }).await
+    }
+}
+
+#[async_trait]
+impl weir_store::CheckpointStore for OffClockStore {
+    async fn save_checkpoint(&self, c: &weir_store::CheckpointRecord) -> weir_store::Result<()> {
+        let (s, c) = (self.0.clone(), c.clone());
+        off_clock(move || async move { s.save_checkpoint(&c).await }).await
+    }
+    async fn checkpoints(
+        &self,
+        f: &weir_store::CheckpointFilter,
+    ) -> weir_store::Result<Vec<weir_store::CheckpointRecord>> {
+        let (s, f) = (self.0.clone(), f.clone());
+        off_clock(move || async move { s.checkpoints(&f).await }).await
+    }
+    async fn delete_checkpoints(
+        &self,
+        f: &weir_store::CheckpointFilter,
+        keep_last: u32,
+    ) -> weir_store::Result<u64> {
+        let (s, f) = (self.0.clone(), f.clone());
+        off_clock(move || async move { s.delete_checkpoints(&f, keep_last).await }).await
+    }
+}
+
+#[async_trait]
+impl weir_store::CheckStore for OffClockStore {
+    async fn record_checks(&self, results: &[weir_store::CheckResult]) -> weir_store::Result<()> {
+        let (s, r) = (self.0.clone(), results.to_vec());
+        off_clock(move || async move { weir_store::CheckStore::record_checks(&*s, &r).await }).await
+    }
+    async fn checks(
+        &self,
+        filter: &weir_store::CheckFilter,
+    ) -> weir_store::Result<Vec<weir_store::CheckResult>> {
+        let (s, f) = (self.0.clone(), filter.clone());
+        off_clock(move || async move { weir_store::CheckStore::checks(&*s, &f).await }).await
     }
 }
 
