@@ -225,14 +225,15 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             let found = find_run(store.as_ref(), &run, dag.as_deref()).await?;
             let def = find_dag(&registry, found.dag_id.as_str())?;
             let tis = store.task_instances(&found.dag_id, &found.run_id).await?;
-            let sel = clear_selection(
+            let sel = weir_runtime::ClearSelection::of(
                 &def,
                 &tis,
                 task.as_deref(),
                 map_index,
                 failed_only,
                 downstream,
-            )?;
+            )
+            .map_err(|e| anyhow!("{e}"))?;
             store
                 .clear_tasks(&found.dag_id, &found.run_id, &sel.whole, &sel.instances)
                 .await?;
@@ -1119,90 +1120,6 @@ async fn find_run(store: &dyn Store, run: &str, dag: Option<&str>) -> Result<Run
         [one] => Ok(one.clone()),
         _ => bail!("several DAGs have a run `{run}`; name one with --dag"),
     }
-}
-
-/// What `weir tasks clear` clears: whole tasks, and single instances.
-struct ClearSelection {
-    whole: Vec<String>,
-    instances: Vec<(String, i64)>,
-}
-
-fn clear_selection(
-    def: &DagDef,
-    tis: &[weir_store::TaskInstanceRecord],
-    task: Option<&str>,
-    map_index: Option<i64>,
-    failed_only: bool,
-    downstream: bool,
-) -> Result<ClearSelection> {
-    let dag = &def.dag;
-    if let Some(t) = task
-        && dag.position(t).is_none()
-    {
-        bail!(
-            "DAG `{}` has no task `{t}`; `weir dags show {}` lists its tasks",
-            dag.id,
-            dag.id
-        );
-    }
-    let failed = |ti: &&weir_store::TaskInstanceRecord| {
-        matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
-    };
-    let mut whole: BTreeSet<usize> = BTreeSet::new();
-    let mut instances: BTreeSet<(String, i64)> = BTreeSet::new();
-    for ti in tis {
-        let t = ti.key.task_id.as_str();
-        if task.is_some_and(|want| want != t) || (failed_only && !failed(&ti)) {
-            continue;
-        }
-        let pos = dag.position(t).expect("a task of the DAG");
-        match map_index {
-            Some(i) if ti.key.map_index.raw() == i => {
-                instances.insert((t.to_owned(), i));
-            }
-            Some(_) => {}
-            // A mapped instance that failed alone is cleared alone; anything else whole.
-            None if failed_only && ti.key.map_index.raw() >= 0 => {
-                instances.insert((t.to_owned(), ti.key.map_index.raw()));
-            }
-            None => {
-                whole.insert(pos);
-            }
-        }
-    }
-    if let (Some(t), Some(i)) = (task, map_index)
-        && instances.is_empty()
-    {
-        bail!(
-            "task `{t}` of this run has no instance with map index {i}; `weir tasks list` shows them"
-        );
-    }
-    if downstream {
-        let mut todo: Vec<usize> = whole.iter().copied().collect();
-        todo.extend(instances.iter().filter_map(|(t, _)| dag.position(t)));
-        while let Some(pos) = todo.pop() {
-            for &d in dag.downstream_of(pos) {
-                if whole.insert(d) {
-                    todo.push(d);
-                }
-            }
-        }
-    }
-    let whole: Vec<String> = whole
-        .into_iter()
-        .map(|p| dag.tasks()[p].id.to_string())
-        .collect();
-    instances.retain(|(t, _)| !whole.contains(t));
-    if whole.is_empty() && instances.is_empty() {
-        bail!(
-            "nothing to clear{}: no instance matches",
-            if failed_only { " (no task failed)" } else { "" }
-        );
-    }
-    Ok(ClearSelection {
-        whole,
-        instances: instances.into_iter().collect(),
-    })
 }
 
 async fn tasks_list(home: &Path, run: &str, dag: Option<&str>, json: bool) -> Result<ExitCode> {

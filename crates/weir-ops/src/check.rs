@@ -1,14 +1,15 @@
 //! Quality gates: rules a batch must pass, checked with DataFusion over a table named `batch`.
 //!
-//! An *input gate* (a load's `input_checks`) checks its source before anything is read into
-//! partitions; an *output gate* (`checks`) checks the staged part files of every partition the
-//! load is about to publish, before any of them is swapped in. A failed check of severity
-//! `error` blocks: the task fails, nothing downstream runs, and the batch publishes nothing —
-//! the partitions an earlier run published stay byte for byte as they were. A failed `warn`
-//! check is recorded and logged, and the task goes on. Every check's result (rule, passed,
-//! failing count, what it observed, a sample of failing rows) is kept in the store whether it
-//! passed or not (`weir checks list`); with `dead_letter = true` the sampled failing rows go to
-//! the dead-letter queue, once each however often the check runs.
+//! An *input gate* (a load's `input_checks`) checks its whole source file before anything is
+//! read into partitions; an *output gate* (`checks`) checks the staged part files of every
+//! partition the load is about to publish, before any of them is swapped in. A failed check of
+//! severity `error` blocks: the task fails, nothing downstream runs, and the batch publishes
+//! nothing — the partitions an earlier run published stay byte for byte as they were. A failed
+//! `warn` check is recorded and logged, and the task goes on. Every check's result (rule,
+//! passed, failing count, what it observed, a sample of failing rows) is kept in the store
+//! whether it passed or not (`weir checks list`); with `dead_letter = true` the sampled failing
+//! rows go to the dead-letter queue, once each however often the check runs. Each gate logs
+//! `checks_run` and `checks_failed` (target `weir::checks`) for metrics.
 //!
 //! | rule | fails on |
 //! |---|---|

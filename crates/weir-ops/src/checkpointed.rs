@@ -359,6 +359,7 @@ async fn record_manifest(
         map_index: -1,
         try_number: 0,
         committed_at: jiff::Timestamp::UNIX_EPOCH,
+        incomplete: None,
     })
     .await
 }

@@ -60,6 +60,13 @@ pub trait Operator: Send + Sync + std::fmt::Debug + 'static {
     /// Does the work of one try.
     async fn execute(&self, ctx: TaskContext) -> TaskResult;
 
+    /// Marks what a batch that went to the dead-letter queue did not write (its partitions, as
+    /// incomplete in their manifests); returns what it marked. Default: nothing to mark.
+    async fn mark_incomplete(&self, ctx: TaskContext, error: String) -> TaskResult {
+        let _ = (ctx, error);
+        Ok(serde_json::Value::Null)
+    }
+
     /// Feeds dead letters this task set aside (`ctx` is its run's, as its latest try saw it)
     /// through its transform again, committing what passes; `dry_run` commits nothing. Says
     /// per dead letter where it went or why not. Operators that read sources row by row
@@ -121,9 +128,14 @@ pub fn task_of(id: impl Into<String>, op: Arc<dyn Operator>) -> Task {
     let id = id.into();
     let problems = op.validate();
     let doc = format!("{} operator", op.name());
+    let marker = op.clone();
     Task::new(id.clone())
         .doc(doc)
         .attach(op.clone())
+        .on_dead_letter(move |ctx, error| {
+            let op = marker.clone();
+            async move { op.mark_incomplete(ctx, error).await }
+        })
         .run(move |ctx| {
             let op = op.clone();
             let problems = problems.clone();

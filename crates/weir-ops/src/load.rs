@@ -1051,6 +1051,59 @@ fn check_letters_apart(letters: Vec<DeadLetter>) -> (Vec<DeadLetter>, Vec<Replay
     (letters, refused)
 }
 
+/// Records a manifest marked incomplete (with `why`) for each of `keys` of the dataset at
+/// `output`: what the partition holds now (nothing, if it was never written). Returns their
+/// paths.
+pub async fn mark_partitions_incomplete(
+    ctx: &TaskContext,
+    output: &Path,
+    keys: &[PartitionKey],
+    why: &str,
+) -> Result<Vec<String>, TaskError> {
+    let (root, want) = (output.to_owned(), keys.to_vec());
+    let found = blocking(move || {
+        let dataset = Dataset::open(&root)?;
+        let existing = dataset.partitions()?;
+        let mut out = Vec::new();
+        for key in &want {
+            let path = key.to_path_string();
+            match existing.iter().find(|p| p.partition == path) {
+                Some(info) => {
+                    let checksum = dataset.checksum(key)?;
+                    out.push((path, info.rows, info.bytes, info.files, checksum));
+                }
+                None => out.push((path, 0, 0, 0, String::new())),
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    let mut marked = Vec::new();
+    for (partition, rows, bytes, files, checksum) in found {
+        ctx.record_manifest(PartitionManifest {
+            dataset: dataset_name(output),
+            partition: partition.clone(),
+            rows_in: 0,
+            rows_out: rows,
+            rows_rejected: 0,
+            bytes,
+            files,
+            checksum,
+            schema: String::new(),
+            dag_id: String::new(),
+            run_id: String::new(),
+            task_id: String::new(),
+            map_index: -1,
+            try_number: 0,
+            committed_at: Timestamp::UNIX_EPOCH,
+            incomplete: Some(why.to_owned()),
+        })
+        .await?;
+        marked.push(partition);
+    }
+    Ok(marked)
+}
+
 /// Records the manifests of a replay's commits: each describes its whole partition after it.
 pub async fn record_replay(
     ctx: &TaskContext,
@@ -1077,6 +1130,7 @@ pub async fn record_replay(
             map_index: -1,
             try_number: 0,
             committed_at: Timestamp::UNIX_EPOCH,
+            incomplete: None,
         })
         .await?;
     }
@@ -1121,6 +1175,7 @@ pub async fn record_commits(
             map_index: -1,
             try_number: 0,
             committed_at: Timestamp::UNIX_EPOCH,
+            incomplete: None,
         })
         .await?;
     }
@@ -1453,6 +1508,21 @@ impl crate::Operator for LoadWindow {
 
     async fn execute(&self, ctx: TaskContext) -> weir_runtime::TaskResult {
         self.run(ctx).await
+    }
+
+    async fn mark_incomplete(&self, ctx: TaskContext, error: String) -> weir_runtime::TaskResult {
+        let p = window_params_with(&ctx, &self.overrides()).await?;
+        let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
+        let keys = match &self.partition_by {
+            PartitionBy::Date { granularity, .. } => {
+                window_keys(granularity.parse()?, &p.tz, from, to)
+            }
+            PartitionBy::Interval { name } => vec![interval_key(name, p.tz.clone(), from)?],
+            // Hash and region partitions are known only from the rows.
+            PartitionBy::Hash { .. } | PartitionBy::Geo { .. } => Vec::new(),
+        };
+        let marked = mark_partitions_incomplete(&ctx, &p.output, &keys, &error).await?;
+        Ok(serde_json::json!({ "partitions": marked }))
     }
 
     async fn replay(

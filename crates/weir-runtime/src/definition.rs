@@ -23,6 +23,9 @@ pub type TaskResult = Result<serde_json::Value, TaskError>;
 pub type TaskFuture = Pin<Box<dyn Future<Output = TaskResult> + Send + 'static>>;
 type TaskFn = Arc<dyn Fn(TaskContext) -> TaskFuture + Send + Sync>;
 type CallbackFn = Arc<dyn Fn(&CallbackContext) + Send + Sync>;
+/// What a task does when its batch goes to the dead-letter queue: its context and the error;
+/// returns what it marked (say, the partitions it recorded as incomplete).
+pub type DeadLetterFn = Arc<dyn Fn(TaskContext, String) -> TaskFuture + Send + Sync>;
 
 /// Why a try did not succeed: with `Ok(output)`, the closed set of a try's outcomes (success,
 /// failed and retryable, failed for good, skipped). A failed task is data: it flows into the
@@ -134,6 +137,11 @@ pub struct Task {
     pub(crate) on_success: Option<CallbackFn>,
     pub(crate) on_retry: Option<CallbackFn>,
     pub(crate) on_failure: Option<CallbackFn>,
+    /// When its last try fails: send the batch to the dead-letter queue and succeed with a
+    /// warning ([`Task::dead_letter_on_exhaustion`]) instead of failing.
+    pub(crate) dead_letter: bool,
+    /// What marks a dead-lettered batch (an operator's incomplete partitions).
+    pub(crate) dead_letter_hook: Option<DeadLetterFn>,
     /// Where this task's events are sent besides the DAG's rules ([`Task::notify`]).
     pub(crate) notify: Vec<NotifyRule>,
 }
@@ -161,6 +169,8 @@ impl Task {
             on_success: None,
             on_retry: None,
             on_failure: None,
+            dead_letter: false,
+            dead_letter_hook: None,
             notify: Vec::new(),
         }
     }
@@ -279,6 +289,27 @@ impl Task {
 
     pub fn on_retry(mut self, f: impl Fn(&CallbackContext) + Send + Sync + 'static) -> Self {
         self.on_retry = Some(Arc::new(f));
+        self
+    }
+
+    /// On retry exhaustion (the last try failed, or a try failed for good), send the batch to
+    /// the dead-letter queue — its run, task, map index, item, interval and error, keyed by
+    /// its position so a re-run does not add a second — and succeed with a warning, instead of
+    /// failing and failing everything downstream. The output says `dead_lettered: true`.
+    pub fn dead_letter_on_exhaustion(mut self) -> Self {
+        self.dead_letter = true;
+        self
+    }
+
+    /// What runs when the batch goes to the dead-letter queue (see
+    /// [`Task::dead_letter_on_exhaustion`], which this does not turn on): an operator marks
+    /// the partitions it did not write as incomplete in their manifests.
+    pub fn on_dead_letter<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(TaskContext, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = TaskResult> + Send + 'static,
+    {
+        self.dead_letter_hook = Some(Arc::new(move |ctx, e| Box::pin(f(ctx, e))));
         self
     }
 

@@ -1030,6 +1030,12 @@ impl<'e> RunLoop<'e> {
             )
         });
         self.running_spans.insert((pos, idx), span.clone());
+        let task = self.def.task_at(pos);
+        let dead_letter = task
+            .dead_letter
+            .then(|| (ctx.clone(), task.dead_letter_hook.clone()));
+        let last_try = try_number > spec.retry.retries;
+        let dl_span = span.clone();
         let fut = self.def.task_at(pos).call(ctx).instrument(span);
         self.running_keys.insert((pos, idx), key);
         self.running.spawn(async move {
@@ -1052,6 +1058,17 @@ impl<'e> RunLoop<'e> {
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 Err(TaskError::fatal(format!("the task panicked: {message}")))
             });
+            let result = match (result, dead_letter) {
+                (Err(e), Some((ctx, hook)))
+                    if matches!(e, TaskError::Fatal(_))
+                        || (matches!(e, TaskError::Retryable(_)) && last_try) =>
+                {
+                    crate::dead_letter::batch(ctx, hook, e)
+                        .instrument(dl_span)
+                        .await
+                }
+                (result, _) => result,
+            };
             Finished {
                 pos,
                 idx,

@@ -10,8 +10,10 @@
 
 mod backfill;
 mod checkpoint;
+mod clear;
 mod clock;
 mod context;
+mod dead_letter;
 mod definition;
 mod executor;
 mod logs;
@@ -26,11 +28,13 @@ pub use backfill::{
 pub use checkpoint::{
     CHECKPOINT_VERSION, OnDamage, Resume, SourceIdentity, checkpoint_checksum, verify_checkpoint,
 };
+pub use clear::ClearSelection;
 pub use clock::{Clock, TokioClock};
 pub use context::TaskContext;
+pub use dead_letter::batch_position;
 pub use definition::{
-    CallbackContext, DagDef, DagDefBuilder, Loader, Registry, Task, TaskError, TaskFuture,
-    TaskResult, ZONE_PARAM,
+    CallbackContext, DagDef, DagDefBuilder, DeadLetterFn, Loader, Registry, Task, TaskError,
+    TaskFuture, TaskResult, ZONE_PARAM,
 };
 pub use executor::{Executor, ExecutorOptions, RunOutcome, process_owner_id};
 pub use logs::{TRY_SPAN, TryLogLayer, try_log_path};

@@ -197,6 +197,10 @@ pub struct PartitionManifest {
     pub map_index: i64,
     pub try_number: u32,
     pub committed_at: Timestamp,
+    /// Why the partition is incomplete (its batch went to the dead-letter queue after its
+    /// retries); `None` for a complete commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
 
 /// A source row (or a batch) that could not be processed: the original text, where it was,

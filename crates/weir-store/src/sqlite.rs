@@ -77,6 +77,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "checkpoints",
         include_str!("../migrations/sqlite/0010_checkpoints.sql"),
     ),
+    (
+        11,
+        "incomplete_manifests",
+        include_str!("../migrations/sqlite/0011_incomplete_manifests.sql"),
+    ),
 ];
 
 /// The SQLite metadata store.
@@ -991,7 +996,7 @@ impl ManifestStore for SqliteStore {
     async fn record_manifest(&self, m: &PartitionManifest) -> Result<()> {
         sqlx::query(
             "INSERT INTO partition_manifests (dataset, partition, rows_in, rows_out, rows_rejected, bytes, files, checksum, schema,
-                dag_id, run_id, task_id, map_index, try_number, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                dag_id, run_id, task_id, map_index, try_number, committed_at, incomplete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&m.dataset)
         .bind(&m.partition)
@@ -1008,6 +1013,7 @@ impl ManifestStore for SqliteStore {
         .bind(m.map_index)
         .bind(m.try_number as i64)
         .bind(micros(m.committed_at))
+        .bind(&m.incomplete)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1040,6 +1046,7 @@ impl ManifestStore for SqliteStore {
                     map_index: row.try_get("map_index")?,
                     try_number: row.try_get::<i64, _>("try_number")? as u32,
                     committed_at: ts(row.try_get("committed_at")?)?,
+                    incomplete: row.try_get("incomplete")?,
                 })
             })
             .collect()

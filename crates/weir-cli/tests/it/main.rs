@@ -2,6 +2,7 @@
 //! what it exits with, and what it leaves in the home folder.
 
 mod checkpoints;
+mod checks;
 mod dag_files;
 mod dlq;
 mod errors;

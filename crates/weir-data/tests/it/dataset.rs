@@ -127,6 +127,50 @@ fn dropping_a_writer_leaves_nothing_visible() {
     assert_no_leftovers(tmp.path());
 }
 
+/// `stage` finishes the files where nothing reads them (what a quality gate checks): staging
+/// again gives the same files, a write after it is refused, dropping the staged writer
+/// publishes nothing — the old partition stays — and committing publishes what was staged.
+#[test]
+fn a_staged_writer_publishes_only_on_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = Dataset::open(tmp.path()).unwrap();
+    let k = key("2026-03-08");
+    commit(&ds, &k, 10, 1);
+    let old = ds.checksum(&k).unwrap();
+
+    let mut w = ds
+        .writer(&k, id_value_schema(), WriteOptions::default())
+        .unwrap();
+    w.write(&id_value_batch(0..20, 2)).unwrap();
+    let files = w.stage().unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].starts_with(tmp.path().join("_staging")),
+        "{files:?}"
+    );
+    assert!(files[0].is_file());
+    assert!(w.is_staged());
+    assert_eq!(w.stage().unwrap(), files, "staging again changes nothing");
+    let err = w.write(&id_value_batch(0..1, 3)).unwrap_err();
+    assert!(err.to_string().contains("already staged"), "{err}");
+    assert_eq!(values(&ds, &k), vec![1; 10], "nothing is published yet");
+    drop(w);
+    assert_eq!(ds.checksum(&k).unwrap(), old);
+    assert_eq!(values(&ds, &k), vec![1; 10]);
+    assert_no_leftovers(tmp.path());
+
+    let mut w = ds
+        .writer(&k, id_value_schema(), WriteOptions::default())
+        .unwrap();
+    w.write(&id_value_batch(0..20, 2)).unwrap();
+    w.stage().unwrap();
+    let report = w.commit().unwrap();
+    assert_eq!(report.rows, 20);
+    assert_eq!(ds.checksum(&k).unwrap(), report.checksum);
+    assert_eq!(values(&ds, &k), vec![2; 20]);
+    assert_no_leftovers(tmp.path());
+}
+
 #[test]
 fn crash_at_each_commit_step_leaves_old_or_new_partition_after_reopen() {
     for failpoint in Failpoint::ALL {

@@ -1,6 +1,7 @@
 //! Tests of the operator catalogue: each operator run as a task of a real DAG through the
 //! executor and the SQLite store, as a user's pipeline runs it, bad configs included.
 
+mod checks;
 mod command;
 mod load;
 mod sql;

@@ -10,6 +10,7 @@ pub mod id_range_partitioning;
 pub mod ignoring_batch_boundaries_antipattern;
 pub mod monthly_batch_processing;
 pub mod no_batch_idempotency_antipattern;
+pub mod partial_batch_failure_handling;
 pub mod size_based_partitioning;
 pub mod weekly_batch_aggregation;
 
@@ -30,5 +31,6 @@ pub fn all() -> Vec<DagDef> {
         geographic_partitioning::dag(),
         no_batch_idempotency_antipattern::dag(),
         ignoring_batch_boundaries_antipattern::dag(),
+        partial_batch_failure_handling::dag(),
     ]
 }

@@ -513,6 +513,7 @@ pub async fn pools_and_manifests(store: &dyn Store) {
         map_index: -1,
         try_number: 1,
         committed_at: at(1),
+        incomplete: None,
     };
     store
         .record_manifest(&manifest("dt=2026-03-01", 5))
@@ -664,5 +665,78 @@ pub async fn run_ownership_is_leased_and_fenced(store: &dyn Store) {
             .await
             .unwrap(),
         RunClaim::Finished(RunState::Success)
+    );
+}
+
+fn check_result(run: &str, task: &str, name: &str, passed: bool, at_hour: i64) -> CheckResult {
+    CheckResult {
+        dag_id: "d".into(),
+        run_id: run.into(),
+        task_id: task.into(),
+        map_index: -1,
+        try_number: 1,
+        gate: CheckGate::Output,
+        name: name.into(),
+        rule: json!({"rule": "not_null", "column": "amount"}),
+        severity: if passed {
+            CheckSeverity::Error
+        } else {
+            CheckSeverity::Warn
+        },
+        passed,
+        failing: if passed { 0 } else { 2 },
+        observed: (!passed).then(|| "2 rows".to_owned()),
+        sample: if passed {
+            Vec::new()
+        } else {
+            vec![
+                json!({"order_id": 1, "amount": null}),
+                json!({"order_id": 2}),
+            ]
+        },
+        checked_at: at(at_hour),
+    }
+}
+
+pub async fn check_results_are_kept_whole_and_filtered(store: &dyn Store) {
+    let results = vec![
+        check_result("r1", "load", "a", true, 1),
+        check_result("r1", "load", "b", false, 1),
+        check_result("r2", "load", "a", true, 2),
+        check_result("r2", "other", "b", false, 2),
+    ];
+    store.record_checks(&results).await.unwrap();
+    store.record_checks(&[]).await.unwrap();
+    let all = store.checks(&CheckFilter::default()).await.unwrap();
+    assert_eq!(all, results, "kept whole, oldest first");
+    let r1 = store
+        .checks(&CheckFilter {
+            run_id: Some("r1".into()),
+            ..CheckFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r1, results[..2].to_vec());
+    let failed = store
+        .checks(&CheckFilter {
+            dag_id: Some("d".into()),
+            failed_only: true,
+            ..CheckFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed, vec![results[1].clone(), results[3].clone()]);
+    let newest = store
+        .checks(&CheckFilter {
+            task_id: Some("load".into()),
+            limit: Some(2),
+            ..CheckFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        newest,
+        vec![results[1].clone(), results[2].clone()],
+        "the newest two, oldest first"
     );
 }

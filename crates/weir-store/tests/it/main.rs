@@ -38,6 +38,7 @@ conformance_on_sqlite!(
     reset_run_clears_instances_but_keeps_history,
     pools_and_manifests,
     run_ownership_is_leased_and_fenced,
+    check_results_are_kept_whole_and_filtered,
 );
 
 #[tokio::test]
