@@ -270,6 +270,7 @@ const TASK_KEYS: &[&str] = &[
     "expand",
     "doc",
     "notify",
+    "on_exhausted",
 ];
 
 /// The operators a task's `op` may name.
@@ -936,6 +937,16 @@ fn task_of(
                     _ => r.at(at, shape()),
                 }
             }
+            "on_exhausted" => match value.as_str() {
+                Some("fail") => {}
+                Some("dead_letter") => task = task.dead_letter_on_exhaustion(),
+                _ => r.at(
+                    at,
+                    format!(
+                        "task `{id}`: `on_exhausted` is \"fail\" (the default) or \"dead_letter\" (send the batch to the dead-letter queue and succeed incomplete)"
+                    ),
+                ),
+            },
             "trigger_rule" => match value
                 .as_str()
                 .and_then(|t| serde_json::from_value::<TriggerRule>(Value::String(t.to_owned())).ok())

@@ -1511,17 +1511,21 @@ impl crate::Operator for LoadWindow {
     }
 
     async fn mark_incomplete(&self, ctx: TaskContext, error: String) -> weir_runtime::TaskResult {
-        let p = window_params_with(&ctx, &self.overrides()).await?;
+        // Not the window params: the batch may have failed because its source is missing.
+        let output = match &self.output {
+            Some(path) => crate::expand_path(&ctx, path),
+            None => output_dir(&ctx)?,
+        };
         let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
         let keys = match &self.partition_by {
             PartitionBy::Date { granularity, .. } => {
-                window_keys(granularity.parse()?, &p.tz, from, to)
+                window_keys(granularity.parse()?, &ctx.zone, from, to)
             }
-            PartitionBy::Interval { name } => vec![interval_key(name, p.tz.clone(), from)?],
+            PartitionBy::Interval { name } => vec![interval_key(name, ctx.zone.clone(), from)?],
             // Hash and region partitions are known only from the rows.
             PartitionBy::Hash { .. } | PartitionBy::Geo { .. } => Vec::new(),
         };
-        let marked = mark_partitions_incomplete(&ctx, &p.output, &keys, &error).await?;
+        let marked = mark_partitions_incomplete(&ctx, &output, &keys, &error).await?;
         Ok(serde_json::json!({ "partitions": marked }))
     }
 

@@ -120,6 +120,8 @@ pub struct CallbackContext {
     pub error: Option<String>,
     /// When the next try may start (retry callbacks only).
     pub retry_at: Option<Timestamp>,
+    /// When the try's end was handled: a retry's delay is `retry_at - at`.
+    pub at: Timestamp,
 }
 
 /// A task of a [`DagDef`]: its settings and the async function that does the work.

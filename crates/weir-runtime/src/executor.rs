@@ -161,6 +161,9 @@ struct Finished {
     idx: usize,
     try_number: u32,
     result: TaskResult,
+    /// The try failed with no try left and its batch went to the dead-letter queue: the
+    /// success it reports is incomplete (notified as `retry_exhausted`).
+    dead_lettered: Option<String>,
 }
 
 struct Permits {
@@ -455,6 +458,8 @@ enum CallbackKind {
     Success,
     Retry,
     Failure,
+    /// A success whose batch went to the dead-letter queue after its last try.
+    DeadLettered,
 }
 
 impl<'e> RunLoop<'e> {
@@ -640,7 +645,7 @@ impl<'e> RunLoop<'e> {
         for (pos, kind, ctx) in callbacks {
             let task = self.def.task_at(pos);
             let f = match kind {
-                CallbackKind::Success => &task.on_success,
+                CallbackKind::Success | CallbackKind::DeadLettered => &task.on_success,
                 CallbackKind::Retry => &task.on_retry,
                 CallbackKind::Failure => &task.on_failure,
             };
@@ -669,13 +674,14 @@ impl<'e> RunLoop<'e> {
         let max_tries = self.def.dag.tasks()[pos].retry.retries + 1;
         let events: &[NotifyEvent] = match kind {
             CallbackKind::Success => &[NotifyEvent::Success],
+            CallbackKind::DeadLettered => &[NotifyEvent::RetryExhausted],
             CallbackKind::Retry => &[NotifyEvent::Retry],
             CallbackKind::Failure if max_tries > 1 && ctx.try_number >= max_tries => {
                 &[NotifyEvent::Failure, NotifyEvent::RetryExhausted]
             }
             CallbackKind::Failure => &[NotifyEvent::Failure],
         };
-        let at = self.ex.clock.now();
+        let at = ctx.at;
         for &event in events {
             let wanted: Vec<NotifyRule> = rules
                 .iter()
@@ -1058,22 +1064,25 @@ impl<'e> RunLoop<'e> {
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 Err(TaskError::fatal(format!("the task panicked: {message}")))
             });
-            let result = match (result, dead_letter) {
+            let (result, dead_lettered) = match (result, dead_letter) {
                 (Err(e), Some((ctx, hook)))
                     if matches!(e, TaskError::Fatal(_))
                         || (matches!(e, TaskError::Retryable(_)) && last_try) =>
                 {
-                    crate::dead_letter::batch(ctx, hook, e)
+                    let error = e.message().to_owned();
+                    let result = crate::dead_letter::batch(ctx, hook, e)
                         .instrument(dl_span)
-                        .await
+                        .await;
+                    (result, Some(error))
                 }
-                (result, _) => result,
+                (result, _) => (result, None),
             };
             Finished {
                 pos,
                 idx,
                 try_number,
                 result,
+                dead_lettered,
             }
         });
         Ok(())
@@ -1085,6 +1094,7 @@ impl<'e> RunLoop<'e> {
             idx,
             try_number,
             result,
+            dead_lettered,
         } = done;
         let Some(key) = self.running_keys.remove(&(pos, idx)) else {
             return;
@@ -1117,12 +1127,17 @@ impl<'e> RunLoop<'e> {
             logical_date: self.run.logical_date,
             error,
             retry_at,
+            at: now,
         };
         match result {
             Ok(output) => {
-                let ctx = cb(None, None);
+                let kind = match dead_lettered {
+                    Some(_) => CallbackKind::DeadLettered,
+                    None => CallbackKind::Success,
+                };
+                let ctx = cb(dead_lettered, None);
                 self.set_state(pos, idx, TaskState::Success, |c| c.output = Some(output));
-                self.callbacks.push((pos, CallbackKind::Success, ctx));
+                self.callbacks.push((pos, kind, ctx));
             }
             Err(TaskError::Skip(reason)) => {
                 self.set_state(pos, idx, TaskState::Skipped, |c| c.error = Some(reason));

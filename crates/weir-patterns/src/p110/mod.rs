@@ -1,5 +1,6 @@
 //! Spec 110: batch processing patterns. DAG id = the spec entry's filename stem.
 
+pub mod batch_retry_strategies;
 pub mod custom_batch_windows;
 pub mod daily_batch_processing;
 pub mod date_based_partitioning;
@@ -32,5 +33,6 @@ pub fn all() -> Vec<DagDef> {
         no_batch_idempotency_antipattern::dag(),
         ignoring_batch_boundaries_antipattern::dag(),
         partial_batch_failure_handling::dag(),
+        batch_retry_strategies::dag(),
     ]
 }

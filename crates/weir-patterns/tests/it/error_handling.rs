@@ -162,3 +162,164 @@ async fn one_region_down_fails_alone_and_only_it_is_retried() {
     // The failed records are the dead letters: one per malformed source line.
     assert_eq!(output["failed_records"]["count"], 2, "{output}");
 }
+
+/// A clock each reading of which is an hour after the previous one: a retry scheduled "now +
+/// 10 minutes" is due at the next reading, so five tries run back to back with no real wait
+/// (see weekly.rs for why not tokio's paused time).
+#[derive(Debug)]
+struct HourSteps {
+    base: jiff::Timestamp,
+    readings: std::sync::atomic::AtomicI64,
+}
+
+impl weir_runtime::Clock for HourSteps {
+    fn now(&self) -> jiff::Timestamp {
+        let n = self
+            .readings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.base + jiff::SignedDuration::from_hours(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_source_is_retried_with_backoff_then_dead_lettered_and_every_step_notified() {
+    use weir_patterns::p110::batch_retry_strategies as retry;
+    let w = World::new().await;
+    let ex = w.executor_with_clock(std::sync::Arc::new(HourSteps {
+        base: jiff::Timestamp::now(),
+        readings: Default::default(),
+    }));
+    let day = date(2026, 3, 5);
+    let source = w.sample("orders.csv", utc(2026, 3, 3), 5, 20_000, 11);
+    let orders = read_orders(&source);
+    let late = w.path("sources/late.csv");
+    let out = w.path("out/retry");
+    let c = conf([("source", s(&late)), ("output", s(&out))]);
+    let run = trigger_on(&ex, retry::DAG_ID, midnight(day, retry::ZONE), c).await;
+    let outcome = ex.run(&run.dag_id, &run.run_id).await.unwrap();
+    // One late file does not fail the pipeline: the batch went to the DLQ and the day says so.
+    assert_states(
+        &w,
+        &outcome,
+        RunState::Success,
+        &[("load", TaskState::Success), ("report", TaskState::Success)],
+    )
+    .await;
+    let tries = w.tries(&run, "load").await;
+    assert_eq!(tries.len(), retry::RETRIES as usize + 1, "{tries:?}");
+    let report = w.output(&run, "report").await;
+    assert_eq!(report["complete"], false, "{report}");
+    assert_eq!(
+        report["incomplete_partitions"],
+        serde_json::json!(["dt=2026-03-05"])
+    );
+
+    // Every retry was notified with its delay: exponential, jittered below double, capped.
+    let log = w.path("notifications/110_04_02_batch_retry_strategies.jsonl");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of_load: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["task_id"] == "load").collect();
+    let kinds: Vec<&str> = of_load
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["retry", "retry", "retry", "retry", "retry_exhausted"],
+        "{events:?}"
+    );
+    let base = retry::RETRY_DELAY.as_secs();
+    let cap = retry::MAX_RETRY_DELAY.as_secs();
+    for (n, e) in of_load[..4].iter().enumerate() {
+        assert_eq!(e["try_number"], n as u64 + 1);
+        assert!(
+            e["error"].as_str().unwrap().contains("has not arrived yet"),
+            "{e}"
+        );
+        let at: jiff::Timestamp = e["at"].as_str().unwrap().parse().unwrap();
+        let next: jiff::Timestamp = e["retry_at"].as_str().unwrap().parse().unwrap();
+        let delay = next.duration_since(at).as_secs();
+        let min = (base << n).min(cap);
+        let max = ((base << n) * 2 - 1).min(cap);
+        assert!(
+            (min..=max).contains(&delay),
+            "retry {}: waited {delay}s, expected {min}..={max}s",
+            n + 1
+        );
+    }
+    assert_eq!(of_load[4]["try_number"], 5);
+    assert!(
+        of_load[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("has not arrived yet")
+    );
+
+    // The batch is a dead letter with its context, and the day's manifest says incomplete.
+    let letters = w
+        .store
+        .dead_letters(&weir_store::RejectFilter {
+            dag_id: Some(retry::DAG_ID.to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].error_class, "batch");
+    let batch: serde_json::Value = serde_json::from_str(&letters[0].raw).unwrap();
+    assert_eq!(batch["run_id"], run.run_id.as_str());
+    assert_eq!(batch["task_id"], "load");
+    assert_eq!(batch["try_number"], 5);
+    let name = weir_ops::load::dataset_name(&out);
+    let manifests = w.store.manifests(&name).await.unwrap();
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(manifests[0].partition, "dt=2026-03-05");
+    assert!(
+        manifests[0]
+            .incomplete
+            .as_deref()
+            .unwrap()
+            .contains("has not arrived yet")
+    );
+
+    // The file arrives: running the batch again completes the day.
+    std::fs::copy(&source, &late).unwrap();
+    let tis = w
+        .store
+        .task_instances(&run.dag_id, &run.run_id)
+        .await
+        .unwrap();
+    let def = w.ex.registry().get(retry::DAG_ID).unwrap().clone();
+    let sel =
+        weir_runtime::ClearSelection::of(&def, &tis, Some("load"), None, false, true).unwrap();
+    w.store
+        .clear_tasks(&run.dag_id, &run.run_id, &sel.whole, &sel.instances)
+        .await
+        .unwrap();
+    let again = ex.take_over(&run.dag_id, &run.run_id).await.unwrap();
+    assert_states(
+        &w,
+        &again,
+        RunState::Success,
+        &[("load", TaskState::Success)],
+    )
+    .await;
+    let report = w.output(&run, "report").await;
+    assert_eq!(report["complete"], true, "{report}");
+    let manifests = w.store.manifests(&name).await.unwrap();
+    assert_eq!(manifests[0].incomplete, None);
+    let (from, to) = (
+        midnight(day, retry::ZONE),
+        midnight(day.tomorrow().unwrap(), retry::ZONE),
+    );
+    assert_eq!(manifests[0].rows_out, count_in(&orders, from, to));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.lines().last().unwrap().contains("\"success\""),
+        "the re-run's success is notified"
+    );
+}
