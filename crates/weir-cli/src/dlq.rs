@@ -168,7 +168,7 @@ pub async fn dlq(
             };
             let report = weir_ops::dlq::replay(
                 store,
-                registry,
+                &Arc::new(registry.clone()),
                 home.to_path_buf(),
                 Arc::new(TokioClock::system()),
                 &opts,

@@ -283,6 +283,7 @@ pub const OPERATORS: &[&str] = &[
     "verify",
     "wait_for",
     "write_table",
+    "replay_dead_letters",
 ];
 
 /// Parses the DAG file `text` (read from `path`) into a DAG; every problem at once otherwise.

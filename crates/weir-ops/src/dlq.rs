@@ -59,7 +59,7 @@ pub struct ReplayReport {
 /// and records the outcome after; a dead letter that fails `max_replays` times is quarantined.
 pub async fn replay(
     store: Arc<dyn Store>,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     home: PathBuf,
     clock: Arc<dyn Clock>,
     opts: &ReplayOptions,
@@ -119,6 +119,34 @@ pub async fn replay(
                 format!("`{dag}` / `{run}` is not a DAG and run id"),
             );
             continue;
+        };
+        let (batches, letters): (Vec<DeadLetter>, Vec<DeadLetter>) =
+            letters.into_iter().partition(|d| d.error_class == "batch");
+        if !batches.is_empty() {
+            replay_batch(
+                &store,
+                registry,
+                &home,
+                &clock,
+                opts,
+                &batch,
+                &dag_id,
+                &run_id,
+                &task,
+                map_index,
+                batches,
+                &mut report,
+            )
+            .await?;
+        }
+        if letters.is_empty() {
+            continue;
+        }
+        let ids: Vec<i64> = letters.iter().map(|d| d.id).collect();
+        let skip = |report: &mut ReplayReport, why: String| {
+            for id in &ids {
+                report.skipped.push((*id, why.clone()));
+            }
         };
         let (ctx, def) = match task_context(
             store.clone(),
@@ -204,4 +232,231 @@ pub async fn replay(
     report.replayed.sort();
     report.failed.sort();
     Ok(report)
+}
+
+/// Replays a batch dead letter (a task instance whose last try failed): clears the instance
+/// and everything downstream of it and runs the run again, here; the dead letter is replayed
+/// when the instance then succeeds without going to the dead-letter queue again.
+#[allow(clippy::too_many_arguments)]
+async fn replay_batch(
+    store: &Arc<dyn Store>,
+    registry: &Arc<Registry>,
+    home: &std::path::Path,
+    clock: &Arc<dyn Clock>,
+    opts: &ReplayOptions,
+    batch: &str,
+    dag_id: &DagId,
+    run_id: &RunId,
+    task: &str,
+    map_index: i64,
+    letters: Vec<DeadLetter>,
+    report: &mut ReplayReport,
+) -> Result<(), String> {
+    let into = format!(
+        "run {run_id} task {task}{}",
+        if map_index >= 0 {
+            format!("[{map_index}]")
+        } else {
+            String::new()
+        }
+    );
+    let pending: Vec<i64> = letters.iter().map(|d| d.id).collect();
+    let skip = |report: &mut ReplayReport, why: String| {
+        for id in &pending {
+            report.skipped.push((*id, why.clone()));
+        }
+    };
+    let Some(def) = registry.get(dag_id.as_str()).cloned() else {
+        skip(report, format!("no DAG named `{dag_id}` in this binary"));
+        return Ok(());
+    };
+    let tis = store
+        .task_instances(dag_id, run_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let index = (map_index >= 0).then_some(map_index);
+    let sel = match weir_runtime::ClearSelection::of(&def, &tis, Some(task), index, false, true) {
+        Ok(sel) => sel,
+        Err(why) => {
+            skip(report, why);
+            return Ok(());
+        }
+    };
+    if opts.dry_run {
+        for id in &pending {
+            report
+                .replayed
+                .push((*id, format!("{into} (cleared and run again)")));
+        }
+        return Ok(());
+    }
+    store
+        .begin_replay(&pending, batch)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = store
+        .clear_tasks(dag_id, run_id, &sel.whole, &sel.instances)
+        .await
+    {
+        let released: Vec<ReplayOutcome> = pending
+            .iter()
+            .map(|&id| ReplayOutcome::Released { id })
+            .collect();
+        store
+            .finish_replay(&released, opts.max_replays, clock.now())
+            .await
+            .map_err(|e| e.to_string())?;
+        skip(report, format!("cannot clear {into}: {e}"));
+        return Ok(());
+    }
+    let ex = weir_runtime::Executor::new(
+        store.clone(),
+        registry.clone(),
+        clock.clone(),
+        weir_runtime::ExecutorOptions {
+            home: home.to_path_buf(),
+            ..Default::default()
+        },
+    );
+    let ran = ex
+        .take_over(dag_id, run_id)
+        .await
+        .map_err(|e| e.to_string());
+    let tis = store
+        .task_instances(dag_id, run_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ti = tis
+        .iter()
+        .find(|t| t.key.task_id.as_str() == task && t.key.map_index.raw() == map_index.max(-1));
+    let output = store
+        .outputs(dag_id, run_id, task)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|(i, _)| *i == map_index)
+        .map(|(_, v)| v);
+    let outcome = match (ran, ti) {
+        (Err(e), _) => Err(format!("running {into} again failed: {e}")),
+        (Ok(_), Some(ti)) if ti.state == weir_core::TaskState::Success => {
+            match output.as_ref().map(|o| o["dead_lettered"] == true) {
+                Some(true) => Err(format!(
+                    "{into} went to the dead-letter queue again: {}",
+                    output
+                        .as_ref()
+                        .and_then(|o| o["error"].as_str())
+                        .unwrap_or("")
+                )),
+                _ => Ok(()),
+            }
+        }
+        (Ok(_), Some(ti)) => Err(format!(
+            "{into} ended {} again: {}",
+            ti.state,
+            ti.error.as_deref().unwrap_or("no error recorded")
+        )),
+        (Ok(_), None) => Err(format!("{into} has no instance after the re-run")),
+    };
+    let outcomes: Vec<ReplayOutcome> = pending
+        .iter()
+        .map(|&id| match &outcome {
+            Ok(()) => ReplayOutcome::Replayed {
+                id,
+                into: into.clone(),
+            },
+            Err(reason) => ReplayOutcome::Failed {
+                id,
+                reason: reason.clone(),
+            },
+        })
+        .collect();
+    store
+        .finish_replay(&outcomes, opts.max_replays, clock.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    for o in outcomes {
+        match o {
+            ReplayOutcome::Replayed { id, into } => report.replayed.push((id, into)),
+            ReplayOutcome::Failed { id, reason } => {
+                let quarantined = store
+                    .dead_letter(id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some_and(|d| d.status == DeadLetterStatus::Quarantined);
+                report.failed.push((id, reason, quarantined));
+            }
+            ReplayOutcome::Released { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// `replay_dead_letters`: a DLQ processing task. Replays the pending dead letters of DAG `dag`
+/// (every run, or `run`): records through the task that set them aside, batches by running
+/// their task instance again; what fails again stays, and is quarantined after `max_replays`.
+/// Its output is the [`ReplayReport`]; it fails only when the replay itself cannot run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayDeadLetters {
+    pub dag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replays: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[async_trait::async_trait]
+impl Operator for ReplayDeadLetters {
+    fn name(&self) -> &'static str {
+        "replay_dead_letters"
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.dag.is_empty() {
+            problems.push(
+                "replay_dead_letters needs the `dag` whose dead letters it replays".to_owned(),
+            );
+        }
+        if self.max_replays == Some(0) {
+            problems.push(
+                "max_replays = 0 would quarantine every dead letter; give at least 1".to_owned(),
+            );
+        }
+        problems
+    }
+
+    async fn execute(&self, ctx: weir_runtime::TaskContext) -> weir_runtime::TaskResult {
+        if ctx.registry().get(&self.dag).is_none() {
+            return Err(weir_runtime::TaskError::fatal(format!(
+                "replay_dead_letters: no DAG named `{}`; `weir dags list` shows them",
+                self.dag
+            )));
+        }
+        let opts = ReplayOptions {
+            dag: Some(self.dag.clone()),
+            run: self.run.clone(),
+            limit: self.limit,
+            dry_run: false,
+            max_replays: self.max_replays.unwrap_or(3),
+        };
+        let report = replay(
+            ctx.store().clone(),
+            ctx.registry(),
+            ctx.home().to_path_buf(),
+            ctx.clock().clone(),
+            &opts,
+        )
+        .await
+        .map_err(weir_runtime::TaskError::retryable)?;
+        tracing::info!(
+            replayed = report.replayed.len(),
+            failed = report.failed.len(),
+            skipped = report.skipped.len(),
+            "dead letters replayed"
+        );
+        crate::to_output(&report)
+    }
 }

@@ -10,6 +10,7 @@
 //! | [`Sql`] | a DataFusion query over named datasets and source files (`local_date(ts, $tz)` cuts local days as `dt=` does), run values bound as typed `$params`; the result committed as a partitioned dataset or returned as rows | [`SqlOutput`]: rows are a **list** a mapped task can `expand` over |
 //! | [`Verify`] | reads committed partitions back and compares rows, bytes, files and checksum with their manifests | [`Verified`] |
 //! | [`WaitFor`] | a sensor: waits until another DAG's partitions are committed (manifest + folder), poking every `poke_interval` until `timeout`; `reschedule` mode frees its slot between pokes (`up_for_reschedule`) | `{dataset, partitions}` |
+//! | [`dlq::ReplayDeadLetters`] | a DLQ processing task: replays a DAG's pending dead letters (records through the task that set them aside, batches by running their instance again), quarantining repeat failures | `ReplayReport` |
 //! | [`WriteTable`] | loads a dataset or query result into a SQLite table: bulk insert, transaction batches, upsert by key, index drop/rebuild | [`TableWritten`] |
 //!
 //! An operator becomes a task with [`task`]; its config is checked when the DAG is built
@@ -99,6 +100,7 @@ pub enum OperatorConfig {
     Verify(Verify),
     WaitFor(WaitFor),
     WriteTable(WriteTable),
+    ReplayDeadLetters(dlq::ReplayDeadLetters),
 }
 
 impl OperatorConfig {
@@ -112,6 +114,7 @@ impl OperatorConfig {
             OperatorConfig::Verify(op) => Arc::new(op),
             OperatorConfig::WaitFor(op) => Arc::new(op),
             OperatorConfig::WriteTable(op) => Arc::new(op),
+            OperatorConfig::ReplayDeadLetters(op) => Arc::new(op),
         }
     }
 }

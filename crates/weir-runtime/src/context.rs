@@ -50,6 +50,9 @@ pub struct TaskContext {
     pub(crate) upstream: Arc<Vec<TaskId>>,
     /// The DAG's param declarations.
     pub(crate) declared: Arc<ParamSpecs>,
+    /// The DAGs of the process running the try (a task that works on other DAGs' runs, such
+    /// as a dead-letter replay, finds their tasks here).
+    pub(crate) registry: Arc<crate::definition::Registry>,
 }
 
 impl std::fmt::Debug for TaskContext {
@@ -145,6 +148,16 @@ impl TaskContext {
     /// The metadata store, e.g. to record partition manifests.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The DAGs this process knows.
+    pub fn registry(&self) -> &Arc<crate::definition::Registry> {
+        &self.registry
+    }
+
+    /// The clock the try runs on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn now(&self) -> Timestamp {

@@ -1018,6 +1018,7 @@ impl<'e> RunLoop<'e> {
             mapped_upstreams: Arc::new(mapped_upstreams),
             upstream: Arc::new(spec.upstream.clone()),
             declared: self.declared.clone(),
+            registry: self.ex.registry(),
         };
         let try_number = inst.try_number;
         let timeout = spec.execution_timeout;

@@ -18,7 +18,7 @@ use crate::{Result, RuntimeError};
 #[allow(clippy::too_many_arguments)]
 pub async fn task_context(
     store: Arc<dyn Store>,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     home: PathBuf,
     clock: Arc<dyn Clock>,
     dag_id: &DagId,
@@ -118,6 +118,7 @@ pub async fn task_context(
         mapped_upstreams: Arc::new(mapped_upstreams),
         upstream: Arc::new(spec.upstream.clone()),
         declared: Arc::new(def.dag.params.clone()),
+        registry: registry.clone(),
     };
     Ok((ctx, def))
 }

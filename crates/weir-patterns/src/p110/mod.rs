@@ -4,6 +4,7 @@ pub mod batch_retry_strategies;
 pub mod custom_batch_windows;
 pub mod daily_batch_processing;
 pub mod date_based_partitioning;
+pub mod dead_letter_batch_handling;
 pub mod geographic_partitioning;
 pub mod hash_based_partitioning;
 pub mod hourly_batch_processing;
@@ -34,5 +35,7 @@ pub fn all() -> Vec<DagDef> {
         ignoring_batch_boundaries_antipattern::dag(),
         partial_batch_failure_handling::dag(),
         batch_retry_strategies::dag(),
+        dead_letter_batch_handling::dag(),
+        dead_letter_batch_handling::dlq_dag(),
     ]
 }

@@ -89,8 +89,8 @@ pub fn dag() -> DagDef {
 }
 
 #[derive(Debug, Deserialize)]
-struct RegionItem {
-    region: String,
+pub struct RegionItem {
+    pub region: String,
 }
 
 /// What one delivered region batch returns.
@@ -108,7 +108,9 @@ fn targets(ctx: &TaskContext) -> Result<PathBuf, TaskError> {
     })
 }
 
-async fn deliver(ctx: TaskContext) -> Result<Value, TaskError> {
+/// One region's orders of the run's day, written to its target (`targets/REGION/dt=DAY.csv`);
+/// fails (retryable) while the target folder is missing.
+pub async fn deliver(ctx: TaskContext) -> Result<Value, TaskError> {
     let item: RegionItem = ctx.mapped_item()?;
     let p = window_params(&ctx).await?;
     let target = targets(&ctx)?.join(&item.region);

@@ -323,3 +323,151 @@ async fn a_late_source_is_retried_with_backoff_then_dead_lettered_and_every_step
         "the re-run's success is notified"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batches_and_rows_go_to_the_dlq_and_the_processing_dag_replays_them() {
+    use weir_patterns::p110::dead_letter_batch_handling as dlq;
+    let w = World::new().await;
+    let day = date(2026, 3, 5);
+    let source = w.sample("orders.csv", utc(2026, 3, 3), 5, 20_000, 13);
+    let orders = read_orders(&source);
+    let expected = per_region(&orders, day, dlq::ZONE);
+    // Three malformed lines of the day; two get corrected, one never does.
+    let bad = [
+        "9000001,1,NAM,US,2026-03-05T15:00:00Z,2026-03-05T15:10:00Z,abc,USD,placed,fix me",
+        "9000002,1,NAM,US,2026-03-05T16:00:00Z,2026-03-05T16:10:00Z,12.3.4,USD,placed,fix me",
+        "9000003,1,NAM,US,not-a-time,2026-03-05T16:10:00Z,1.00,USD,placed,hopeless",
+    ];
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&source)
+            .unwrap();
+        for line in bad {
+            writeln!(f, "{line}").unwrap();
+        }
+    }
+    // Declared types, as `weir data generate` writes them: a stray "abc" is a rejected row,
+    // not a reason to read the whole amount column as text.
+    weir_data::write_orders_schema(&source).unwrap();
+    let targets = w.path("targets");
+    for region in expected.keys().filter(|r| r.as_str() != "EU") {
+        std::fs::create_dir_all(targets.join(region)).unwrap();
+    }
+    let out = w.path("out/dlq");
+    let c = conf([
+        ("source", s(&source)),
+        ("targets", s(&targets)),
+        ("output", s(&out)),
+    ]);
+    let main = w.run(dlq::DAG_ID, midnight(day, dlq::ZONE), c).await;
+    assert_states(
+        &w,
+        &main,
+        RunState::Success,
+        &[("report", TaskState::Success)],
+    )
+    .await;
+    let report = w.output(&main.run, "report").await;
+    assert_eq!(report["records"], 3, "{report}");
+    let batches = report["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{report}");
+    assert_eq!(batches[0]["item"]["region"], "EU");
+    assert!(
+        batches[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not reachable")
+    );
+
+    // The EU target is back and two payloads are corrected.
+    std::fs::create_dir_all(targets.join("EU")).unwrap();
+    let letters = w
+        .store
+        .dead_letters(&weir_store::RejectFilter {
+            dag_id: Some(dlq::DAG_ID.to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let by_raw = |needle: &str| letters.iter().find(|d| d.raw.contains(needle)).unwrap().id;
+    w.store
+        .correct_dead_letter(by_raw("9000001"), Some(&bad[0].replace(",abc,", ",12.50,")))
+        .await
+        .unwrap();
+    w.store
+        .correct_dead_letter(
+            by_raw("9000002"),
+            Some(&bad[1].replace(",12.3.4,", ",3.40,")),
+        )
+        .await
+        .unwrap();
+    let hopeless = by_raw("9000003");
+
+    let processing = |n: i8| {
+        let w = &w;
+        async move {
+            w.run(
+                dlq::DLQ_DAG_ID,
+                jiff::civil::date(2026, 3, 6)
+                    .at(n, 0, 0, 0)
+                    .to_zoned(tz(dlq::ZONE))
+                    .unwrap()
+                    .timestamp(),
+                serde_json::json!({}),
+            )
+            .await
+        }
+    };
+    let first = processing(1).await;
+    assert_states(
+        &w,
+        &first,
+        RunState::Success,
+        &[("replay", TaskState::Success)],
+    )
+    .await;
+    let replay = w.output(&first.run, "replay").await;
+    assert_eq!(replay["replayed"].as_array().unwrap().len(), 3, "{replay}");
+    assert_eq!(replay["failed"].as_array().unwrap().len(), 1, "{replay}");
+    assert_eq!(replay["failed"][0][0], hopeless);
+    // The batch ran again: EU is delivered with its rows; the corrected rows are in their day.
+    let eu = csv::Reader::from_path(targets.join("EU").join("dt=2026-03-05.csv"))
+        .unwrap()
+        .records()
+        .count() as u64;
+    assert_eq!(eu, expected["EU"]);
+    let day_rows = weir_data::Dataset::open(&out)
+        .unwrap()
+        .count_rows(
+            &weir_data::PartitionKey::new([("dt".to_owned(), "2026-03-05".to_owned())]).unwrap(),
+        )
+        .unwrap();
+    let independent: u64 = expected.values().sum();
+    assert_eq!(
+        day_rows,
+        independent + 2,
+        "the two corrected rows landed once"
+    );
+
+    // Two more passes: nothing is written twice, and the hopeless one is quarantined.
+    for n in [2, 3] {
+        let again = processing(n).await;
+        let replay = w.output(&again.run, "replay").await;
+        assert_eq!(replay["replayed"].as_array().unwrap().len(), 0, "{replay}");
+    }
+    let stuck = w.store.dead_letter(hopeless).await.unwrap().unwrap();
+    assert_eq!(stuck.status, weir_store::DeadLetterStatus::Quarantined);
+    assert_eq!(stuck.replays, dlq::MAX_REPLAYS);
+    let last = processing(4).await;
+    let quarantined = w.output(&last.run, "quarantine").await;
+    assert_eq!(quarantined["quarantined"][0]["id"], hopeless);
+    let day_rows_after = weir_data::Dataset::open(&out)
+        .unwrap()
+        .count_rows(
+            &weir_data::PartitionKey::new([("dt".to_owned(), "2026-03-05".to_owned())]).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(day_rows_after, independent + 2);
+}
