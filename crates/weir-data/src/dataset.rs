@@ -519,6 +519,47 @@ impl Dataset {
         Ok(None)
     }
 
+    /// What a commit of partition `key` as it is now would report: rows, bytes, files, the
+    /// checksum over its part files and its files' schema (a process that committed it and
+    /// died before recording it can record it after all).
+    pub fn commit_report(&self, key: &PartitionKey) -> Result<CommitReport, DataError> {
+        let dir = self.existing_partition(key)?;
+        let (mut rows, mut bytes, mut files) = (0, 0, 0);
+        for (path, format) in part_files(&dir)? {
+            rows += file_rows(&path, format)?;
+            bytes += fs::metadata(&path)
+                .map_err(|e| DataError::io("stat", &path, e))?
+                .len();
+            files += 1;
+        }
+        let schema = match read_schema_sidecar(&dir) {
+            Ok(schema) => schema,
+            Err(_) => {
+                let first = part_files(&dir)?
+                    .into_iter()
+                    .next()
+                    .map(|(p, _)| p)
+                    .ok_or_else(|| DataError::PartitionNotFound {
+                        partition: key.to_path_string(),
+                        root: self.root.clone(),
+                    })?;
+                let file = File::open(&first).map_err(|e| DataError::io("open", &first, e))?;
+                ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| DataError::parquet(&first, e))?
+                    .schema()
+                    .clone()
+            }
+        };
+        Ok(CommitReport {
+            partition: key.to_path_string(),
+            rows,
+            bytes,
+            files,
+            checksum: self.checksum(key)?,
+            schema: schema_json(&schema),
+        })
+    }
+
     /// Every committed partition, sorted by path.
     pub fn partitions(&self) -> Result<Vec<PartitionInfo>, DataError> {
         let mut out = Vec::new();

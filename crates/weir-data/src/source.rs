@@ -250,7 +250,7 @@ pub fn read_payloads(
     let mut starts: Vec<(u64, usize)> = Vec::new();
     let mut line = if json { 1u64 } else { 2 };
     for (i, payload) in payloads.iter().enumerate() {
-        let payload = payload.trim_end_matches(['\r', '\n']);
+        let payload = payload.trim_matches(['\r', '\n']);
         let records = if payload.trim().is_empty() {
             0
         } else if json {

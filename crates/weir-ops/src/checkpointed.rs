@@ -49,6 +49,9 @@ struct LoadState {
     rows: u64,
     /// Rows the source rejected so far.
     rejects: u64,
+    /// Good rows read so far (routed or outside the load's window).
+    #[serde(default)]
+    read: u64,
     /// Partitions this chain has written (replaced first, then added to).
     written: BTreeSet<String>,
     /// The latest commit of each partition written.
@@ -117,6 +120,7 @@ pub async fn load_checkpointed(
         position: SourcePosition::default(),
         rows: 0,
         rejects: 0,
+        read: 0,
         written: BTreeSet::new(),
         commits: BTreeMap::new(),
     });
@@ -179,6 +183,7 @@ fn run_chunks(
             state.chain
         );
         let start = reader.position().unwrap_or_default().record;
+        let read_before = reader.rows_emitted();
         let mut writers: BTreeMap<PartitionKey, Option<PartitionWriter>> = BTreeMap::new();
         let mut rows = 0u64;
         let mut done = false;
@@ -188,8 +193,12 @@ fn run_chunks(
                 break;
             };
             let batch = batch?;
+            // A line a replay committed is read from its payload, not a reject.
             if p.reject_policy.fail_fast
-                && let Some(first) = reader.rejects().first()
+                && let Some(first) = reader
+                    .rejects()
+                    .iter()
+                    .find(|r| !p.replayed.contains_key(&r.line))
             {
                 return Err(TaskError::fatal(format!(
                     "source {} has a row it cannot read (line {}: {}) and on_reject is fail_fast; the chunks before it stay committed",
@@ -208,24 +217,39 @@ fn run_chunks(
                 route(&batch)?,
             )?;
         }
-        if let Some((batch, _)) = crate::load::replayed_rows(p, &reader)? {
-            write_parts(
-                &dataset,
-                p,
-                &state,
-                &marker,
-                &mut writers,
-                &mut rows,
-                route(&batch)?,
-            )?;
-        }
+        let substituted = match crate::load::replayed_rows(p, &reader)? {
+            Some((batch, lines)) => {
+                write_parts(
+                    &dataset,
+                    p,
+                    &state,
+                    &marker,
+                    &mut writers,
+                    &mut rows,
+                    route(&batch)?,
+                )?;
+                lines
+            }
+            None => Vec::new(),
+        };
         let mut rejects = reader.take_rejects();
-        rejects.retain(|r| !p.replayed.contains_key(&r.line));
+        // A replayed line whose payload no longer reads stays a reject.
+        rejects.retain(|r| !substituted.contains(&r.line));
+        let read = reader.rows_emitted() - read_before + substituted.len() as u64;
         failpoint("before_output", next);
         let mut first = true;
         for (key, writer) in writers {
             let path = key.to_path_string();
-            if let Some(mut writer) = writer {
+            let Some(mut writer) = writer else {
+                // Committed with this chunk's marker before a crash: record what it holds (the
+                // manifest may be what the crash cut off).
+                let commit = dataset.commit_report(&key)?;
+                handle.block_on(record_manifest(ctx, &name, &commit))?;
+                state.commits.insert(path.clone(), commit);
+                state.written.insert(path);
+                continue;
+            };
+            {
                 let body = serde_json::to_vec(&json!({"chain": state.chain, "seq": next}))
                     .map_err(|e| TaskError::fatal(e.to_string()))?;
                 writer.add_marker(&marker, &body)?;
@@ -264,6 +288,7 @@ fn run_chunks(
         }
         failpoint("after_output", next);
         state.rows += rows;
+        state.read += read;
         state.rejects += rejects.len() as u64;
         state.position = reader.position().unwrap_or_default();
         seq = next;
@@ -280,6 +305,18 @@ fn run_chunks(
         handle.block_on(ctx.clear_checkpoints(2))?;
         if done {
             break;
+        }
+    }
+    if let Some(max) = p.reject_policy.max_ratio {
+        let ratio = state.rejects as f64 / (state.read + state.rejects).max(1) as f64;
+        if ratio > max {
+            return Err(TaskError::fatal(format!(
+                "source {}: {} of {} rows ({:.2}%) were rejected, above max_reject_ratio {max}; a checkpointed load commits as it goes, so its {chunks} chunks stay committed: fix the source and clear the task",
+                p.source.display(),
+                state.rejects,
+                state.read + state.rejects,
+                ratio * 100.0
+            )));
         }
     }
     for key in expected {

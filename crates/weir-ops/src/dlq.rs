@@ -179,16 +179,30 @@ pub async fn replay(
             );
             continue;
         };
-        let pending: Vec<i64> = letters
+        // Only while the task that set them aside is done: a live try may still be writing
+        // (and re-rejecting) the same lines.
+        if let Some(why) = still_live(&store, &dag_id, &run_id, &task, map_index).await? {
+            skip(&mut report, why);
+            continue;
+        }
+        let mut pending: Vec<i64> = letters
             .iter()
             .filter(|d| d.status == DeadLetterStatus::Pending)
             .map(|d| d.id)
             .collect();
+        let mut letters = letters;
         if !opts.dry_run {
-            store
+            // Another replay may have taken some first: replay only what this one took.
+            pending = store
                 .begin_replay(&pending, &batch)
                 .await
                 .map_err(|e| e.to_string())?;
+            letters.retain(|d| {
+                d.status == DeadLetterStatus::Replaying || pending.binary_search(&d.id).is_ok()
+            });
+            if letters.is_empty() {
+                continue;
+            }
         }
         let outcomes = match op.replay(ctx, letters, batch.clone(), opts.dry_run).await {
             Ok(outcomes) => outcomes,
@@ -290,10 +304,17 @@ async fn replay_batch(
         }
         return Ok(());
     }
-    store
+    if let Some(why) = still_live(store, dag_id, run_id, task, map_index).await? {
+        skip(report, why);
+        return Ok(());
+    }
+    let pending = store
         .begin_replay(&pending, batch)
         .await
         .map_err(|e| e.to_string())?;
+    if pending.is_empty() {
+        return Ok(());
+    }
     if let Err(e) = store
         .clear_tasks(dag_id, run_id, &sel.whole, &sel.instances)
         .await
@@ -459,4 +480,29 @@ impl Operator for ReplayDeadLetters {
         );
         crate::to_output(&report)
     }
+}
+
+/// Why the instance that set dead letters aside is not done yet, if it is not: a replay waits
+/// for it (its run may also be resumed by another process).
+async fn still_live(
+    store: &Arc<dyn Store>,
+    dag_id: &DagId,
+    run_id: &RunId,
+    task: &str,
+    map_index: i64,
+) -> Result<Option<String>, String> {
+    let tis = store
+        .task_instances(dag_id, run_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = tis
+        .iter()
+        .find(|t| t.key.task_id.as_str() == task && t.key.map_index.raw() == map_index)
+        .map(|t| t.state);
+    Ok(match state {
+        Some(s) if !s.is_terminal() => Some(format!(
+            "task `{task}` of run `{run_id}` is {s}; replay its dead letters once it has finished"
+        )),
+        _ => None,
+    })
 }

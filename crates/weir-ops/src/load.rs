@@ -25,7 +25,7 @@ use weir_runtime::{TaskContext, TaskError, ZONE_PARAM};
 
 use crate::blocking;
 use crate::check::{Check, CheckGate};
-use weir_store::{DeadLetter, DeadLetterStatus, PartitionManifest, RejectRecord, ReplayOutcome};
+use weir_store::{DeadLetter, PartitionManifest, RejectRecord, ReplayOutcome};
 
 /// What a window-loading pattern reads and where it writes, from the run's params.
 #[derive(Debug, Clone)]
@@ -925,12 +925,10 @@ pub fn replay_rows(
     let mut todo = Vec::new();
     for d in letters {
         match landed.get(&d.id) {
-            Some(partition) if d.status == DeadLetterStatus::Replaying => {
-                out.outcomes.push(ReplayOutcome::Replayed {
-                    id: d.id,
-                    into: format!("{name}/{partition}"),
-                })
-            }
+            Some(partition) => out.outcomes.push(ReplayOutcome::Replayed {
+                id: d.id,
+                into: format!("{name}/{partition}"),
+            }),
             _ => todo.push(d),
         }
     }
@@ -994,37 +992,35 @@ pub fn replay_rows(
     Ok(out)
 }
 
-/// The dead letters of `letters` that a replay committed before it was cut off (they are still
-/// `replaying`), by id, with the partition its marker is in.
+/// The dead letters of `letters` that an earlier replay already committed, by id, with the
+/// partition whose marker names them: whatever their status says (a replay cut off before it
+/// recorded its outcome, or one whose later step failed after a commit), a letter a marker
+/// names is in its partition and is not written again.
 fn cut_off_replays(
     dataset: &Dataset,
     letters: &[DeadLetter],
 ) -> Result<BTreeMap<i64, String>, DataError> {
-    let mut batches: Vec<&str> = letters
-        .iter()
-        .filter(|d| d.status == DeadLetterStatus::Replaying)
-        .filter_map(|d| d.replay_batch.as_deref())
-        .collect();
-    batches.sort();
-    batches.dedup();
+    let wanted: std::collections::BTreeSet<i64> = letters.iter().map(|d| d.id).collect();
     let mut landed = BTreeMap::new();
-    if batches.is_empty() {
-        return Ok(landed);
-    }
-    let partitions = dataset.partitions()?;
-    for batch in batches {
-        let marker = replay_marker(batch);
-        for part in &partitions {
-            let path = dataset.root().join(&part.partition).join(&marker);
-            let Ok(bytes) = std::fs::read(&path) else {
+    let prefix = format!("{}replay-", weir_data::MARKER_PREFIX);
+    for part in dataset.partitions()? {
+        let dir = dataset.root().join(&part.partition);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(|n| n.starts_with(&prefix)) {
                 continue;
-            };
+            }
+            let path = entry.path();
+            let bytes = std::fs::read(&path).map_err(|e| DataError::io("read", &path, e))?;
             let m: ReplayMarker =
                 serde_json::from_slice(&bytes).map_err(|e| DataError::Corrupt {
                     path: path.clone(),
                     reason: format!("not a replay marker: {e}"),
                 })?;
-            for id in m.ids {
+            for id in m.ids.into_iter().filter(|id| wanted.contains(id)) {
                 landed.insert(id, part.partition.clone());
             }
         }
@@ -1036,7 +1032,7 @@ fn cut_off_replays(
 /// lines a replay can read again: they fail with why, and the others are replayed.
 fn check_letters_apart(letters: Vec<DeadLetter>) -> (Vec<DeadLetter>, Vec<ReplayOutcome>) {
     let (checked, letters): (Vec<DeadLetter>, Vec<DeadLetter>) =
-        letters.into_iter().partition(|d| d.error_class == "check");
+        letters.into_iter().partition(|d| d.error_class != "parse");
     let refused = checked
         .into_iter()
         .map(|d| ReplayOutcome::Failed {

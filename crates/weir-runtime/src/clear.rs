@@ -45,7 +45,10 @@ impl ClearSelection {
             if task.is_some_and(|want| want != t) || (failed_only && !failed(&ti)) {
                 continue;
             }
-            let pos = dag.position(t).expect("a task of the DAG");
+            // A task the DAG no longer has (its file changed since the run) is left alone.
+            let Some(pos) = dag.position(t) else {
+                continue;
+            };
             match map_index {
                 Some(i) if ti.key.map_index.raw() == i => {
                     instances.insert((t.to_owned(), i));

@@ -1190,17 +1190,34 @@ impl<'e> RunLoop<'e> {
             "try {try_number} was running in a process that stopped (killed or crashed) and its lease ran out"
         );
         let now = self.ex.clock.now();
+        let key = self.key(pos, idx);
+        let cb = |retry_at: Option<Timestamp>| CallbackContext {
+            key: key.clone(),
+            try_number,
+            logical_date: self.run.logical_date,
+            error: Some(error.clone()),
+            retry_at,
+            at: now,
+        };
         if spec.retry.should_retry(try_number) {
+            let ctx = cb(Some(now));
             self.set_state(pos, idx, TaskState::UpForRetry, |c| {
-                c.error = Some(error);
+                c.error = Some(error.clone());
                 c.retry_at = Some(now);
             });
             self.retries.push(Reverse((now, pos, idx)));
+            self.callbacks.push((pos, CallbackKind::Retry, ctx));
         } else {
-            self.set_state(pos, idx, TaskState::Failed, |c| c.error = Some(error));
+            let ctx = cb(None);
+            self.set_state(pos, idx, TaskState::Failed, |c| {
+                c.error = Some(error.clone())
+            });
+            self.callbacks.push((pos, CallbackKind::Failure, ctx));
         }
         match self.flush().await {
             Err(RuntimeError::Store(StoreError::Conflict { .. })) => {
+                // Nothing happened to it here: no callback either.
+                self.callbacks.retain(|(_, _, c)| c.key != key);
                 // The owner finished after all: take the stored state.
                 let stored = self
                     .ex

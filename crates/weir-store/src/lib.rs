@@ -210,8 +210,9 @@ pub trait RejectStore: Send + Sync {
     /// Sets (or with `None` removes) the corrected payload. A quarantined entry becomes
     /// pending again: someone looked at it. [`StoreError::Conflict`] for one already replayed.
     async fn correct_dead_letter(&self, id: i64, payload: Option<&str>) -> Result<()>;
-    /// Marks pending entries as taken by replay `batch` (committed before the replay writes).
-    async fn begin_replay(&self, ids: &[i64], batch: &str) -> Result<()>;
+    /// Marks pending entries as taken by replay `batch` (committed before the replay writes);
+    /// returns the ids it took — not those another replay took first.
+    async fn begin_replay(&self, ids: &[i64], batch: &str) -> Result<Vec<i64>>;
     /// Records how a replay went: replayed entries are done; failed ones count a replay and go
     /// back to pending, or to quarantined once they have failed `max_replays` times; released
     /// ones go back to pending uncounted.

@@ -1162,8 +1162,9 @@ impl RejectStore for SqliteStore {
         }
     }
 
-    async fn begin_replay(&self, ids: &[i64], batch: &str) -> Result<()> {
+    async fn begin_replay(&self, ids: &[i64], batch: &str) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
+        let mut claimed = Vec::new();
         for chunk in ids.chunks(INSERT_CHUNK) {
             let mut q = sqlx::QueryBuilder::new(
                 "UPDATE dead_letters SET status = 'replaying', replay_batch = ",
@@ -1174,11 +1175,14 @@ impl RejectStore for SqliteStore {
             for id in chunk {
                 sep.push_bind(*id);
             }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
+            q.push(") RETURNING id");
+            for row in q.build().fetch_all(&mut *tx).await? {
+                claimed.push(row.try_get::<i64, _>("id")?);
+            }
         }
         tx.commit().await?;
-        Ok(())
+        claimed.sort_unstable();
+        Ok(claimed)
     }
 
     async fn finish_replay(

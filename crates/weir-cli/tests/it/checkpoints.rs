@@ -356,3 +356,92 @@ fn damaged_checkpoints_of_every_kind_are_named_and_never_resumed() {
         assert_eq!(totals(&home, &out), expected, "{name}: every row once");
     }
 }
+
+/// 110.4.4 as a user runs it: killed after a chunk's output (before its checkpoint), the same
+/// command resumes from the last checkpoint, and the day holds exactly what a load without
+/// checkpoints writes; the checkpoints are gone once it succeeds.
+#[test]
+fn the_checkpointing_pattern_resumes_after_a_kill_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path();
+    let src = h.join("orders.csv");
+    weir(h)
+        .args([
+            "data",
+            "generate",
+            "--rows",
+            "150000",
+            "--start",
+            "2026-03-04",
+            "--days",
+            "3",
+        ])
+        .arg("--out")
+        .arg(&src)
+        .assert()
+        .success();
+    let out = h.join("out");
+    let plain = h.join("plain");
+    let conf = |k: &str, v: &Path| format!("{k}={}", v.display());
+    let args = |dag: &'static str, output: &Path| -> Vec<String> {
+        vec![
+            "--lease".into(),
+            "1s".into(),
+            "dags".into(),
+            "run".into(),
+            dag.into(),
+            "--logical-date".into(),
+            "2026-03-05".into(),
+            "--conf".into(),
+            conf("source", &src),
+            "--conf".into(),
+            conf("output", output),
+        ]
+    };
+    let dag = "110_04_04_batch_checkpointing";
+    let mut first = args(dag, &out);
+    first.extend(["--conf".into(), "checkpoint_every=20000".into()]);
+    let o = weir(h)
+        .env("WEIR_FAILPOINT", "after_output:3")
+        .args(&first)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let seqs: Vec<u64> = checkpoints(h)
+        .iter()
+        .map(|c| c["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        [2, 1],
+        "killed after chunk 3's output, before its checkpoint"
+    );
+    let o = weir(h).args(&first).arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report["outputs"]["load"]["checkpoints"]["resumed_from"], 2,
+        "{report}"
+    );
+    assert!(checkpoints(h).is_empty(), "cleaned up on success");
+    weir(h)
+        .args(args("110_01_01_daily_batch_processing", &plain))
+        .assert()
+        .success();
+    let day = |dir: &Path| {
+        let o = weir(h)
+            .args(["data", "query", "--json"])
+            .arg("SELECT count(*) AS n, count(DISTINCT order_id) AS ids, sum(order_id) AS s FROM t WHERE dt = '2026-03-05'")
+            .arg("--table")
+            .arg(format!("t={}", dir.display()))
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        json_lines(&o.stdout)[0].clone()
+    };
+    let (a, b) = (day(&out), day(&plain));
+    assert_eq!(a, b, "the checkpointed day equals the plain load's");
+    assert_eq!(a["n"], a["ids"], "no row twice");
+    assert!(a["n"].as_u64().unwrap() > 40_000, "{a}");
+}

@@ -276,6 +276,34 @@ fn malformed_lines_are_kept_once_corrected_replayed_once_and_survive_a_rerun() {
         .collect();
     assert_eq!(statuses, BTreeSet::from(["replayed".to_owned()]));
 
+    // A replay whose outcome was never recorded (killed after its commits): the letters are
+    // still `replaying` or even `pending`, and the next replay finds them by their markers
+    // instead of adding their rows again.
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1])\n\
+             db.execute(\"UPDATE dead_letters SET status = CASE WHEN id % 2 = 0 THEN 'pending' ELSE 'replaying' END\")\n\
+             db.commit()",
+        )
+        .arg(h.join("weir.db"))
+        .status()
+        .expect("python3 edits the store");
+    assert!(status.success());
+    let (found, ok) = replay(h, &[]);
+    assert!(ok, "{found}");
+    assert_eq!(
+        found["replayed"].as_array().unwrap().len(),
+        bad.len(),
+        "{found}"
+    );
+    assert_eq!(
+        per_day(h, &out),
+        all,
+        "found by their markers, not written twice"
+    );
+
     // Re-running two days from the source, still broken, keeps the replayed rows, once.
     weir(h)
         .args([

@@ -1,5 +1,6 @@
 //! Spec 110: batch processing patterns. DAG id = the spec entry's filename stem.
 
+pub mod batch_checkpointing;
 pub mod batch_retry_strategies;
 pub mod custom_batch_windows;
 pub mod daily_batch_processing;
@@ -37,5 +38,6 @@ pub fn all() -> Vec<DagDef> {
         batch_retry_strategies::dag(),
         dead_letter_batch_handling::dag(),
         dead_letter_batch_handling::dlq_dag(),
+        batch_checkpointing::dag(),
     ]
 }

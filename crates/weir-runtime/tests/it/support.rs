@@ -311,7 +311,7 @@ impl RejectStore for OffClockStore {
         let (s, p) = (self.0.clone(), payload.map(str::to_owned));
         off_clock(move || async move { s.correct_dead_letter(id, p.as_deref()).await }).await
     }
-    async fn begin_replay(&self, ids: &[i64], batch: &str) -> weir_store::Result<()> {
+    async fn begin_replay(&self, ids: &[i64], batch: &str) -> weir_store::Result<Vec<i64>> {
         let (s, i, b) = (self.0.clone(), ids.to_vec(), batch.to_owned());
         off_clock(move || async move { s.begin_replay(&i, &b).await }).await
     }
