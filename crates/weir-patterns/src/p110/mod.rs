@@ -2,6 +2,7 @@
 
 pub mod batch_checkpointing;
 pub mod batch_retry_strategies;
+pub mod batch_validation_gates;
 pub mod custom_batch_windows;
 pub mod daily_batch_processing;
 pub mod date_based_partitioning;
@@ -39,5 +40,6 @@ pub fn all() -> Vec<DagDef> {
         dead_letter_batch_handling::dag(),
         dead_letter_batch_handling::dlq_dag(),
         batch_checkpointing::dag(),
+        batch_validation_gates::dag(),
     ]
 }

@@ -471,3 +471,158 @@ async fn failed_batches_and_rows_go_to_the_dlq_and_the_processing_dag_replays_th
         .unwrap();
     assert_eq!(day_rows_after, independent + 2);
 }
+
+/// Every file of a partition folder, by name, with its bytes.
+fn files_of(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_gate_blocks_the_day_and_keeps_what_was_published_a_warn_gate_records() {
+    use weir_patterns::p110::batch_validation_gates as gates;
+    let w = World::new().await;
+    let day = date(2026, 3, 5);
+    let source = w.sample("orders.csv", utc(2026, 3, 3), 5, 20_000, 17);
+    weir_data::write_orders_schema(&source).unwrap();
+    let out = w.path("out/gates");
+    let good = w
+        .run(
+            gates::DAG_ID,
+            midnight(day, gates::ZONE),
+            conf([("source", s(&source)), ("output", s(&out))]),
+        )
+        .await;
+    assert_states(
+        &w,
+        &good,
+        RunState::Success,
+        &[
+            ("load", TaskState::Success),
+            ("summary", TaskState::Success),
+        ],
+    )
+    .await;
+    let metrics = w.output(&good.run, "metrics").await;
+    assert_eq!(metrics["checks_run"], 9, "{metrics}");
+    assert_eq!(metrics["checks_failed"], 0, "{metrics}");
+    let partition = out.join("dt=2026-03-05");
+    let published = files_of(&partition);
+
+    // The same day from a source with a duplicated order and an absurd amount.
+    let text = std::fs::read_to_string(&source).unwrap();
+    let (from, to) = (
+        midnight(day, gates::ZONE),
+        midnight(day.tomorrow().unwrap(), gates::ZONE),
+    );
+    let in_day = |line: &&str| {
+        line.split(',')
+            .nth(4)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| from <= t && t < to)
+    };
+    let mut day_lines = text.lines().skip(1).filter(in_day);
+    let dup = day_lines.next().unwrap().to_owned();
+    let mut absurd: Vec<String> = day_lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect();
+    absurd[0] = "99999999".into();
+    absurd[6] = "250000.00".into();
+    let bad = w.path("sources/bad.csv");
+    std::fs::write(&bad, format!("{text}{dup}\n{}\n", absurd.join(","))).unwrap();
+    weir_data::write_orders_schema(&bad).unwrap();
+    let blocked = w
+        .run(
+            gates::DAG_ID,
+            midnight(day, gates::ZONE),
+            conf([("source", s(&bad)), ("output", s(&out))]),
+        )
+        .await;
+    assert_states(
+        &w,
+        &blocked,
+        RunState::Failed,
+        &[
+            ("load", TaskState::Failed),
+            ("summary", TaskState::UpstreamFailed),
+            ("metrics", TaskState::Success),
+        ],
+    )
+    .await;
+    assert_eq!(
+        files_of(&partition),
+        published,
+        "the published day is byte for byte as it was"
+    );
+    let metrics = w.output(&blocked.run, "metrics").await;
+    assert_eq!(metrics["checks_failed"], 2, "{metrics}");
+    let failed: Vec<&str> = metrics["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["unique_order_id", "range_amount"], "{metrics}");
+    let range = metrics["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "range_amount")
+        .unwrap();
+    assert_eq!(range["failing"], 1);
+    // The failing rows are dead letters, named by their check.
+    let letters = w
+        .store
+        .dead_letters(&weir_store::RejectFilter {
+            dag_id: Some(gates::DAG_ID.to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let checked: Vec<_> = letters
+        .iter()
+        .filter(|d| d.error_class == "check")
+        .collect();
+    assert!(
+        checked.iter().any(|d| d.raw.contains("99999999")),
+        "{checked:?}"
+    );
+    assert!(
+        checked.iter().any(|d| d.reason.contains("unique_order_id")),
+        "{checked:?}"
+    );
+
+    // A warn check that fails: lowercase currencies are recorded, the day is published.
+    let lower = w.path("sources/lower.csv");
+    std::fs::write(&lower, text.replacen(",USD,", ",usd,", 3)).unwrap();
+    weir_data::write_orders_schema(&lower).unwrap();
+    let warned = w
+        .run(
+            gates::DAG_ID,
+            midnight(day, gates::ZONE),
+            conf([("source", s(&lower)), ("output", s(&out))]),
+        )
+        .await;
+    assert_states(
+        &w,
+        &warned,
+        RunState::Success,
+        &[("summary", TaskState::Success)],
+    )
+    .await;
+    let metrics = w.output(&warned.run, "metrics").await;
+    assert_eq!(metrics["failed"][0]["name"], "currency_is_iso", "{metrics}");
+    assert_eq!(metrics["failed"][0]["failing"], 3, "{metrics}");
+    assert_eq!(metrics["by_gate_and_severity"]["input/warn"]["failed"], 1);
+}
