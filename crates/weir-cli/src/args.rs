@@ -250,6 +250,15 @@ pub enum ReprocessArg {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCmd {
+    /// Why a run failed: the first task that failed on its own, what its upstreams gave it,
+    /// its error and log, the dead letters, and the commands that recover.
+    Diagnose {
+        run: String,
+        #[arg(long)]
+        dag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List runs, newest logical date first.
     List {
         #[arg(long)]
@@ -266,6 +275,17 @@ pub enum RunsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCmd {
+    /// The errors of a DAG's failed tries across its last runs, grouped by class (numbers,
+    /// quoted values and paths taken out), the most frequent first.
+    Errors {
+        #[arg(long)]
+        dag: String,
+        /// How many of the newest runs to look at.
+        #[arg(long, default_value_t = 50)]
+        runs: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the log of one try of a task instance (by default its latest try).
     Logs {
         /// The run id (see `weir runs list`).

@@ -260,6 +260,77 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             print_outcome(ex.store().as_ref(), &def, &outcome, &tz, json).await?;
             Ok(exit_for(outcome.state))
         }
+        Command::Tasks(TasksCmd::Errors { dag, runs, json }) => {
+            let def = find_dag(&registry, &dag)?;
+            let store = open_store(&home).await?;
+            let classes = weir_runtime::error_classes(store.as_ref(), def.id(), runs).await?;
+            for c in &classes {
+                if json {
+                    out!("{}", serde_json::to_string(c)?);
+                } else {
+                    out!(
+                        "{:>4} tries in {:>3} runs  {}  [{}]",
+                        c.tries,
+                        c.runs.len(),
+                        c.class,
+                        c.tasks.iter().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                    out!("      e.g. {} ({})", c.example, c.runs[0]);
+                }
+            }
+            if !json {
+                out!("{} error classes", classes.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs(RunsCmd::Diagnose { run, dag, json }) => {
+            let store = open_store(&home).await?;
+            let found = find_run(store.as_ref(), &run, dag.as_deref()).await?;
+            let def = find_dag(&registry, found.dag_id.as_str())?;
+            let d = weir_runtime::diagnose(store.as_ref(), &def, &found.run_id, &home).await?;
+            if json {
+                out!("{}", serde_json::to_string(&d)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            out!("run {} of {} is {}", d.run_id, d.dag_id, d.state);
+            match &d.root {
+                None => out!("no task failed"),
+                Some(r) => {
+                    let at = if r.map_index >= 0 {
+                        format!("{}[{}]", r.task_id, r.map_index)
+                    } else {
+                        r.task_id.clone()
+                    };
+                    out!(
+                        "root cause: {at} failed on try {}: {}",
+                        r.try_number,
+                        r.error
+                    );
+                    out!("  error class: {}", r.class);
+                    out!("  log: {}", r.log.display());
+                    for (task, value) in &r.inputs {
+                        out!("  input from {task}: {value}");
+                    }
+                }
+            }
+            if !d.failed.is_empty() {
+                out!("failed: {}", d.failed.join(", "));
+            }
+            if !d.upstream_failed.is_empty() {
+                out!(
+                    "did not run (upstream failed): {}",
+                    d.upstream_failed.join(", ")
+                );
+            }
+            out!("dead letters of the run: {}", d.dead_letters);
+            if !d.recovery.is_empty() {
+                out!("to recover:");
+                for cmd in &d.recovery {
+                    out!("  {cmd}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tasks(TasksCmd::List { run, dag, json }) => {
             tasks_list(&home, &run, dag.as_deref(), json).await
         }

@@ -15,6 +15,7 @@ mod clock;
 mod context;
 mod dead_letter;
 mod definition;
+mod diagnose;
 mod executor;
 mod logs;
 mod notify;
@@ -36,6 +37,7 @@ pub use definition::{
     CallbackContext, DagDef, DagDefBuilder, DeadLetterFn, Loader, Registry, Task, TaskError,
     TaskFuture, TaskResult, ZONE_PARAM,
 };
+pub use diagnose::{Diagnosis, ErrorClass, RootCause, diagnose, error_class, error_classes};
 pub use executor::{Executor, ExecutorOptions, RunOutcome, process_owner_id};
 pub use logs::{TRY_SPAN, TryLogLayer, try_log_path};
 pub use notify::{

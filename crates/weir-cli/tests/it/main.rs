@@ -4,6 +4,7 @@
 mod checkpoints;
 mod checks;
 mod dag_files;
+mod debugging;
 mod dlq;
 mod errors;
 mod fidelity;

@@ -7,6 +7,7 @@ pub mod custom_batch_windows;
 pub mod daily_batch_processing;
 pub mod date_based_partitioning;
 pub mod dead_letter_batch_handling;
+pub mod debugging_batch_failures;
 pub mod geographic_partitioning;
 pub mod hash_based_partitioning;
 pub mod hourly_batch_processing;
@@ -41,5 +42,6 @@ pub fn all() -> Vec<DagDef> {
         dead_letter_batch_handling::dlq_dag(),
         batch_checkpointing::dag(),
         batch_validation_gates::dag(),
+        debugging_batch_failures::dag(),
     ]
 }

@@ -5,6 +5,7 @@
 mod antipatterns;
 mod custom;
 mod daily;
+mod debugging;
 mod error_handling;
 mod hourly;
 mod monthly;
