@@ -162,7 +162,12 @@ fn run_chunks(
     expected: &[PartitionKey],
     retire: bool,
 ) -> Result<(LoadState, u64), TaskError> {
-    let mut reader = open_source(&p.source, opts)?;
+    // Batches no bigger than a chunk, so a chunk is about `every` records, not a whole batch.
+    let opts = ReadOptions {
+        batch_size: opts.batch_size.min(policy.every as usize).max(1),
+        ..opts.clone()
+    };
+    let mut reader = open_source(&p.source, &opts)?;
     if reader.position().is_none() {
         return Err(TaskError::fatal(format!(
             "{} is Parquet; checkpointed loads read CSV or JSON lines (drop checkpoint_every, or convert the source)",

@@ -27,6 +27,7 @@ pub mod load;
 mod ranges;
 mod sql;
 mod table;
+pub mod testing;
 mod verify;
 mod wait;
 

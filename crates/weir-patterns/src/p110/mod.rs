@@ -8,6 +8,7 @@ pub mod daily_batch_processing;
 pub mod date_based_partitioning;
 pub mod dead_letter_batch_handling;
 pub mod debugging_batch_failures;
+pub mod debugging_checkpoint_issues;
 pub mod geographic_partitioning;
 pub mod hash_based_partitioning;
 pub mod hourly_batch_processing;
@@ -17,6 +18,8 @@ pub mod monthly_batch_processing;
 pub mod no_batch_idempotency_antipattern;
 pub mod partial_batch_failure_handling;
 pub mod size_based_partitioning;
+pub mod testing_batch_error_handling;
+pub mod unit_testing_batch_logic;
 pub mod weekly_batch_aggregation;
 
 use weir_runtime::DagDef;
@@ -43,5 +46,8 @@ pub fn all() -> Vec<DagDef> {
         batch_checkpointing::dag(),
         batch_validation_gates::dag(),
         debugging_batch_failures::dag(),
+        debugging_checkpoint_issues::dag(),
+        unit_testing_batch_logic::dag(),
+        testing_batch_error_handling::dag(),
     ]
 }
