@@ -108,6 +108,9 @@ pub struct ReadOptions {
     /// spring-forward gap, shifted forward) and become UTC instants. Without it they stay
     /// zone-less `Timestamp(µs)` values, and a time column holding one is a reject.
     pub source_tz: Option<jiff::tz::TimeZone>,
+    /// Columns whose values never leave the reader in a reject's raw text (personal data: a
+    /// dead-letter queue keeps payloads): each is replaced by `[redacted]`.
+    pub redact: Vec<String>,
 }
 
 impl Default for ReadOptions {
@@ -122,6 +125,7 @@ impl Default for ReadOptions {
             null_values: DEFAULT_NULL_VALUES.map(String::from).to_vec(),
             nan_is_null: true,
             source_tz: None,
+            redact: Vec::new(),
         }
     }
 }
@@ -145,6 +149,7 @@ pub struct Reject {
 pub struct SourceReader {
     path: PathBuf,
     schema: SchemaRef,
+    redact: Vec<String>,
     batch_size: usize,
     rejects: Vec<Reject>,
     rows_emitted: u64,
@@ -198,12 +203,66 @@ pub fn open_source(path: &Path, opts: &ReadOptions) -> Result<SourceReader, Data
     Ok(SourceReader {
         path: path.to_owned(),
         schema,
+        redact: opts.redact.clone(),
         batch_size: opts.batch_size,
         rejects: Vec::new(),
         rows_emitted: 0,
         done: false,
         inner,
     })
+}
+
+/// `raw` (a CSV record of columns `names`, or a JSON-lines object) with the values of the
+/// `redact` columns replaced by `[redacted]`; a line that cannot be split into fields is
+/// replaced whole, so nothing of it is kept.
+pub fn redact_raw(raw: &str, names: &[String], redact: &[String], json: bool) -> String {
+    const MARK: &str = "[redacted]";
+    if json {
+        return match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw) {
+            Ok(mut object) => {
+                for column in redact {
+                    if let Some(v) = object.get_mut(column) {
+                        *v = serde_json::Value::String(MARK.to_owned());
+                    }
+                }
+                serde_json::Value::Object(object).to_string()
+            }
+            Err(_) => format!(
+                "{MARK} (the line is not a JSON object, and the source has redacted columns)"
+            ),
+        };
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(raw.as_bytes());
+    let Some(Ok(record)) = reader.records().next() else {
+        return format!(
+            "{MARK} (the line could not be split into fields, and the source has redacted columns)"
+        );
+    };
+    let fields: Vec<&str> = record
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            // An empty field (a null) says nothing and stays a null on a replay.
+            if !f.is_empty() && names.get(i).is_some_and(|n| redact.contains(n)) {
+                MARK
+            } else {
+                f
+            }
+        })
+        .collect();
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    if w.write_record(&fields).is_err() {
+        return MARK.to_owned();
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_owned()
 }
 
 /// Payloads that [`read_payloads`] read: the rows, and per payload whether it made one.
@@ -412,6 +471,26 @@ impl Iterator for SourceReader {
         if self.done {
             return None;
         }
+        let before = self.rejects.len();
+        let result = self.next_inner();
+        if !self.redact.is_empty() {
+            let json = matches!(self.inner, Inner::Json(_));
+            let names: Vec<String> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            for r in &mut self.rejects[before..] {
+                r.raw = redact_raw(&r.raw, &names, &self.redact, json);
+            }
+        }
+        result
+    }
+}
+
+impl SourceReader {
+    fn next_inner(&mut self) -> Option<Result<RecordBatch, DataError>> {
         let result = match &mut self.inner {
             Inner::Csv(state) => {
                 state.next_batch(&self.path, &self.schema, self.batch_size, &mut self.rejects)

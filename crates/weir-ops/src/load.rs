@@ -210,6 +210,9 @@ pub struct ReadConfig {
     /// Fail the load when more than this share of the source's rows is rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reject_ratio: Option<f64>,
+    /// Columns redacted in the payloads the dead-letter queue keeps (personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<Vec<String>>,
 }
 
 /// An explicit schema in an operator's config.
@@ -285,6 +288,9 @@ pub fn read_options(
         );
     }
     opts.infer_rows = param_or(ctx, "infer_rows", opts.infer_rows)?;
+    if let Some(columns) = &with.sensitive {
+        opts.redact = columns.clone();
+    }
     let schema = match &with.schema {
         Some(schema) => Some(schema.clone()),
         None => param_or::<Option<PathBuf>>(ctx, "schema", None)?.map(SchemaConfig::File),
@@ -1358,6 +1364,9 @@ pub struct LoadWindow {
     /// 100000 }`); see [`crate::checkpointed`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointConfig>,
+    /// Columns redacted in the payloads of rejected rows the dead-letter queue keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<Vec<String>>,
     /// The output gate: checks of the staged partitions before any is published (an `error`
     /// check that fails publishes nothing); see [`crate::check`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -1381,6 +1390,7 @@ impl LoadWindow {
             on_reject: None,
             max_reject_ratio: None,
             checkpoint: None,
+            sensitive: None,
             checks: Vec::new(),
             input_checks: Vec::new(),
         }
@@ -1405,6 +1415,7 @@ impl LoadWindow {
                 schema: self.schema.clone(),
                 on_reject: self.on_reject.clone(),
                 max_reject_ratio: self.max_reject_ratio,
+                sensitive: self.sensitive.clone(),
             },
         }
     }
@@ -1892,6 +1903,9 @@ pub struct Partition {
     /// 100000 }`); see [`crate::checkpointed`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointConfig>,
+    /// Columns redacted in the payloads of rejected rows the dead-letter queue keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<Vec<String>>,
     /// The output gate: checks of the staged partitions before any is published (an `error`
     /// check that fails publishes nothing); see [`crate::check`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -1915,6 +1929,7 @@ impl Partition {
             on_reject: None,
             max_reject_ratio: None,
             checkpoint: None,
+            sensitive: None,
             checks: Vec::new(),
             input_checks: Vec::new(),
         }
@@ -1932,6 +1947,7 @@ impl Partition {
                 schema: self.schema.clone(),
                 on_reject: self.on_reject.clone(),
                 max_reject_ratio: self.max_reject_ratio,
+                sensitive: self.sensitive.clone(),
             },
         }
     }

@@ -721,3 +721,48 @@ fn a_reader_resumed_at_its_position_continues_exactly_where_it_stopped() {
         assert!(err.contains("past the end"), "{err}");
     }
 }
+
+/// Columns marked to redact never leave the reader in a reject's raw text: CSV fields and JSON
+/// keys are replaced by `[redacted]`, the rest of the payload kept for a replay.
+#[test]
+fn redacted_columns_are_blanked_in_rejects_and_nothing_else() {
+    use weir_data::{ReadOptions, open_source};
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("r.csv");
+    std::fs::write(
+        &csv,
+        "id,amount,note\n1,2.50,fine\n2,oops,\"call me at +44 20 7946 0000, ask for Ann\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("r.schema"),
+        "id: int\namount: float\nnote: string\n",
+    )
+    .unwrap();
+    let json = dir.path().join("r.jsonl");
+    std::fs::write(
+        &json,
+        "{\"id\": 1, \"amount\": 2.5, \"note\": \"fine\"}\n{\"id\": 2, \"amount\": \"oops\", \"note\": \"ann@example.com\"}\n",
+    )
+    .unwrap();
+    for (path, expected) in [
+        (&csv, "2,oops,[redacted]"),
+        (
+            &json,
+            "{\"amount\":\"oops\",\"id\":2,\"note\":\"[redacted]\"}",
+        ),
+    ] {
+        let opts = ReadOptions {
+            column_types: weir_data::source::sidecar_column_types(path).unwrap(),
+            redact: vec!["note".into()],
+            ..ReadOptions::default()
+        };
+        let mut reader = open_source(path, &opts).unwrap();
+        let rows: usize = reader.by_ref().map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, 1);
+        let rejects = reader.take_rejects();
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].raw, expected, "{}", path.display());
+        assert!(!rejects[0].raw.contains("Ann") && !rejects[0].raw.contains("example.com"));
+    }
+}

@@ -102,7 +102,10 @@ fn redact_eu_rows(batch: &RecordBatch) -> Result<RecordBatch, DataError> {
 /// (every region committed atomically, stale regions retired), through a geographic
 /// partitioner carrying the per-region hooks; rows per region are read off the commits.
 async fn split_regions(ctx: TaskContext) -> Result<Value, TaskError> {
-    let p = window_params(&ctx).await?;
+    let mut p = window_params(&ctx).await?;
+    // The note is free text that may hold personal data: a rejected row's payload in the
+    // dead-letter queue keeps it redacted too.
+    p.read.redact.push("note".to_owned());
     let key: String = ctx.param("key")?;
     let params = p.clone();
     let column = key.clone();
