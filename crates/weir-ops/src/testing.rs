@@ -162,7 +162,10 @@ impl TestHome {
     }
 
     /// A home running `dags` on `clock`.
-    pub async fn with_clock(dags: impl IntoIterator<Item = DagDef>, clock: ManualClock) -> TestHome {
+    pub async fn with_clock(
+        dags: impl IntoIterator<Item = DagDef>,
+        clock: ManualClock,
+    ) -> TestHome {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
         let home = dir.path().join("weir-home");
         std::fs::create_dir_all(&home)
@@ -227,7 +230,9 @@ impl TestHome {
     /// source built in the test, read by the engine as any file is.
     pub fn source_csv(&self, name: &str, header: &str, rows: &[&str]) -> PathBuf {
         let path = self.source_path(name);
-        let mut text = String::with_capacity(header.len() + 1 + rows.iter().map(|r| r.len() + 1).sum::<usize>());
+        let mut text = String::with_capacity(
+            header.len() + 1 + rows.iter().map(|r| r.len() + 1).sum::<usize>(),
+        );
         text.push_str(header);
         text.push('\n');
         for row in rows {
@@ -536,7 +541,12 @@ impl TestHome {
         if tries.len() != n {
             let listed: Vec<String> = tries
                 .iter()
-                .map(|t| format!("try {} [{}]: {:?} {:?}", t.try_number, t.map_index, t.state, t.error))
+                .map(|t| {
+                    format!(
+                        "try {} [{}]: {:?} {:?}",
+                        t.try_number, t.map_index, t.state, t.error
+                    )
+                })
                 .collect();
             panic!(
                 "{task} of {} had {} tries in attempt {clear}, expected {n}: {listed:#?}",

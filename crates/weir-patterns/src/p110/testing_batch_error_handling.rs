@@ -45,14 +45,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_core::ParamSpec;
 use weir_core::timetable::{parse_zone, window_schedule};
-use weir_data::partitioners::{DatePartitioner, Granularity, Partitioner};
+use weir_data::partitioners::{DatePartitioner, Granularity};
 use weir_data::{DataError, ReadOptions};
 use weir_ops::checkpointed::{CheckpointPolicy, Route, load_checkpointed};
 use weir_ops::load::{window_param_specs, window_params};
 use weir_ops::{Loaded, Sql};
-use weir_runtime::{
-    DagDef, LogFileNotifier, NotifyEvent, OnDamage, Task, TaskContext, TaskError,
-};
+use weir_runtime::{DagDef, LogFileNotifier, NotifyEvent, OnDamage, Task, TaskContext, TaskError};
 
 pub const DAG_ID: &str = "110_07_04_testing_batch_error_handling";
 pub const ZONE: &str = "America/New_York";
@@ -152,7 +150,7 @@ async fn load(ctx: TaskContext) -> Result<Value, TaskError> {
         _ => None,
     };
     let (from, to) = (ctx.data_interval.start, ctx.data_interval.end);
-    let mut days = DatePartitioner::new(p.time_column.clone(), p.tz.clone(), Granularity::Day);
+    let days = DatePartitioner::new(p.time_column.clone(), p.tz.clone(), Granularity::Day);
     // The day's partition is committed even when it has no rows: a re-run replaces stale data.
     let expected = vec![days.key_of(from)];
     let (column, source) = (p.time_column.clone(), p.source.clone());

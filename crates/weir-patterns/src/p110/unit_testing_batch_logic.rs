@@ -16,8 +16,8 @@
 //!   against hand-computed totals, and the `aggregate` SQL over the committed partition against
 //!   the same totals.
 //! - **Test boundary handling**: [`local_day_bounds`] gives a local day's `[start, end)` as UTC
-//!   instants — 23 or 25 hours on DST days, a day whose midnight does not exist starting at
-//!   01:00 —, and the suite checks a row at an interval's start is in it and one at its end is
+//!   instants (23 or 25 hours on DST days; a day whose midnight does not exist starts at
+//!   01:00), and the suite checks a row at an interval's start is in it and one at its end is
 //!   in the next.
 //! - **Mock data sources**: nothing is mocked: the test writes ~20 literal rows as a CSV in the
 //!   test home ([`weir_ops::testing::TestHome::source_csv`], with a schema sidecar) and the
@@ -53,7 +53,9 @@ pub const AGGREGATE_SQL: &str = "SELECT arrow_cast(region, 'Utf8') AS region, co
 pub fn dag() -> DagDef {
     let tz = parse_zone(ZONE).expect("a known zone");
     DagDef::builder(DAG_ID)
-        .description("A daily load and a per-region aggregate, with the pure functions a unit test checks")
+        .description(
+            "A daily load and a per-region aggregate, with the pure functions a unit test checks",
+        )
         .tags(["110.7", "testing", "intermediate"])
         .schedule(window_schedule("@daily", tz.clone()).expect("a valid schedule"))
         .start_date(
@@ -111,14 +113,21 @@ pub fn region_totals(batches: &[RecordBatch]) -> Result<BTreeMap<String, RegionT
         let region = region
             .as_any()
             .downcast_ref::<StringArray>()
-            .ok_or_else(|| DataError::Internal("region cast to Utf8 is not a string array".into()))?;
+            .ok_or_else(|| {
+                DataError::Internal("region cast to Utf8 is not a string array".into())
+            })?;
         let amount = column(batch, "amount", &DataType::Decimal128(38, 2))?;
         let amount = amount
             .as_any()
             .downcast_ref::<Decimal128Array>()
-            .ok_or_else(|| DataError::Internal("amount cast to Decimal128 is not a decimal array".into()))?;
+            .ok_or_else(|| {
+                DataError::Internal("amount cast to Decimal128 is not a decimal array".into())
+            })?;
         for row in 0..batch.num_rows() {
-            for (name, valid) in [("region", region.is_valid(row)), ("amount", amount.is_valid(row))] {
+            for (name, valid) in [
+                ("region", region.is_valid(row)),
+                ("amount", amount.is_valid(row)),
+            ] {
                 if !valid {
                     return Err(DataError::NullValue {
                         column: name.to_owned(),
@@ -135,18 +144,25 @@ pub fn region_totals(batches: &[RecordBatch]) -> Result<BTreeMap<String, RegionT
 }
 
 /// Column `name` of `batch`, cast to `to`.
-fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<arrow::array::ArrayRef, DataError> {
-    let col = batch.column_by_name(name).ok_or_else(|| DataError::MissingColumn {
-        column: name.to_owned(),
-        place: "the batch".to_owned(),
-        available: batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect(),
-    })?;
-    arrow::compute::cast(col, to).map_err(|e| DataError::arrow(format!("casting {name} to {to}"), e))
+fn column(
+    batch: &RecordBatch,
+    name: &str,
+    to: &DataType,
+) -> Result<arrow::array::ArrayRef, DataError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| DataError::MissingColumn {
+            column: name.to_owned(),
+            place: "the batch".to_owned(),
+            available: batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+        })?;
+    arrow::compute::cast(col, to)
+        .map_err(|e| DataError::arrow(format!("casting {name} to {to}"), e))
 }
 
 /// One row of `aggregate`'s output.
@@ -158,7 +174,9 @@ struct AggregateRow {
 }
 
 /// `aggregate`'s output (its rows) as totals per region.
-pub fn aggregate_totals(output: serde_json::Value) -> Result<BTreeMap<String, RegionTotals>, serde_json::Error> {
+pub fn aggregate_totals(
+    output: serde_json::Value,
+) -> Result<BTreeMap<String, RegionTotals>, serde_json::Error> {
     let rows: Vec<AggregateRow> = serde_json::from_value(output)?;
     Ok(rows
         .into_iter()
