@@ -162,6 +162,9 @@ pub enum DlqCmd {
         dag: String,
         #[arg(long)]
         run: Option<String>,
+        /// Only the dead letters of this task (with --run: the failed records of one batch).
+        #[arg(long)]
+        task: Option<String>,
         /// Route and report; commit nothing.
         #[arg(long)]
         dry_run: bool,

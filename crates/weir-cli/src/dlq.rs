@@ -148,6 +148,7 @@ pub async fn dlq(
         DlqCmd::Replay {
             dag,
             run,
+            task,
             dry_run,
             limit,
             max_replays,
@@ -162,6 +163,7 @@ pub async fn dlq(
             let opts = weir_ops::dlq::ReplayOptions {
                 dag: Some(dag),
                 run,
+                task,
                 limit,
                 dry_run,
                 max_replays,

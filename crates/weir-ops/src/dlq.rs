@@ -18,6 +18,8 @@ use crate::Operator;
 pub struct ReplayOptions {
     pub dag: Option<String>,
     pub run: Option<String>,
+    /// Only the dead letters this task set aside (with `run`: one batch's failed records).
+    pub task: Option<String>,
     /// At most this many pending dead letters (lowest ids first).
     pub limit: Option<u32>,
     /// Route and report; commit nothing and change nothing in the store.
@@ -31,6 +33,7 @@ impl Default for ReplayOptions {
         ReplayOptions {
             dag: None,
             run: None,
+            task: None,
             limit: None,
             dry_run: false,
             max_replays: 3,
@@ -73,6 +76,7 @@ pub async fn replay(
     let filter = |status| RejectFilter {
         dag_id: opts.dag.clone(),
         run_id: opts.run.clone(),
+        task_id: opts.task.clone(),
         status: Some(status),
         ..Default::default()
     };
@@ -459,6 +463,7 @@ impl Operator for ReplayDeadLetters {
         let opts = ReplayOptions {
             dag: Some(self.dag.clone()),
             run: self.run.clone(),
+            task: None,
             limit: self.limit,
             dry_run: false,
             max_replays: self.max_replays.unwrap_or(3),

@@ -206,6 +206,11 @@ fn malformed_lines_are_kept_once_corrected_replayed_once_and_survive_a_rerun() {
     // A dry run says where each would go and changes nothing.
     let (dry, _) = replay(h, &["--dry-run"]);
     assert_eq!(dry["replayed"].as_array().unwrap().len(), bad.len() - 1);
+    // Scoped to one task: every letter was set aside by load_day, none by verify_day.
+    let (scoped, _) = replay(h, &["--dry-run", "--task", "load_day"]);
+    assert_eq!(scoped["replayed"], dry["replayed"]);
+    let (none, _) = replay(h, &["--dry-run", "--task", "verify_day"]);
+    assert_eq!(none["replayed"].as_array().unwrap().len(), 0);
     assert_eq!(per_day(h, &out), good_per_day(false));
 
     let (report, ok) = replay(h, &["--max-replays", "2"]);
