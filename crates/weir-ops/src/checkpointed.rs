@@ -23,7 +23,7 @@ use weir_data::{
     open_source,
 };
 use weir_runtime::{OnDamage, SourceIdentity, TaskContext, TaskError};
-use weir_store::{PartitionManifest, RejectRecord};
+use weir_store::RejectRecord;
 
 use crate::load::{Loaded, WindowParams, dataset_name, retire_others};
 
@@ -178,7 +178,6 @@ fn run_chunks(
         reader.seek(state.position)?;
     }
     let dataset = Dataset::open(&p.output)?;
-    let name = dataset_name(&p.output);
     let mut chunks = 0u64;
     loop {
         let next = seq + 1;
@@ -249,7 +248,7 @@ fn run_chunks(
                 // Committed with this chunk's marker before a crash: record what it holds (the
                 // manifest may be what the crash cut off).
                 let commit = dataset.commit_report(&key)?;
-                handle.block_on(record_manifest(ctx, &name, &commit))?;
+                handle.block_on(record_manifest(ctx, &p.output, &commit))?;
                 state.commits.insert(path.clone(), commit);
                 state.written.insert(path);
                 continue;
@@ -260,7 +259,7 @@ fn run_chunks(
                 writer.add_marker(&marker, &body)?;
                 let commit = writer.commit()?;
                 tracing::info!(partition = %path, chunk = next, rows = commit.rows, "chunk partition committed");
-                handle.block_on(record_manifest(ctx, &name, &commit))?;
+                handle.block_on(record_manifest(ctx, &p.output, &commit))?;
                 state.commits.insert(path.clone(), commit);
                 if first {
                     failpoint("mid_output", next);
@@ -330,7 +329,7 @@ fn run_chunks(
             let commit = dataset
                 .writer(key, reader.schema(), p.write.clone())?
                 .commit()?;
-            handle.block_on(record_manifest(ctx, &name, &commit))?;
+            handle.block_on(record_manifest(ctx, &p.output, &commit))?;
             state.commits.insert(path.clone(), commit);
             state.written.insert(path);
         }
@@ -382,26 +381,9 @@ fn write_parts(
 
 async fn record_manifest(
     ctx: &TaskContext,
-    dataset: &str,
+    dataset: &std::path::Path,
     c: &CommitReport,
 ) -> Result<(), TaskError> {
-    ctx.record_manifest(PartitionManifest {
-        dataset: dataset.to_owned(),
-        partition: c.partition.clone(),
-        rows_in: c.rows,
-        rows_out: c.rows,
-        rows_rejected: 0,
-        bytes: c.bytes,
-        files: c.files,
-        checksum: c.checksum.clone(),
-        schema: c.schema.clone(),
-        dag_id: String::new(),
-        run_id: String::new(),
-        task_id: String::new(),
-        map_index: -1,
-        try_number: 0,
-        committed_at: jiff::Timestamp::UNIX_EPOCH,
-        incomplete: None,
-    })
-    .await
+    ctx.record_manifest(crate::load::manifest_of(dataset, c))
+        .await
 }

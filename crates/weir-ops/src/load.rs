@@ -652,37 +652,11 @@ fn stage_into_partitions(
                 schema.clone(),
             ));
         }
-        for (key, part) in route(&batch?)? {
-            if part.num_rows() == 0 {
-                continue;
-            }
-            rows += part.num_rows() as u64;
-            let writer = match writers.entry(key) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
-                    e.insert(w)
-                }
-            };
-            writer.write(&part)?;
-        }
+        write_routed(&dataset, p, &mut writers, &mut rows, route(&batch?)?)?;
     }
     let substituted = match replayed_rows(p, &reader)? {
         Some((batch, lines)) => {
-            for (key, part) in route(&batch)? {
-                if part.num_rows() == 0 {
-                    continue;
-                }
-                rows += part.num_rows() as u64;
-                let writer = match writers.entry(key) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
-                        e.insert(w)
-                    }
-                };
-                writer.write(&part)?;
-            }
+            write_routed(&dataset, p, &mut writers, &mut rows, route(&batch)?)?;
             lines
         }
         None => Vec::new(),
@@ -850,6 +824,31 @@ impl Staged {
         }
         loaded
     }
+}
+
+/// Writes routed parts to their partitions' writers (opened on first use), counting the rows.
+fn write_routed(
+    dataset: &Dataset,
+    p: &WindowParams,
+    writers: &mut BTreeMap<PartitionKey, weir_data::PartitionWriter>,
+    rows: &mut u64,
+    parts: Vec<(PartitionKey, RecordBatch)>,
+) -> Result<(), DataError> {
+    for (key, part) in parts {
+        if part.num_rows() == 0 {
+            continue;
+        }
+        *rows += part.num_rows() as u64;
+        let writer = match writers.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
+                e.insert(w)
+            }
+        };
+        writer.write(&part)?;
+    }
+    Ok(())
 }
 
 /// The rows of the source lines that a replay committed and this read rejected again, read from
@@ -1106,6 +1105,30 @@ pub async fn mark_partitions_incomplete(
     Ok(marked)
 }
 
+/// The manifest of commit `c` to the dataset at `dataset`: every row read was written and
+/// none rejected (a caller that read more says so); the try's identity is stamped by
+/// `ctx.record_manifest`.
+pub fn manifest_of(dataset: &Path, c: &CommitReport) -> PartitionManifest {
+    PartitionManifest {
+        dataset: dataset_name(dataset),
+        partition: c.partition.clone(),
+        rows_in: c.rows,
+        rows_out: c.rows,
+        rows_rejected: 0,
+        bytes: c.bytes,
+        files: c.files,
+        checksum: c.checksum.clone(),
+        schema: c.schema.clone(),
+        dag_id: String::new(),
+        run_id: String::new(),
+        task_id: String::new(),
+        map_index: -1,
+        try_number: 0,
+        committed_at: Timestamp::UNIX_EPOCH,
+        incomplete: None,
+    }
+}
+
 /// Records the manifests of a replay's commits: each describes its whole partition after it.
 pub async fn record_replay(
     ctx: &TaskContext,
@@ -1116,25 +1139,7 @@ pub async fn record_replay(
         tracing::info!(
             dataset = %dataset.display(), partition = %c.partition, rows = c.rows, "replay committed"
         );
-        ctx.record_manifest(PartitionManifest {
-            dataset: dataset_name(dataset),
-            partition: c.partition.clone(),
-            rows_in: c.rows,
-            rows_out: c.rows,
-            rows_rejected: 0,
-            bytes: c.bytes,
-            files: c.files,
-            checksum: c.checksum.clone(),
-            schema: c.schema.clone(),
-            dag_id: String::new(),
-            run_id: String::new(),
-            task_id: String::new(),
-            map_index: -1,
-            try_number: 0,
-            committed_at: Timestamp::UNIX_EPOCH,
-            incomplete: None,
-        })
-        .await?;
+        ctx.record_manifest(manifest_of(dataset, c)).await?;
     }
     Ok(())
 }
@@ -1162,22 +1167,9 @@ pub async fn record_commits(
             rows_out = c.rows, rows_rejected = rejected, bytes = c.bytes, "committed"
         );
         ctx.record_manifest(PartitionManifest {
-            dataset: dataset_name(dataset),
-            partition: c.partition.clone(),
             rows_in: loaded.rows_read.unwrap_or(c.rows),
-            rows_out: c.rows,
             rows_rejected: rejected,
-            bytes: c.bytes,
-            files: c.files,
-            checksum: c.checksum.clone(),
-            schema: c.schema.clone(),
-            dag_id: String::new(),
-            run_id: String::new(),
-            task_id: String::new(),
-            map_index: -1,
-            try_number: 0,
-            committed_at: Timestamp::UNIX_EPOCH,
-            incomplete: None,
+            ..manifest_of(dataset, c)
         })
         .await?;
     }
@@ -1790,20 +1782,13 @@ pub fn stage_source(
     }
     let substituted = match replayed_rows(p, &reader)? {
         Some((batch, lines)) => {
-            for (key, part) in partitioner.split(&batch)? {
-                if part.num_rows() == 0 {
-                    continue;
-                }
-                rows += part.num_rows() as u64;
-                let writer = match writers.entry(key) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        let w = dataset.writer(e.key(), part.schema(), p.write.clone())?;
-                        e.insert(w)
-                    }
-                };
-                writer.write(&part)?;
-            }
+            write_routed(
+                &dataset,
+                p,
+                &mut writers,
+                &mut rows,
+                partitioner.split(&batch)?,
+            )?;
             lines
         }
         None => Vec::new(),

@@ -189,6 +189,27 @@ impl SqliteStore {
     }
 }
 
+/// Why a run could not be cleared: it is not finished, or it does not exist.
+async fn not_finished(
+    tx: &mut Transaction<'_, Sqlite>,
+    dag_id: &DagId,
+    run_id: &RunId,
+) -> Result<StoreError> {
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT state FROM dag_runs WHERE dag_id = ? AND run_id = ?")
+            .bind(dag_id.as_str())
+            .bind(run_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(match exists {
+        Some(state) => StoreError::Conflict {
+            what: format!("run `{run_id}` of DAG `{dag_id}` (it is {state})"),
+            expected: "a finished run".to_owned(),
+        },
+        None => StoreError::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")),
+    })
+}
+
 fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
     let conf: String = row.try_get("conf")?;
     Ok(RunRecord {
@@ -516,19 +537,7 @@ impl RunStore for SqliteStore {
         .await?
         .rows_affected();
         if changed != 1 {
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT state FROM dag_runs WHERE dag_id = ? AND run_id = ?")
-                    .bind(dag_id.as_str())
-                    .bind(run_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(match exists {
-                Some(state) => StoreError::Conflict {
-                    what: format!("run `{run_id}` of DAG `{dag_id}` (it is {state})"),
-                    expected: "a finished run".to_owned(),
-                },
-                None => StoreError::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")),
-            });
+            return Err(not_finished(&mut tx, dag_id, run_id).await?);
         }
         for table in ["task_instances", "task_outputs"] {
             sqlx::query(&format!(
@@ -562,19 +571,7 @@ impl RunStore for SqliteStore {
         .await?
         .rows_affected();
         if changed != 1 {
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT state FROM dag_runs WHERE dag_id = ? AND run_id = ?")
-                    .bind(dag_id.as_str())
-                    .bind(run_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(match exists {
-                Some(state) => StoreError::Conflict {
-                    what: format!("run `{run_id}` of DAG `{dag_id}` (it is {state})"),
-                    expected: "a finished run".to_owned(),
-                },
-                None => StoreError::NotFound(format!("run `{run_id}` of DAG `{dag_id}`")),
-            });
+            return Err(not_finished(&mut tx, dag_id, run_id).await?);
         }
         // A whole task goes back to not yet created: the run loop makes it again (a mapped
         // task expands again over its upstream's new output).
