@@ -290,6 +290,19 @@ fn run_chunks(
                 ),
             )?;
         }
+        let reopened: Vec<u64> = rejects
+            .iter()
+            .filter(|r| p.replayed.contains_key(&r.line))
+            .map(|r| r.line)
+            .collect();
+        if !reopened.is_empty() {
+            handle
+                .block_on(
+                    ctx.store()
+                        .reopen_dead_letters(&dataset_name(&p.source), &reopened),
+                )
+                .map_err(|e| TaskError::from(e).context("reopening dead letters"))?;
+        }
         failpoint("after_output", next);
         state.rows += rows;
         state.read += read;

@@ -524,6 +524,10 @@ pub struct Loaded {
     /// the rejects and then fails the task with it.
     #[serde(skip)]
     pub violation: Option<String>,
+    /// Lines a replay had committed that this read rejected again without a payload that
+    /// reads: their dead letters go back to pending.
+    #[serde(skip)]
+    pub reopened: Vec<u64>,
 }
 
 impl Loaded {
@@ -538,6 +542,7 @@ impl Loaded {
             rows_read: None,
             rejects: Vec::new(),
             violation: None,
+            reopened: Vec::new(),
         };
         loaded.set_commits(commits);
         loaded
@@ -573,11 +578,18 @@ impl Loaded {
     }
 
     /// Drops the rejects of `lines`: rows a replay committed, read from their payloads.
-    fn without(mut self, lines: &[u64]) -> Self {
+    fn without(mut self, lines: &[u64], replayed: &BTreeMap<u64, String>) -> Self {
         if !lines.is_empty() {
             self.rejects.retain(|r| !lines.contains(&r.line));
             self.source_rejects = self.rejects.len() as u64;
         }
+        // Replayed lines still rejected here: their payload no longer reads, the row is gone.
+        self.reopened = self
+            .rejects
+            .iter()
+            .filter(|r| replayed.contains_key(&r.line))
+            .map(|r| r.line)
+            .collect();
         self
     }
 
@@ -673,7 +685,7 @@ fn stage_into_partitions(
     }
     let mut loaded = Loaded::new(Vec::new(), rows, 0)
         .read_from(&mut reader)
-        .without(&substituted);
+        .without(&substituted, &p.replayed);
     loaded.dataset = Some(p.output.clone());
     Staged::stage(writers, schema, Vec::new(), loaded, None)
 }
@@ -1192,6 +1204,16 @@ pub async fn record_commits(
             })
             .collect();
         ctx.record_rejects(rejects).await?;
+        if let (false, Some(first)) = (loaded.reopened.is_empty(), loaded.rejects.first()) {
+            tracing::warn!(
+                lines = ?loaded.reopened,
+                "replayed rows whose payload no longer reads were rejected again: their dead letters are pending again"
+            );
+            ctx.store()
+                .reopen_dead_letters(&dataset_name(&first.file), &loaded.reopened)
+                .await
+                .map_err(|e| TaskError::from(e).context("reopening dead letters"))?;
+        }
     }
     match &loaded.violation {
         Some(why) => Err(TaskError::fatal(why.clone())),
@@ -1812,7 +1834,7 @@ pub fn stage_source(
     }
     let mut loaded = Loaded::new(Vec::new(), rows, 0)
         .read_from(&mut reader)
-        .without(&substituted);
+        .without(&substituted, &p.replayed);
     loaded.dataset = Some(p.output.clone());
     Staged::stage(writers, schema, commits, loaded, Some(p.output.clone()))
 }

@@ -222,6 +222,10 @@ pub trait RejectStore: Send + Sync {
         max_replays: u32,
         at: Timestamp,
     ) -> Result<()>;
+    /// Puts replayed entries of `source` at `lines` back to pending: a re-read rejected those
+    /// lines again and their replayed payload no longer reads, so their rows are not in the
+    /// partition any more.
+    async fn reopen_dead_letters(&self, source: &str, lines: &[u64]) -> Result<()>;
     /// Deletes entries in one of `statuses` last seen before `before`; returns how many.
     async fn purge_dead_letters(
         &self,

@@ -1228,6 +1228,25 @@ impl RejectStore for SqliteStore {
         Ok(())
     }
 
+    async fn reopen_dead_letters(&self, source: &str, lines: &[u64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in lines.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE dead_letters SET status = 'pending', replayed_into = NULL, replayed_at = NULL WHERE status = 'replayed' AND source = ",
+            );
+            q.push_bind(source);
+            q.push(" AND line IN (");
+            let mut sep = q.separated(", ");
+            for line in chunk {
+                sep.push_bind(*line as i64);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn purge_dead_letters(
         &self,
         before: Timestamp,

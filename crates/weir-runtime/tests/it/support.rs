@@ -324,6 +324,10 @@ impl RejectStore for OffClockStore {
         let (s, o) = (self.0.clone(), outcomes.to_vec());
         off_clock(move || async move { s.finish_replay(&o, max_replays, at).await }).await
     }
+    async fn reopen_dead_letters(&self, source: &str, lines: &[u64]) -> weir_store::Result<()> {
+        let (s, src, l) = (self.0.clone(), source.to_owned(), lines.to_vec());
+        off_clock(move || async move { s.reopen_dead_letters(&src, &l).await }).await
+    }
     async fn purge_dead_letters(
         &self,
         before: Timestamp,

@@ -740,3 +740,123 @@ pub async fn check_results_are_kept_whole_and_filtered(store: &dyn Store) {
         "the newest two, oldest first"
     );
 }
+
+/// The dead-letter lifecycle: kept once per source position, taken by one replay only,
+/// replayed or failed (quarantined after the maximum), corrected, re-opened when a re-read
+/// rejects a replayed line again, purged by age and status.
+pub async fn dead_letters_live_through_replays(store: &dyn Store) {
+    let reject = |line: u64, reason: &str| RejectRecord {
+        source: "/data/orders.csv".into(),
+        line,
+        raw: format!("row {line}"),
+        reason: reason.into(),
+        error_class: "parse".into(),
+        dag_id: "d".into(),
+        run_id: "r".into(),
+        task_id: "load".into(),
+        map_index: -1,
+        try_number: 1,
+        rejected_at: at(1),
+    };
+    store
+        .record_rejects(&[reject(2, "bad"), reject(3, "bad")])
+        .await
+        .unwrap();
+    // Read again: the same positions, updated, not doubled.
+    store
+        .record_rejects(&[reject(2, "still bad"), reject(3, "still bad")])
+        .await
+        .unwrap();
+    let all = store.dead_letters(&RejectFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].reason, "still bad");
+    assert_eq!(all[0].status, DeadLetterStatus::Pending);
+    let (a, b) = (all[0].id, all[1].id);
+
+    // Two replays at once: the second takes nothing the first took.
+    assert_eq!(store.begin_replay(&[a, b], "one").await.unwrap(), [a, b]);
+    assert!(store.begin_replay(&[a, b], "two").await.unwrap().is_empty());
+    store
+        .finish_replay(
+            &[
+                ReplayOutcome::Replayed {
+                    id: a,
+                    into: "/data/out/dt=2026-03-01".into(),
+                },
+                ReplayOutcome::Failed {
+                    id: b,
+                    reason: "still bad".into(),
+                },
+            ],
+            2,
+            at(2),
+        )
+        .await
+        .unwrap();
+    let da = store.dead_letter(a).await.unwrap().unwrap();
+    assert_eq!(da.status, DeadLetterStatus::Replayed);
+    assert_eq!(da.replays, 1);
+    let db = store.dead_letter(b).await.unwrap().unwrap();
+    assert_eq!((db.status, db.replays), (DeadLetterStatus::Pending, 1));
+    // A replayed letter cannot be corrected; a failed one can, and a second failure
+    // quarantines it; a correction puts it back to pending.
+    assert!(matches!(
+        store.correct_dead_letter(a, Some("x")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store.begin_replay(&[b], "three").await.unwrap();
+    store
+        .finish_replay(
+            &[ReplayOutcome::Failed {
+                id: b,
+                reason: "again".into(),
+            }],
+            2,
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dead_letter(b).await.unwrap().unwrap().status,
+        DeadLetterStatus::Quarantined
+    );
+    store
+        .correct_dead_letter(b, Some("row 3 fixed"))
+        .await
+        .unwrap();
+    let db = store.dead_letter(b).await.unwrap().unwrap();
+    assert_eq!(db.status, DeadLetterStatus::Pending);
+    assert_eq!(db.payload(), "row 3 fixed");
+
+    // A re-read that rejects the replayed line again without a payload that reads.
+    store
+        .reopen_dead_letters("/data/orders.csv", &[2, 3])
+        .await
+        .unwrap();
+    let da = store.dead_letter(a).await.unwrap().unwrap();
+    assert_eq!(da.status, DeadLetterStatus::Pending);
+    assert_eq!(da.replayed_into, None);
+
+    // Purge: by status and age only.
+    assert_eq!(
+        store
+            .purge_dead_letters(at(100), &[DeadLetterStatus::Quarantined])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_dead_letters(at(100), &[DeadLetterStatus::Pending])
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        store
+            .dead_letters(&RejectFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

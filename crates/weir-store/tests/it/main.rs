@@ -39,6 +39,7 @@ conformance_on_sqlite!(
     pools_and_manifests,
     run_ownership_is_leased_and_fenced,
     check_results_are_kept_whole_and_filtered,
+    dead_letters_live_through_replays,
 );
 
 #[tokio::test]
