@@ -1155,6 +1155,7 @@ async fn tasks_logs(
         run.run_id.as_str(),
         task,
         wanted,
+        run.clear_number,
         try_number,
     );
     let text = std::fs::read_to_string(&path).map_err(|e| {

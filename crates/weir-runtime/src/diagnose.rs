@@ -230,6 +230,7 @@ pub async fn diagnose(
                     run_id.as_str(),
                     t.key.task_id.as_str(),
                     t.key.map_index.raw(),
+                    run.clear_number,
                     t.try_number,
                 ),
             })

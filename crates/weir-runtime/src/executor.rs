@@ -1025,7 +1025,8 @@ impl<'e> RunLoop<'e> {
         let span = tracing::info_span!(
             crate::logs::TRY_SPAN,
             dag_id = %key.dag_id, run_id = %key.run_id, task_id = %key.task_id,
-            map_index = key.map_index.raw(), try_number = inst.try_number
+            map_index = key.map_index.raw(), try_number = inst.try_number,
+            clear_number = self.run.clear_number
         );
         span.in_scope(|| {
             tracing::info!(

@@ -25,11 +25,16 @@ pub fn try_log_path(
     run_id: &str,
     task_id: &str,
     map_index: i64,
+    clear_number: u32,
     try_number: u32,
 ) -> PathBuf {
     let mut path = logs.join(dag_id).join(run_id).join(task_id);
     if map_index >= 0 {
         path.push(format!("map-{map_index}"));
+    }
+    // Tries count from 1 again after a clear: each attempt keeps its own logs.
+    if clear_number > 0 {
+        path.push(format!("clear-{clear_number}"));
     }
     path.join(format!("try-{try_number}.log"))
 }
@@ -56,6 +61,7 @@ struct TryFields {
     run_id: String,
     task_id: String,
     map_index: i64,
+    clear_number: u64,
     try_number: u64,
 }
 
@@ -64,6 +70,7 @@ impl Visit for TryFields {
         match field.name() {
             "map_index" => self.map_index = value,
             "try_number" => self.try_number = value.max(0) as u64,
+            "clear_number" => self.clear_number = value.max(0) as u64,
             _ => {}
         }
     }
@@ -72,6 +79,7 @@ impl Visit for TryFields {
         match field.name() {
             "map_index" => self.map_index = value as i64,
             "try_number" => self.try_number = value,
+            "clear_number" => self.clear_number = value,
             _ => {}
         }
     }
@@ -143,6 +151,7 @@ where
             &fields.run_id,
             &fields.task_id,
             fields.map_index,
+            fields.clear_number as u32,
             fields.try_number as u32,
         );
         // A log that cannot be opened must not fail the try: the console still has the events.
@@ -150,7 +159,13 @@ where
             .parent()
             .map(std::fs::create_dir_all)
             .transpose()
-            .and_then(|_| std::fs::File::create(&path));
+            // Appended: a rescheduled sensor pokes again in the same try, and its pokes add up.
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            });
         if let (Ok(file), Some(span)) = (file, ctx.span(id)) {
             span.extensions_mut().insert(TryFile(Mutex::new(file)));
         }

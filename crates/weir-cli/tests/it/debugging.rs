@@ -66,6 +66,31 @@ fn diagnose_names_the_root_cause_and_its_log_and_errors_are_grouped() {
     let classes = json_lines(&o.stdout);
     assert_eq!(classes.len(), 1, "{classes:?}");
     assert_eq!(classes[0]["tries"], 1);
+
+    // Fixed and cleared: the new attempt's try 1 has its own log; the failed one's stays.
+    fields[6] = "7.25".into();
+    lines[at] = fields.join(",");
+    std::fs::write(&src, lines.join("\n") + "\n").unwrap();
+    weir(h)
+        .args(["tasks", "clear", run, "load", "--downstream"])
+        .assert()
+        .success();
+    let o = weir(h)
+        .args(["tasks", "logs", run, "customer_spend"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let now = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        now.contains("try 1 of 1 started") && !now.contains("negative amount"),
+        "{now}"
+    );
+    let before = std::fs::read_to_string(d["root"]["log"].as_str().unwrap()).unwrap();
+    assert!(
+        before.contains("has a negative amount -7.25"),
+        "the failed attempt's log is kept"
+    );
 }
 
 /// Runs `weir` in `home` and returns (success, stdout JSON if any, stderr).
