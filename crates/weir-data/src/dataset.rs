@@ -359,6 +359,7 @@ impl Dataset {
             bytes: 0,
             finished: false,
             staged: None,
+            adopted: None,
         })
     }
 
@@ -850,6 +851,8 @@ pub struct PartitionWriter {
     /// Set by [`PartitionWriter::stage`]: the files are finished and fsynced, and this is what
     /// the commit will report; no more rows or markers are taken.
     staged: Option<CommitReport>,
+    /// An appender's partition files when it took them (see `check_adopted`).
+    adopted: Option<Vec<(String, u64)>>,
 }
 
 /// How a writer's batches become file batches; see [`Dataset::shape`].
@@ -956,6 +959,7 @@ impl PartitionWriter {
     /// Takes the part files (and markers) of the committed partition at `dir` into this version,
     /// before anything is written.
     fn adopt(&mut self, dir: &Path) -> Result<(), DataError> {
+        self.adopted = Some(file_fingerprint(dir)?);
         let sha = self.sha.get_or_insert_with(sha1_smol::Sha1::new);
         let mut buf = vec![0u8; 1 << 16];
         for (path, format) in part_files(dir)? {
@@ -1205,12 +1209,8 @@ impl PartitionWriter {
         let tmp = self
             .root
             .join(format!("{DATASET_SCHEMA_FILE}.{}.tmp", self.id));
-        // Other processes commit to the dataset too: read, check and write the kept schema
-        // under a file lock (the commit lock only orders this process's writers).
-        let lock_path = self.root.join(DATASET_SCHEMA_LOCK);
-        let lock = File::create(&lock_path).map_err(|e| DataError::io("create", &lock_path, e))?;
-        lock.lock()
-            .map_err(|e| DataError::io("lock", &lock_path, e))?;
+        // The caller holds the dataset's file lock (see `lock_dataset`): other processes
+        // commit to the dataset too.
         let Some(kept) = DatasetSchema::read(&self.root)? else {
             let first = DatasetSchema {
                 columns: Arc::new(written),
@@ -1254,6 +1254,38 @@ impl PartitionWriter {
         sync_dir(&self.root)
     }
 
+    /// Takes the dataset's file lock, held from the schema check to the swap: the commit
+    /// lock only orders this process's writers, and other processes commit to the dataset
+    /// too. Released when the file is dropped (also by a crash).
+    fn lock_dataset(&self) -> Result<File, DataError> {
+        let lock_path = self.root.join(DATASET_SCHEMA_LOCK);
+        let lock = File::create(&lock_path).map_err(|e| DataError::io("create", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| DataError::io("lock", &lock_path, e))?;
+        Ok(lock)
+    }
+
+    /// An appender's partition must still hold the files it took: a commit in between (another
+    /// run's) would otherwise be swapped out and lost.
+    fn check_adopted(&self) -> Result<(), DataError> {
+        let Some(adopted) = &self.adopted else {
+            return Ok(());
+        };
+        let dir = self.root.join(self.key.to_relative_path());
+        let now = if dir.is_dir() {
+            file_fingerprint(&dir)?
+        } else {
+            Vec::new()
+        };
+        if &now != adopted {
+            return Err(DataError::PartitionChanged {
+                root: self.root.clone(),
+                partition: self.key.to_path_string(),
+            });
+        }
+        Ok(())
+    }
+
     fn commit_inner(mut self, failpoint: Option<Failpoint>) -> Result<CommitReport, DataError> {
         let partition_rel = self.key.to_path_string();
         let report = match self.staged.take() {
@@ -1276,7 +1308,9 @@ impl PartitionWriter {
         crash(&mut self, Failpoint::BeforeJournal)?;
 
         let _guard = commit_lock();
+        let _flock = self.lock_dataset()?;
         self.keep_schema()?;
+        self.check_adopted()?;
         let staging_root = self.root.join(STAGING);
         let trash_root = self.root.join(TRASH);
         let partition = self.root.join(self.key.to_relative_path());
@@ -1416,6 +1450,26 @@ fn read_key_sidecar(dir: &Path) -> Result<PartitionKey, DataError> {
         reason: e.to_string(),
     })?;
     PartitionKey::new(sidecar.key)
+}
+
+/// The part files of a partition folder by name and identity (the inode on Unix, which the
+/// appender's hard links share; else the size): what an appender checks is still there when it
+/// commits.
+fn file_fingerprint(dir: &Path) -> Result<Vec<(String, u64)>, DataError> {
+    let mut out = Vec::new();
+    for (path, _) in part_files(dir)? {
+        let meta = fs::metadata(&path).map_err(|e| DataError::io("stat", &path, e))?;
+        #[cfg(unix)]
+        let len = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let len = meta.len();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push((name, len));
+    }
+    Ok(out)
 }
 
 fn part_name(index: usize, format: FileFormat) -> String {

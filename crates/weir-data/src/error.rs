@@ -111,6 +111,14 @@ pub enum DataError {
         reason: String,
     },
 
+    /// Rows were being added to a partition that another commit replaced meanwhile: nothing
+    /// was committed, and adding them again (to the new partition) will do.
+    #[error(
+        "partition {partition} of the dataset at {} changed while rows were being added to it; nothing was committed: add them again",
+        .root.display()
+    )]
+    PartitionChanged { root: PathBuf, partition: String },
+
     /// The partition asked for does not exist.
     #[error(
         "partition {partition} does not exist under {root}; list partitions to see which exist"
@@ -148,7 +156,7 @@ impl weir_core::Transient for DataError {
             } => e
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.is_transient()),
-            DataError::InjectedFailure { .. } => true,
+            DataError::InjectedFailure { .. } | DataError::PartitionChanged { .. } => true,
             DataError::NotAFile { .. }
             | DataError::UnsupportedFormat { .. }
             | DataError::Csv { .. }

@@ -584,3 +584,53 @@ fn a_column_a_text_file_cannot_hold_is_refused_up_front() {
         FileFormat::JsonLines
     );
 }
+
+/// Rows added to a partition (a dead-letter replay) while another commit replaces it: the
+/// adding commit refuses, naming the partition, and the other commit's rows are what remains —
+/// never the old files swapped back in over them.
+#[test]
+fn an_appender_refuses_to_commit_over_a_partition_replaced_meanwhile() {
+    use weir_data::{DataError, Dataset, PartitionKey, WriteOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = Dataset::open(dir.path()).unwrap();
+    let key = PartitionKey::new([("dt".to_owned(), "2026-03-01".to_owned())]).unwrap();
+    let schema = crate::id_value_schema();
+    dataset
+        .write_partition(
+            &key,
+            schema.clone(),
+            &[crate::id_value_batch(0..10, 1)],
+            WriteOptions::default(),
+        )
+        .unwrap();
+    let mut appender = dataset
+        .appender(&key, schema.clone(), WriteOptions::default())
+        .unwrap();
+    appender.write(&crate::id_value_batch(100..101, 9)).unwrap();
+    // Another run replaces the partition before the appender commits.
+    dataset
+        .write_partition(
+            &key,
+            schema.clone(),
+            &[crate::id_value_batch(0..25, 2)],
+            WriteOptions::default(),
+        )
+        .unwrap();
+    let err = appender.commit().unwrap_err();
+    assert!(matches!(err, DataError::PartitionChanged { .. }), "{err}");
+    assert!(
+        err.to_string().contains("dt=2026-03-01") && err.to_string().contains("add them again")
+    );
+    assert_eq!(
+        dataset.count_rows(&key).unwrap(),
+        25,
+        "the replacing commit's rows, not the old ones"
+    );
+    // Added again, against the new partition, it lands.
+    let mut again = dataset
+        .appender(&key, schema, WriteOptions::default())
+        .unwrap();
+    again.write(&crate::id_value_batch(100..101, 9)).unwrap();
+    again.commit().unwrap();
+    assert_eq!(dataset.count_rows(&key).unwrap(), 26);
+}
