@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::{json_lines, spawn_weir, weir};
+use crate::{edit_store, json_lines, spawn_weir, weir};
 
 const ROWS: u64 = 1_000_000;
 const EVERY: u64 = 20_000;
@@ -237,32 +237,6 @@ fn every_failpoint_of_a_chunk_ends_with_every_row_once() {
     }
 }
 
-/// Changes the store's checkpoints with Python's sqlite3, as a damaged disk or a hand edit
-/// would: `sql` runs on the `checkpoints` table; `rehash` recomputes their checksums after, so
-/// only the damage under test remains.
-fn tamper(home: &Path, sql: &str, rehash: bool) {
-    let script = format!(
-        r#"
-import hashlib, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-db.execute({sql:?})
-if {rehash}:
-    for (rowid, version, source, seq, state) in db.execute("SELECT rowid, version, source, seq, state FROM checkpoints").fetchall():
-        h = hashlib.sha1(f"{{version}}\n{{source}}\n{{seq}}\n".encode() + state.encode()).hexdigest()
-        db.execute("UPDATE checkpoints SET checksum = ? WHERE rowid = ?", (h, rowid))
-db.commit()
-"#,
-        rehash = if rehash { "True" } else { "False" },
-    );
-    let status = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(home.join("weir.db"))
-        .status()
-        .expect("python3 runs (the test edits the store with its sqlite3 module)");
-    assert!(status.success(), "the store edit failed");
-}
-
 #[test]
 fn damaged_checkpoints_of_every_kind_are_named_and_never_resumed() {
     let dir = tempfile::tempdir().unwrap();
@@ -328,7 +302,7 @@ fn damaged_checkpoints_of_every_kind_are_named_and_never_resumed() {
             .collect();
         // Aborted right after saving 3, before pruning to the last two.
         assert_eq!(seqs, [3, 2, 1], "{name}");
-        tamper(&home, sql, rehash);
+        edit_store(&home, sql, rehash);
         let mut expected = (count, count, sum);
         if name == "changed_source" {
             // One more row at the end: the file is another source now.

@@ -1,6 +1,6 @@
 //! Debugging failed runs from the command line (110.9.2).
 
-use crate::{json_lines, weir};
+use crate::{edit_store, json_lines, weir};
 
 /// 110.9.2 from the command line: `weir runs diagnose` points at the try's log, which holds
 /// the error, and `weir tasks errors` groups the failure.
@@ -124,20 +124,6 @@ fn day_totals(home: &std::path::Path, dir: &std::path::Path) -> serde_json::Valu
     json_lines(&o.stdout)[0].clone()
 }
 
-fn edit_store(home: &std::path::Path, sql: &str) {
-    let script = format!(
-        "import sqlite3, sys\ndb = sqlite3.connect(sys.argv[1])\ndb.execute({sql:?})\ndb.commit()\n"
-    );
-    let ok = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(home.join("weir.db"))
-        .status()
-        .expect("python3 edits the store")
-        .success();
-    assert!(ok);
-}
-
 /// 110.9.4: each checkpoint fault injected, detected and repaired; the day always ends with
 /// exactly the rows a load without checkpoints writes.
 #[test]
@@ -259,6 +245,7 @@ fn checkpoint_faults_are_detected_and_repaired() {
     edit_store(
         &home,
         "UPDATE checkpoints SET state = replace(state, '\"rows\":', '\"rows\":7') WHERE seq = 2",
+        false,
     );
     assert_eq!(
         seqs(&home),

@@ -284,18 +284,11 @@ fn malformed_lines_are_kept_once_corrected_replayed_once_and_survive_a_rerun() {
     // A replay whose outcome was never recorded (killed after its commits): the letters are
     // still `replaying` or even `pending`, and the next replay finds them by their markers
     // instead of adding their rows again.
-    let status = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys\n\
-             db = sqlite3.connect(sys.argv[1])\n\
-             db.execute(\"UPDATE dead_letters SET status = CASE WHEN id % 2 = 0 THEN 'pending' ELSE 'replaying' END\")\n\
-             db.commit()",
-        )
-        .arg(h.join("weir.db"))
-        .status()
-        .expect("python3 edits the store");
-    assert!(status.success());
+    crate::edit_store(
+        h,
+        "UPDATE dead_letters SET status = CASE WHEN id % 2 = 0 THEN 'pending' ELSE 'replaying' END",
+        false,
+    );
     let (found, ok) = replay(h, &[]);
     assert!(ok, "{found}");
     assert_eq!(

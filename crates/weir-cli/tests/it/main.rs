@@ -103,3 +103,30 @@ pub fn kill_after(mut child: std::process::Child, needles: &[&str], count: usize
     let exit = child.wait().unwrap();
     assert!(!exit.success(), "killed by SIGKILL: {exit:?}");
 }
+
+/// Edits the store of `home` with Python's sqlite3 — as a damaged disk, a hand edit or a
+/// process killed between two writes would leave it: runs `sql`, then with
+/// `rehash_checkpoints` recomputes the checkpoints' checksums, so only the damage under test
+/// remains.
+pub fn edit_store(home: &std::path::Path, sql: &str, rehash_checkpoints: bool) {
+    let script = format!(
+        r#"
+import hashlib, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute({sql:?})
+if {rehash}:
+    for (rowid, version, source, seq, state) in db.execute("SELECT rowid, version, source, seq, state FROM checkpoints").fetchall():
+        h = hashlib.sha1(f"{{version}}\n{{source}}\n{{seq}}\n".encode() + state.encode()).hexdigest()
+        db.execute("UPDATE checkpoints SET checksum = ? WHERE rowid = ?", (h, rowid))
+db.commit()
+"#,
+        rehash = if rehash_checkpoints { "True" } else { "False" },
+    );
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(home.join("weir.db"))
+        .status()
+        .expect("python3 runs (the test edits the store with its sqlite3 module)");
+    assert!(status.success(), "the store edit failed: {sql}");
+}
