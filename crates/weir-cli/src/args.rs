@@ -14,6 +14,15 @@ pub struct Cli {
     /// Home folder: the SQLite store, logs and data [default: $WEIR_HOME or ./.weir]
     #[arg(long, global = true, env = "WEIR_HOME", default_value = ".weir")]
     pub home: PathBuf,
+    /// The metadata store: `sqlite://PATH` or `postgres://USER@HOST:PORT/DATABASE`
+    /// [default: $WEIR_STORE_URL or sqlite://HOME/weir.db]
+    #[arg(
+        long = "store",
+        global = true,
+        env = "WEIR_STORE_URL",
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
     /// Log filter, e.g. `info` or `weir_runtime=debug` [default: warn]
     #[arg(long, global = true, env = "WEIR_LOG", default_value = "warn")]
     pub log: String,

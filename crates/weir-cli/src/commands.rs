@@ -99,6 +99,9 @@ pub fn load_dag_files(cli: &Cli, registry: &mut Registry) -> FileDags {
 
 pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<ExitCode> {
     let home = cli.home.clone();
+    if let Some(url) = &cli.store {
+        let _ = STORE_URL.set(url.clone());
+    }
     match cli.command {
         Command::Dags(DagsCmd::List { json }) => dags_list(&registry, &files, json),
         Command::Dags(DagsCmd::Validate { files: paths }) => {
@@ -558,9 +561,14 @@ async fn generate(spec: &weir_data::SampleSpec, out: &Path) -> Result<weir_data:
     .await?
 }
 
+/// `--store` (or `WEIR_STORE_URL`), set once when the command line is read.
+static STORE_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn store_url(home: &Path) -> String {
-    std::env::var("WEIR_STORE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", home.join("weir.db").display()))
+    STORE_URL
+        .get()
+        .cloned()
+        .unwrap_or_else(|| format!("sqlite://{}", home.join("weir.db").display()))
 }
 
 async fn open_store(home: &Path) -> Result<Arc<dyn Store>> {

@@ -2,7 +2,7 @@
 //! manual clock, fixture sources written from literal rows, and assertions that say what
 //! differed.
 //!
-//! Nothing here is a mock. [`TestHome`] is what `weir` runs on — a [`SqliteStore`] in a temp
+//! Nothing here is a mock. [`TestHome`] is what `weir` runs on — a [`SqlStore`] in a temp
 //! folder, a [`Registry`] of the DAGs under test and an [`Executor`] — so a test drives a DAG the
 //! way `weir dags run` does: `trigger_run` creates the run (checking its `--conf` against the
 //! declared params), the executor runs it with real concurrency, retries, trigger rules and
@@ -54,7 +54,7 @@ use weir_runtime::{
     Notification, Registry, Reprocess, RunOutcome, TaskContext, TriggerRequest,
 };
 use weir_store::{
-    DeadLetter, RejectFilter, RunRecord, SqliteStore, Store, TaskInstanceRecord, TryRecord,
+    DeadLetter, RejectFilter, RunRecord, SqlStore, Store, TaskInstanceRecord, TryRecord,
 };
 
 /// Where a [`TestHome::new`] clock starts: 2026-01-01T00:00:00Z.
@@ -172,7 +172,7 @@ impl TestHome {
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
         let db = home.join("weir.db");
         let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&db)
+            SqlStore::open(&db)
                 .await
                 .unwrap_or_else(|e| panic!("cannot open the store {}: {e}", db.display())),
         );

@@ -1404,6 +1404,7 @@ fn new_ti(run: &RunRecord, spec: &weir_core::TaskSpec, map_index: MapIndex) -> N
         max_tries: spec.retry.retries + 1,
         pool: spec.pool.clone(),
         pool_slots: spec.pool_slots,
+        queue: weir_store::DEFAULT_QUEUE.to_owned(),
     }
 }
 

@@ -2,23 +2,25 @@
 //!
 //! One concern per trait ([`RunStore`], [`TaskInstanceStore`], [`PoolStore`], [`ManifestStore`],
 //! [`RejectStore`], [`CheckStore`]);
-//! [`Store`] is all of them, used as `Arc<dyn Store>`. SQLite is the embedded default
-//! ([`SqliteStore`]); a PostgreSQL backend is a second implementation of the same traits, held to
-//! the same conformance suite (`tests/it/conformance.rs`).
+//! [`Store`] is all of them, used as `Arc<dyn Store>`. [`SqlStore`] implements them on SQLite
+//! (the embedded default) and on PostgreSQL, both held to one conformance suite
+//! (`tests/it/conformance.rs`).
 //!
 //! Every method that changes state commits before it returns: the caller may act on a change as
 //! soon as the call succeeds, and a killed process loses nothing that was acknowledged.
 
 mod checkpoint;
+mod coord;
 mod records;
-mod sqlite;
+mod sql;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 
 pub use checkpoint::*;
+pub use coord::*;
 pub use records::*;
-pub use sqlite::SqliteStore;
+pub use sql::{Backend, SqlStore};
 
 use weir_core::{DagId, RunId, RunState};
 
@@ -39,11 +41,16 @@ pub enum StoreError {
         "run `{run}` of DAG `{dag}` was taken over by another process after this one's lease ran out; this process stopped driving it"
     )]
     Fenced { dag: String, run: String },
+    /// A change to a claimed task instance by an owner whose claim ran out and was handed on.
+    #[error(
+        "task instance {0} was handed to another worker after this one's lease ran out; this worker's change was not applied"
+    )]
+    FencedTask(String),
     /// The named run or task instance does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
     /// A store URL that weir cannot use.
-    #[error("unsupported store URL `{0}`: use sqlite://PATH (postgres:// is not available yet)")]
+    #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")]
     UnsupportedUrl(String),
 }
 
@@ -63,16 +70,24 @@ impl weir_core::Transient for StoreError {
                 | sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::WorkerCrashed => true,
-                // Busy or locked: another process holds the database for a moment.
+                // Busy or locked: another process holds the database for a moment. On
+                // PostgreSQL: a serialization failure or deadlock (class 40), or a server that
+                // is shutting down or out of connections (classes 08, 53, 57P).
                 sqlx::Error::Database(db) => {
                     let m = db.message();
-                    m.contains("locked") || m.contains("busy")
+                    let code = db.code().unwrap_or_default();
+                    m.contains("locked")
+                        || m.contains("busy")
+                        || ["40", "08", "53", "57P"]
+                            .iter()
+                            .any(|c| code.starts_with(c))
                 }
                 _ => false,
             },
             StoreError::Corrupt(_)
             | StoreError::Conflict { .. }
             | StoreError::Fenced { .. }
+            | StoreError::FencedTask(_)
             | StoreError::NotFound(_)
             | StoreError::UnsupportedUrl(_) => false,
         }
@@ -252,6 +267,7 @@ pub trait Store:
     + RejectStore
     + CheckpointStore
     + CheckStore
+    + CoordinationStore
 {
 }
 impl<
@@ -261,17 +277,61 @@ impl<
         + ManifestStore
         + RejectStore
         + CheckpointStore
-        + CheckStore,
+        + CheckStore
+        + CoordinationStore,
 > Store for T
 {
 }
 
-/// Opens the store a URL names: `sqlite://PATH` (created if missing).
+/// Opens the store a URL names: `sqlite://PATH` (the file is created if missing) or
+/// `postgres://…` / `postgresql://…` (the database must exist; its tables are created).
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(std::sync::Arc::new(
-            SqliteStore::open(std::path::Path::new(path)).await?,
+            SqlStore::open(std::path::Path::new(path)).await?,
         ));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(SqlStore::connect_postgres(url).await?));
+    }
     Err(StoreError::UnsupportedUrl(url.to_owned()))
+}
+
+/// PostgreSQL for tests: every test gets a schema of its own in the server the tests share.
+pub mod testing {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The environment variable naming the tests' PostgreSQL database (`.ci/postgres` starts
+    /// the server and prints it).
+    pub const POSTGRES_URL_VAR: &str = "WEIR_TEST_POSTGRES_URL";
+
+    /// A `postgres://` URL whose connections use a new, empty schema. Panics, saying how to
+    /// start the server, when there is none: a test that needs PostgreSQL never skips.
+    pub async fn postgres_schema_url() -> String {
+        let base = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+            panic!(
+                "{POSTGRES_URL_VAR} is not set: these tests need a PostgreSQL server; start one with `eval \"$(.ci/postgres)\"`"
+            )
+        });
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let schema = format!(
+            "t_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
+            panic!("cannot reach the tests' PostgreSQL at {base} ({POSTGRES_URL_VAR}): {e}; start it with `eval \"$(.ci/postgres)\"`")
+        });
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut conn)
+            .await
+            .expect("create the test's schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{schema}")
+    }
 }

@@ -115,7 +115,12 @@ pub struct NewTaskInstance {
     pub max_tries: u32,
     pub pool: String,
     pub pool_slots: u32,
+    /// The worker queue it is routed to ([`DEFAULT_QUEUE`] unless the task names one).
+    pub queue: String,
 }
+
+/// The queue of task instances that name none.
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// A stored task instance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -131,6 +136,11 @@ pub struct TaskInstanceRecord {
     pub retry_at: Option<Timestamp>,
     pub lease_until: Option<Timestamp>,
     pub error: Option<String>,
+    /// Who claimed it through [`CoordinationStore::claim_tasks`](crate::CoordinationStore), while
+    /// it runs under that claim (an executor's own instances have none: the run is its).
+    pub owner: Option<String>,
+    /// The worker queue it is routed to.
+    pub queue: String,
 }
 
 /// One change to a task instance, applied only if it is still in `expect_state` at `expect_try`.

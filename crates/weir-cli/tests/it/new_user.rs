@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use crate::{fails_with, json_lines, kill_after, spawn_weir, weir};
 
-fn runs(home: &Path, dag: &str) -> Vec<Value> {
+fn runs(home: &Path, store: &[&str], dag: &str) -> Vec<Value> {
     let out = weir(home)
+        .args(store)
         .args(["runs", "list", "--dag", dag, "--json"])
         .assert()
         .success();
@@ -62,9 +63,9 @@ fn a_bad_param_fails_before_any_run_is_created() {
         ],
         "`tz` takes an IANA time zone name",
     );
-    assert!(runs(home.path(), dag).is_empty(), "no run was created");
+    assert!(runs(home.path(), &[], dag).is_empty(), "no run was created");
     assert!(
-        runs(home.path(), "110_01_01_daily_batch_processing").is_empty(),
+        runs(home.path(), &[], "110_01_01_daily_batch_processing").is_empty(),
         "no backfill run was created"
     );
 }
@@ -112,7 +113,7 @@ fn dags_show_lists_the_declared_params() {
 
 /// The one failed run of `dags run`: its first task failed on try 1 of 3, with no retry.
 fn assert_failed_on_first_try(home: &Path, dag: &str, task: &str, stderr: &str) {
-    let runs = runs(home, dag);
+    let runs = runs(home, &[], dag);
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["state"], "failed");
     let tis = task_instances(home, runs[0]["run_id"].as_str().unwrap());
@@ -301,6 +302,20 @@ fn count_states(runs: &[Value]) -> (usize, usize) {
 /// skipped (already run)" and left its queued and running runs to nobody.
 #[test]
 fn a_killed_backfill_run_again_resumes_and_finishes_every_run() {
+    killed_backfill_run_again_finishes(&[]);
+}
+
+/// The same on PostgreSQL: the run leases, fences and takeovers are the store's, not SQLite's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_killed_backfill_on_postgres_run_again_resumes_and_finishes_every_run() {
+    let url = weir_store::testing::postgres_schema_url().await;
+    tokio::task::spawn_blocking(move || killed_backfill_run_again_finishes(&["--store", &url]))
+        .await
+        .unwrap();
+}
+
+/// `store` goes before every command: `--store URL`, or nothing for the home's SQLite file.
+fn killed_backfill_run_again_finishes(store: &[&str]) {
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("orders.csv");
@@ -309,7 +324,7 @@ fn a_killed_backfill_run_again_resumes_and_finishes_every_run() {
     let dag = "110_01_01_daily_batch_processing";
     let source_conf = format!("source={}", source.display());
     let output_conf = format!("output={}", output.display());
-    let args = [
+    let args: Vec<&str> = [
         "--lease",
         "1s",
         "dags",
@@ -325,15 +340,18 @@ fn a_killed_backfill_run_again_resumes_and_finishes_every_run() {
         &source_conf,
         "--conf",
         &output_conf,
-    ];
+    ]
+    .into_iter()
+    .chain(store.iter().copied())
+    .collect();
     let mut first: Vec<&str> = vec!["--log", "info"];
-    first.extend(args);
+    first.extend(&args);
     kill_after(
         spawn_weir(home.path(), &first),
         &["run finished", "state=success"],
         4,
     );
-    let before = runs(home.path(), dag);
+    let before = runs(home.path(), store, dag);
     assert_eq!(
         before.len(),
         20,
@@ -346,7 +364,7 @@ fn a_killed_backfill_run_again_resumes_and_finishes_every_run() {
         "the kill left runs unfinished: {done} done, {unfinished} unfinished"
     );
 
-    let again = weir(home.path()).args(args).assert().success();
+    let again = weir(home.path()).args(&args).assert().success();
     let stdout = String::from_utf8_lossy(&again.get_output().stdout).into_owned();
     let summary = format!(
         "{} runs succeeded, 0 failed, {} resumed, {} skipped (already run)",
@@ -358,7 +376,7 @@ fn a_killed_backfill_run_again_resumes_and_finishes_every_run() {
         stdout.contains(&summary),
         "expected {summary:?} in {stdout}"
     );
-    let after = runs(home.path(), dag);
+    let after = runs(home.path(), store, dag);
     assert_eq!(count_states(&after), (20, 0));
     assert!(
         after.iter().all(|r| r["owner"].is_null()),
@@ -409,7 +427,7 @@ fn a_killed_dags_run_run_again_takes_the_run_over() {
         &["task state", "task_id=load_day", "to=running"],
         1,
     );
-    let before = runs(home.path(), dag);
+    let before = runs(home.path(), &[], dag);
     assert_eq!(before.len(), 1);
     assert_eq!(before[0]["state"], "running", "killed mid-run");
 
@@ -547,7 +565,7 @@ fn every_try_keeps_a_log_that_tasks_logs_shows() {
         ])
         .assert()
         .success();
-    let run_id = runs(home.path(), dag)[0]["run_id"]
+    let run_id = runs(home.path(), &[], dag)[0]["run_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -578,7 +596,7 @@ fn every_try_keeps_a_log_that_tasks_logs_shows() {
         ])
         .assert()
         .failure();
-    let failed = runs(home.path(), dag)
+    let failed = runs(home.path(), &[], dag)
         .into_iter()
         .find(|r| r["state"] == "failed")
         .unwrap();

@@ -24,7 +24,7 @@ use weir_data::{Dataset, PartitionKey, WriteOptions};
 use weir_runtime::{
     DagDef, Executor, ExecutorOptions, Registry, RunOutcome, Task, TokioClock, TriggerRequest,
 };
-use weir_store::{SqliteStore, Store, TaskInstanceRecord};
+use weir_store::{SqlStore, Store, TaskInstanceRecord};
 
 /// A one-DAG world: a store and home in a temp dir.
 pub struct World {
@@ -54,11 +54,8 @@ impl World {
     /// DAGs declaring `params`.
     pub async fn declaring(dags: Vec<(&str, Vec<Task>)>, params: Vec<ParamSpec>) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&dir.path().join("weir.db"))
-                .await
-                .unwrap(),
-        );
+        let store: Arc<dyn Store> =
+            Arc::new(SqlStore::open(&dir.path().join("weir.db")).await.unwrap());
         let mut registry = Registry::new();
         for (id, tasks) in dags {
             let mut dag = DagDef::builder(id)

@@ -21,7 +21,7 @@ use weir_runtime::{
     BackfillOptions, BackfillReport, Clock, Executor, ExecutorOptions, Reprocess, RunOutcome,
     TokioClock, TriggerRequest,
 };
-use weir_store::{RunRecord, SqliteStore, Store, TaskInstanceRecord, TryRecord};
+use weir_store::{RunRecord, SqlStore, Store, TaskInstanceRecord, TryRecord};
 
 pub const NEW_YORK: &str = "America/New_York";
 pub const LONDON: &str = "Europe/London";
@@ -78,7 +78,7 @@ impl World {
         let home = tmp.path().join("weir-home");
         std::fs::create_dir_all(&home).expect("home");
         let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&home.join("weir.db"))
+            SqlStore::open(&home.join("weir.db"))
                 .await
                 .expect("open the store"),
         );

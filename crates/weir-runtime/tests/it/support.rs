@@ -7,7 +7,7 @@
 //! the lease heartbeat, even sqlx's 30 s acquire timeout, which then fails the call). Running
 //! each store call on the blocking pool inhibits auto-advance until it returns, so a store call
 //! takes no virtual time and the timings asserted below are exact. The calls still go to the
-//! real [`SqliteStore`] unchanged.
+//! real [`SqlStore`] unchanged.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,7 +25,7 @@ use weir_runtime::{
 use weir_store::{
     ClaimRun, DeadLetter, DeadLetterStatus, ManifestStore, NewRun, NewTaskInstance,
     PartitionManifest, PoolRecord, PoolStore, RejectFilter, RejectRecord, RejectStore,
-    ReplayOutcome, RunClaim, RunFence, RunFilter, RunRecord, RunStore, SqliteStore, Store,
+    ReplayOutcome, RunClaim, RunFence, RunFilter, RunRecord, RunStore, SqlStore, Store,
     TaskInstanceRecord, TaskInstanceStore, TiChange, TiKey, TryRecord,
 };
 
@@ -57,7 +57,7 @@ where
 
 /// The real SQLite store, each call made off the paused clock (see the module docs).
 #[derive(Debug, Clone)]
-pub struct OffClockStore(Arc<SqliteStore>);
+pub struct OffClockStore(Arc<SqlStore>);
 
 #[async_trait]
 impl RunStore for OffClockStore {
@@ -294,6 +294,46 @@ impl weir_store::CheckStore for OffClockStore {
 }
 
 #[async_trait]
+impl weir_store::CoordinationStore for OffClockStore {
+    async fn set_dag_limit(
+        &self,
+        dag_id: &str,
+        max_active_tasks: u32,
+        at: Timestamp,
+    ) -> weir_store::Result<()> {
+        let (s, d) = (self.0.clone(), dag_id.to_owned());
+        off_clock(move || async move { s.set_dag_limit(&d, max_active_tasks, at).await }).await
+    }
+    async fn claim_tasks(
+        &self,
+        claim: &weir_store::ClaimTasks,
+    ) -> weir_store::Result<Vec<weir_store::ClaimedTask>> {
+        let (s, c) = (self.0.clone(), claim.clone());
+        off_clock(move || async move { s.claim_tasks(&c).await }).await
+    }
+    async fn renew_tasks(
+        &self,
+        fences: &[weir_store::TiFence],
+        lease_until: Timestamp,
+    ) -> weir_store::Result<Vec<weir_store::TiFence>> {
+        let (s, f) = (self.0.clone(), fences.to_vec());
+        off_clock(move || async move { s.renew_tasks(&f, lease_until).await }).await
+    }
+    async fn finish_task(
+        &self,
+        fence: &weir_store::TiFence,
+        end: &weir_store::TryEnd,
+    ) -> weir_store::Result<()> {
+        let (s, f, e) = (self.0.clone(), fence.clone(), end.clone());
+        off_clock(move || async move { s.finish_task(&f, &e).await }).await
+    }
+    async fn requeue_expired(&self, now: Timestamp) -> weir_store::Result<weir_store::Requeued> {
+        let s = self.0.clone();
+        off_clock(move || async move { s.requeue_expired(now).await }).await
+    }
+}
+
+#[async_trait]
 impl RejectStore for OffClockStore {
     async fn record_rejects(&self, rejects: &[RejectRecord]) -> weir_store::Result<()> {
         let (s, r) = (self.0.clone(), rejects.to_vec());
@@ -370,7 +410,7 @@ impl World {
     ) -> World {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("weir.db");
-        let sqlite = off_clock(move || async move { SqliteStore::open(&path).await })
+        let sqlite = off_clock(move || async move { SqlStore::open(&path).await })
             .await
             .expect("open the store");
         let store: Arc<dyn Store> = Arc::new(OffClockStore(Arc::new(sqlite)));

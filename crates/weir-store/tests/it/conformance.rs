@@ -42,6 +42,7 @@ fn new_ti(run: &RunRecord, task: &str) -> NewTaskInstance {
         max_tries: 3,
         pool: "default_pool".into(),
         pool_slots: 1,
+        queue: weir_store::DEFAULT_QUEUE.into(),
     }
 }
 

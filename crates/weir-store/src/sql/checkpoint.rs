@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{SqliteStore, micros, ts};
+use super::{Builder, SqlStore, micros, ts};
 use crate::{CheckpointFilter, CheckpointKey, CheckpointRecord, CheckpointStore, Result};
 
-fn push_filter<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, f: &'a CheckpointFilter) {
+fn push_filter<'a>(q: &mut Builder<'a>, f: &'a CheckpointFilter) {
     if let Some(v) = &f.dag_id {
         q.push(" AND dag_id = ").push_bind(v);
     }
@@ -25,11 +25,14 @@ fn push_filter<'a>(q: &mut sqlx::QueryBuilder<'a, sqlx::Sqlite>, f: &'a Checkpoi
 }
 
 #[async_trait]
-impl CheckpointStore for SqliteStore {
+impl CheckpointStore for SqlStore {
     async fn save_checkpoint(&self, c: &CheckpointRecord) -> Result<()> {
         sqlx::query(
-            "INSERT OR REPLACE INTO checkpoints (dag_id, run_id, task_id, map_index, clear_number, seq, state, source, version, checksum, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO checkpoints (dag_id, run_id, task_id, map_index, clear_number, seq, state, source, version, checksum, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (dag_id, run_id, task_id, map_index, clear_number, seq) DO UPDATE SET
+                state = excluded.state, source = excluded.source, version = excluded.version,
+                checksum = excluded.checksum, created_at = excluded.created_at",
         )
         .bind(&c.key.dag_id)
         .bind(&c.key.run_id)
@@ -48,7 +51,7 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn checkpoints(&self, filter: &CheckpointFilter) -> Result<Vec<CheckpointRecord>> {
-        let mut q = sqlx::QueryBuilder::new(
+        let mut q = Builder::new(
             "SELECT dag_id, run_id, task_id, map_index, clear_number, seq, state, source, version, checksum, created_at FROM checkpoints WHERE 1 = 1",
         );
         push_filter(&mut q, filter);
@@ -78,11 +81,11 @@ impl CheckpointStore for SqliteStore {
     }
 
     async fn delete_checkpoints(&self, filter: &CheckpointFilter, keep_last: u32) -> Result<u64> {
-        let mut q = sqlx::QueryBuilder::new(
+        let mut q = Builder::new(
             "DELETE FROM checkpoints WHERE rowid IN (SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER (PARTITION BY dag_id, run_id, task_id, map_index, clear_number ORDER BY seq DESC) AS rn FROM checkpoints WHERE 1 = 1",
         );
         push_filter(&mut q, filter);
-        q.push(") WHERE rn > ")
+        q.push(") AS ranked WHERE rn > ")
             .push_bind(keep_last as i64)
             .push(")");
         Ok(q.build().execute(&self.pool).await?.rows_affected())

@@ -1,32 +1,48 @@
-//! The SQLite backend: the embedded default, one file under the weir home.
+//! The SQL store: one implementation of every store trait over sqlx's `Any` driver, for the two
+//! backends weir ships — SQLite (the embedded default, one file under the weir home) and
+//! PostgreSQL (many processes on many hosts).
 //!
-//! WAL mode with `synchronous = FULL`, so a commit is on disk before the call returns. One
-//! connection per process serializes writers without `SQLITE_BUSY`; other processes (a CLI
-//! listing runs while a scheduler works) wait on the busy timeout.
+//! Every statement is written once, with numbered placeholders (`$1`, `$2`, …) that both
+//! backends take, in the SQL both speak; the schemas differ only in column types and live side
+//! by side under `migrations/sqlite` and `migrations/postgres`.
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`, so a commit is on disk before the call
+//! returns. One connection per process serializes writers without `SQLITE_BUSY`; other processes
+//! (a CLI listing runs while a scheduler works) wait on the busy timeout. PostgreSQL gets a pool
+//! of connections; its row locks do what SQLite's single writer does (see the comments where a
+//! statement relies on them).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Arguments as _, Executor as _, Row, Transaction};
 use weir_core::ids::RunKind;
 use weir_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState};
 
 mod checkpoint;
+mod coord;
 
 use crate::records::*;
 use crate::{
     ManifestStore, PoolStore, RejectStore, Result, RunStore, StoreError, TaskInstanceStore,
 };
 
-/// Ordered schema migrations; each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// Which database a [`SqlStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Ordered schema migrations of one backend; each runs once, in its own transaction.
+type Migrations = &'static [(i64, &'static str, &'static str)];
+
+const SQLITE_MIGRATIONS: Migrations = &[
     (
         1,
         "init",
@@ -82,12 +98,33 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "incomplete_manifests",
         include_str!("../migrations/sqlite/0011_incomplete_manifests.sql"),
     ),
+    (
+        12,
+        "coordination",
+        include_str!("../migrations/sqlite/0012_coordination.sql"),
+    ),
 ];
 
-/// The SQLite metadata store.
+/// PostgreSQL arrived with schema version 11: its first migration is the SQLite schema as
+/// versions 1–11 left it. From here on a schema change is one file in each folder, same number.
+const POSTGRES_MIGRATIONS: Migrations = &[
+    (
+        11,
+        "init",
+        include_str!("../migrations/postgres/0011_init.sql"),
+    ),
+    (
+        12,
+        "coordination",
+        include_str!("../migrations/postgres/0012_coordination.sql"),
+    ),
+];
+
+/// The metadata store on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
 }
 
 fn micros(t: Timestamp) -> i64 {
@@ -102,8 +139,35 @@ fn opt_ts(us: Option<i64>) -> Result<Option<Timestamp>> {
     us.map(ts).transpose()
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+/// A boolean column: SQLite keeps 0 or 1 in an INTEGER, PostgreSQL a BOOLEAN.
+fn flag(row: &AnyRow, column: &str) -> Result<bool> {
+    match row.try_get::<bool, _>(column) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+/// The drivers behind sqlx's `Any` are registered once per process.
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// A `sqlite://` URL for a file path: the characters a URL gives a meaning are escaped.
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' | '?' | '#' | ' ' => write!(url, "%{:02X}", c as u32).expect("write to a String"),
+            c => url.push(c),
+        }
+    }
+    url.push_str("?mode=rwc");
+    url
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
@@ -115,13 +179,8 @@ impl SqliteStore {
                 ))
             })?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+        install_drivers();
+        let options = AnyConnectOptions::from_str(&sqlite_url(path))?;
         // Two processes opening a new store at once (a scheduler and a `weir runs list`)
         // contend for its first write locks; SQLite answers some of those at once with
         // SQLITE_BUSY instead of waiting, so the open is tried again a few times.
@@ -130,7 +189,7 @@ impl SqliteStore {
         loop {
             attempt += 1;
             let started = std::time::Instant::now();
-            match Self::connect(options.clone()).await {
+            match Self::connect_sqlite(options.clone()).await {
                 // A busy answer that already waited out the busy timeout is not retried.
                 Err(e)
                     if attempt < 12
@@ -145,31 +204,82 @@ impl SqliteStore {
         }
     }
 
-    async fn connect(options: SqliteConnectOptions) -> Result<Self> {
-        let pool = SqlitePoolOptions::new()
+    async fn connect_sqlite(options: AnyConnectOptions) -> Result<Self> {
+        let pool = AnyPoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        let store = SqliteStore { pool };
+        let store = SqlStore {
+            pool,
+            backend: Backend::Sqlite,
+        };
         store.migrate().await?;
         Ok(store)
     }
 
+    /// Connects to the PostgreSQL database a `postgres://` URL names and brings its schema up to
+    /// date (the database must exist; weir creates its tables in it).
+    pub async fn connect_postgres(url: &str) -> Result<Self> {
+        install_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        let store = SqlStore {
+            pool,
+            backend: Backend::Postgres,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     async fn migrate(&self) -> Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS weir_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await?;
-        for &(version, name, sql) in MIGRATIONS {
-            // IMMEDIATE: take the write lock before reading, so two processes migrating at
-            // once queue on the busy timeout instead of failing on a stale read.
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let migrations = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let table = "CREATE TABLE IF NOT EXISTS weir_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+        if self.backend == Backend::Sqlite {
+            sqlx::query(table).execute(&self.pool).await?;
+        }
+        for &(version, name, sql) in migrations {
+            let mut tx = match self.backend {
+                // IMMEDIATE: take the write lock before reading, so two processes migrating at
+                // once queue on the busy timeout instead of failing on a stale read.
+                Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                Backend::Postgres => {
+                    // One migrator at a time across every process and host: the others wait
+                    // on the lock, then find the work done.
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock(7745021)")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(table).execute(&mut *tx).await?;
+                    tx
+                }
+            };
             let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM weir_migrations WHERE version = ?")
+                sqlx::query_scalar("SELECT version FROM weir_migrations WHERE version = $1")
                     .bind(version)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -177,26 +287,118 @@ impl SqliteStore {
                 continue;
             }
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO weir_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                .bind(version)
-                .bind(name)
-                .bind(micros(Timestamp::now()))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO weir_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(micros(Timestamp::now()))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         }
         Ok(())
     }
 }
 
+/// A statement built in pieces, with numbered placeholders (`$1`, `$2`, …) that every backend
+/// takes — sqlx's own `QueryBuilder` writes `?` for the `Any` driver, which PostgreSQL refuses.
+pub(crate) struct Builder<'q> {
+    sql: String,
+    args: Option<AnyArguments<'q>>,
+    binds: usize,
+}
+
+impl<'q> Builder<'q> {
+    pub(crate) fn new(init: impl Into<String>) -> Self {
+        Builder {
+            sql: init.into(),
+            args: Some(AnyArguments::default()),
+            binds: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+        write!(self.sql, "{sql}").expect("write to a String");
+        self
+    }
+
+    pub(crate) fn push_bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+    {
+        self.binds += 1;
+        write!(self.sql, "${}", self.binds).expect("write to a String");
+        self.args
+            .as_mut()
+            .expect("a built statement is not extended")
+            .add(value)
+            .expect("every value weir binds encodes");
+        self
+    }
+
+    /// ` VALUES (…), (…)`: one parenthesized row per item, its values bound by `row`.
+    pub(crate) fn push_values<I: IntoIterator>(
+        &mut self,
+        items: I,
+        mut row: impl FnMut(Separated<'_, 'q>, I::Item),
+    ) -> &mut Self {
+        self.sql.push_str(" VALUES ");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.sql.push('(');
+            row(self.separated(", "), item);
+            self.sql.push(')');
+        }
+        self
+    }
+
+    /// Values bound one after another with `separator` between them.
+    pub(crate) fn separated(&mut self, separator: &'static str) -> Separated<'_, 'q> {
+        Separated {
+            builder: self,
+            separator,
+            first: true,
+        }
+    }
+
+    pub(crate) fn build(&mut self) -> sqlx::query::Query<'_, Any, AnyArguments<'_>> {
+        let args = self.args.take().expect("a statement is built once");
+        sqlx::query_with(&self.sql, args)
+    }
+}
+
+/// See [`Builder::separated`].
+pub(crate) struct Separated<'b, 'q> {
+    builder: &'b mut Builder<'q>,
+    separator: &'static str,
+    first: bool,
+}
+
+impl<'q> Separated<'_, 'q> {
+    pub(crate) fn push_bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+    {
+        if !self.first {
+            self.builder.sql.push_str(self.separator);
+        }
+        self.first = false;
+        self.builder.push_bind(value);
+        self
+    }
+}
+
 /// Why a run could not be cleared: it is not finished, or it does not exist.
 async fn not_finished(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     dag_id: &DagId,
     run_id: &RunId,
 ) -> Result<StoreError> {
     let exists: Option<String> =
-        sqlx::query_scalar("SELECT state FROM dag_runs WHERE dag_id = ? AND run_id = ?")
+        sqlx::query_scalar("SELECT state FROM dag_runs WHERE dag_id = $1 AND run_id = $2")
             .bind(dag_id.as_str())
             .bind(run_id.as_str())
             .fetch_optional(&mut **tx)
@@ -210,7 +412,7 @@ async fn not_finished(
     })
 }
 
-fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
+fn run_from_row(row: &AnyRow) -> Result<RunRecord> {
     let conf: String = row.try_get("conf")?;
     Ok(RunRecord {
         dag_id: DagId::new(row.try_get::<String, _>("dag_id")?)?,
@@ -240,7 +442,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
     })
 }
 
-fn ti_from_row(row: &SqliteRow) -> Result<TaskInstanceRecord> {
+fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRecord> {
     Ok(TaskInstanceRecord {
         key: TiKey {
             dag_id: DagId::new(row.try_get::<String, _>("dag_id")?)?,
@@ -258,19 +460,21 @@ fn ti_from_row(row: &SqliteRow) -> Result<TaskInstanceRecord> {
         retry_at: opt_ts(row.try_get("retry_at")?)?,
         lease_until: opt_ts(row.try_get("lease_until")?)?,
         error: row.try_get("error")?,
+        owner: row.try_get("owner")?,
+        queue: row.try_get("queue")?,
     })
 }
 
 const RUN_COLUMNS: &str = "dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, started_at, ended_at, owner, owner_token, owner_lease_until, dag_version, clear_number";
-const TI_COLUMNS: &str = "dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, started_at, ended_at, retry_at, lease_until, error";
+const TI_COLUMNS: &str = "dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, started_at, ended_at, retry_at, lease_until, error, owner, queue";
 
 #[async_trait]
-impl RunStore for SqliteStore {
+impl RunStore for SqlStore {
     async fn create_run(&self, run: NewRun) -> Result<(RunRecord, bool)> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO dag_runs (dag_id, run_id, kind, state, logical_date, interval_start, interval_end, run_after, conf, created_at, dag_version)
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(run.dag_id.as_str())
         .bind(run.run_id.as_str())
@@ -287,7 +491,7 @@ impl RunStore for SqliteStore {
         .rows_affected()
             == 1;
         let row = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date = $2"
         ))
         .bind(run.dag_id.as_str())
         .bind(micros(run.logical_date))
@@ -306,7 +510,7 @@ impl RunStore for SqliteStore {
 
     async fn get_run(&self, dag_id: &DagId, run_id: &RunId) -> Result<Option<RunRecord>> {
         sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND run_id = ?"
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND run_id = $2"
         ))
         .bind(dag_id.as_str())
         .bind(run_id.as_str())
@@ -319,7 +523,7 @@ impl RunStore for SqliteStore {
 
     async fn run_at(&self, dag_id: &DagId, logical_date: Timestamp) -> Result<Option<RunRecord>> {
         sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND logical_date = ?"
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND logical_date = $2"
         ))
         .bind(dag_id.as_str())
         .bind(micros(logical_date))
@@ -331,38 +535,29 @@ impl RunStore for SqliteStore {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE 1 = 1");
-        if filter.dag_id.is_some() {
-            sql.push_str(" AND dag_id = ?");
+        let mut q = Builder::new(format!("SELECT {RUN_COLUMNS} FROM dag_runs WHERE 1 = 1"));
+        if let Some(dag) = &filter.dag_id {
+            q.push(" AND dag_id = ").push_bind(dag.as_str());
         }
         if !filter.states.is_empty() {
-            let marks = vec!["?"; filter.states.len()].join(", ");
-            sql.push_str(&format!(" AND state IN ({marks})"));
-        }
-        if filter.logical_date_from.is_some() {
-            sql.push_str(" AND logical_date >= ?");
-        }
-        if filter.logical_date_to.is_some() {
-            sql.push_str(" AND logical_date <= ?");
-        }
-        sql.push_str(" ORDER BY logical_date DESC, dag_id");
-        if let Some(limit) = filter.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
-        let mut query = sqlx::query(&sql);
-        if let Some(dag) = &filter.dag_id {
-            query = query.bind(dag.as_str());
-        }
-        for state in &filter.states {
-            query = query.bind(state.as_str());
+            q.push(" AND state IN (");
+            let mut states = q.separated(", ");
+            for state in &filter.states {
+                states.push_bind(state.as_str());
+            }
+            q.push(")");
         }
         if let Some(from) = filter.logical_date_from {
-            query = query.bind(micros(from));
+            q.push(" AND logical_date >= ").push_bind(micros(from));
         }
         if let Some(to) = filter.logical_date_to {
-            query = query.bind(micros(to));
+            q.push(" AND logical_date <= ").push_bind(micros(to));
         }
-        query
+        q.push(" ORDER BY logical_date DESC, dag_id");
+        if let Some(limit) = filter.limit {
+            q.push(format!(" LIMIT {limit}"));
+        }
+        q.build()
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -372,7 +567,7 @@ impl RunStore for SqliteStore {
 
     async fn last_scheduled_run(&self, dag_id: &DagId) -> Result<Option<RunRecord>> {
         sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = ? AND kind = 'scheduled' ORDER BY logical_date DESC LIMIT 1"
+            "SELECT {RUN_COLUMNS} FROM dag_runs WHERE dag_id = $1 AND kind = 'scheduled' ORDER BY logical_date DESC LIMIT 1"
         ))
         .bind(dag_id.as_str())
         .fetch_optional(&self.pool)
@@ -393,17 +588,17 @@ impl RunStore for SqliteStore {
         from.transition(to)?;
         let query = match to {
             RunState::Running => sqlx::query(
-                "UPDATE dag_runs SET state = ?, started_at = COALESCE(started_at, ?), ended_at = NULL WHERE dag_id = ? AND run_id = ? AND state = ?",
+                "UPDATE dag_runs SET state = $1, started_at = COALESCE(started_at, $2), ended_at = NULL WHERE dag_id = $3 AND run_id = $4 AND state = $5",
             )
             .bind(to.as_str())
             .bind(micros(at)),
             RunState::Success | RunState::Failed => {
-                sqlx::query("UPDATE dag_runs SET state = ?, ended_at = ? WHERE dag_id = ? AND run_id = ? AND state = ?")
+                sqlx::query("UPDATE dag_runs SET state = $1, ended_at = $2 WHERE dag_id = $3 AND run_id = $4 AND state = $5")
                     .bind(to.as_str())
                     .bind(micros(at))
             }
             RunState::Queued => sqlx::query(
-                "UPDATE dag_runs SET state = ?, started_at = NULL, ended_at = NULL WHERE dag_id = ? AND run_id = ? AND state = ?",
+                "UPDATE dag_runs SET state = $1, started_at = NULL, ended_at = NULL WHERE dag_id = $2 AND run_id = $3 AND state = $4",
             )
             .bind(to.as_str()),
         };
@@ -424,7 +619,7 @@ impl RunStore for SqliteStore {
     async fn claim_run(&self, claim: ClaimRun) -> Result<RunClaim> {
         let lookup = || async {
             sqlx::query(
-                "SELECT state, owner, owner_token, owner_lease_until FROM dag_runs WHERE dag_id = ? AND run_id = ?",
+                "SELECT state, owner, owner_token, owner_lease_until FROM dag_runs WHERE dag_id = $1 AND run_id = $2",
             )
             .bind(claim.dag_id.as_str())
             .bind(claim.run_id.as_str())
@@ -438,9 +633,9 @@ impl RunStore for SqliteStore {
         // UPDATE, atomic across processes, which waits for SQLite's write lock like any write.
         let before: Option<String> = lookup().await?.try_get("owner")?;
         let claimed: Option<i64> = sqlx::query_scalar(
-            "UPDATE dag_runs SET owner = ?, owner_token = owner_token + 1, owner_lease_until = ?
-             WHERE dag_id = ? AND run_id = ? AND state IN ('queued', 'running')
-               AND (owner IS NULL OR owner = ? OR owner_lease_until <= ?)
+            "UPDATE dag_runs SET owner = $1, owner_token = owner_token + 1, owner_lease_until = $2
+             WHERE dag_id = $3 AND run_id = $4 AND state IN ('queued', 'running')
+               AND (owner IS NULL OR owner = $5 OR owner_lease_until <= $6)
              RETURNING owner_token",
         )
         .bind(&claim.owner)
@@ -487,7 +682,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn renew_run(&self, fence: &RunFence, lease_until: Timestamp) -> Result<()> {
-        fenced_update(&self.pool, fence, "owner_lease_until = ? WHERE", |q| {
+        fenced_update(&self.pool, fence, "owner_lease_until = $5 WHERE", |q| {
             q.bind(micros(lease_until))
         })
         .await
@@ -508,7 +703,7 @@ impl RunStore for SqliteStore {
         fenced_update(
             &self.pool,
             fence,
-            "state = ?, ended_at = ?, owner = NULL, owner_lease_until = NULL WHERE state = 'running' AND",
+            "state = $5, ended_at = $6, owner = NULL, owner_lease_until = NULL WHERE state = 'running' AND",
             |q| q.bind(to.as_str()).bind(micros(at)),
         )
         .await
@@ -526,8 +721,8 @@ impl RunStore for SqliteStore {
         // processes re-running the same interval cannot clear a run the other is driving.
         let changed = sqlx::query(
             "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, owner = NULL, owner_lease_until = NULL,
-                conf = COALESCE(?, conf), clear_number = clear_number + 1, dag_version = ?
-             WHERE dag_id = ? AND run_id = ? AND state IN ('success', 'failed')",
+                conf = COALESCE($1, conf), clear_number = clear_number + 1, dag_version = $2
+             WHERE dag_id = $3 AND run_id = $4 AND state IN ('success', 'failed')",
         )
         .bind(conf.map(|c| c.to_string()))
         .bind(dag_version)
@@ -541,7 +736,7 @@ impl RunStore for SqliteStore {
         }
         for table in ["task_instances", "task_outputs"] {
             sqlx::query(&format!(
-                "DELETE FROM {table} WHERE dag_id = ? AND run_id = ?"
+                "DELETE FROM {table} WHERE dag_id = $1 AND run_id = $2"
             ))
             .bind(dag_id.as_str())
             .bind(run_id.as_str())
@@ -563,7 +758,7 @@ impl RunStore for SqliteStore {
         let changed = sqlx::query(
             "UPDATE dag_runs SET state = 'queued', started_at = NULL, ended_at = NULL, owner = NULL, owner_lease_until = NULL,
                 clear_number = clear_number + 1
-             WHERE dag_id = ? AND run_id = ? AND state IN ('success', 'failed')",
+             WHERE dag_id = $1 AND run_id = $2 AND state IN ('success', 'failed')",
         )
         .bind(dag_id.as_str())
         .bind(run_id.as_str())
@@ -578,7 +773,7 @@ impl RunStore for SqliteStore {
         for task in whole {
             for table in ["task_instances", "task_outputs"] {
                 sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE dag_id = ? AND run_id = ? AND task_id = ?"
+                    "DELETE FROM {table} WHERE dag_id = $1 AND run_id = $2 AND task_id = $3"
                 ))
                 .bind(dag_id.as_str())
                 .bind(run_id.as_str())
@@ -591,8 +786,8 @@ impl RunStore for SqliteStore {
         for (task, index) in instances {
             sqlx::query(
                 "UPDATE task_instances SET state = 'none', try_number = 0, started_at = NULL, ended_at = NULL,
-                    retry_at = NULL, lease_until = NULL, error = NULL
-                 WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
+                    retry_at = NULL, lease_until = NULL, error = NULL, owner = NULL
+                 WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4",
             )
             .bind(dag_id.as_str())
             .bind(run_id.as_str())
@@ -601,7 +796,7 @@ impl RunStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "DELETE FROM task_outputs WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
+                "DELETE FROM task_outputs WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = $4",
             )
             .bind(dag_id.as_str())
             .bind(run_id.as_str())
@@ -622,7 +817,7 @@ impl RunStore for SqliteStore {
         at: Timestamp,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO dag_versions (dag_id, version, source, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO dag_versions (dag_id, version, source, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (dag_id, version) DO NOTHING",
         )
         .bind(dag_id.as_str())
@@ -636,36 +831,37 @@ impl RunStore for SqliteStore {
 
     async fn dag_version_source(&self, dag_id: &DagId, version: &str) -> Result<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT source FROM dag_versions WHERE dag_id = ? AND version = ?")
-                .bind(dag_id.as_str())
-                .bind(version)
-                .fetch_optional(&self.pool)
-                .await?,
+            sqlx::query_scalar(
+                "SELECT source FROM dag_versions WHERE dag_id = $1 AND version = $2",
+            )
+            .bind(dag_id.as_str())
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?,
         )
     }
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments<'q>>;
 
 /// `UPDATE dag_runs SET {set_where} <the fence>`: changes the run only while `fence` is its
-/// owner's, else [`StoreError::Fenced`]. `bind` binds the placeholders of `set_where`.
+/// owner's, else [`StoreError::Fenced`]. The fence takes `$1`..`$4`; `bind` binds the
+/// placeholders of `set_where`, which start at `$5`.
 async fn fenced_update(
-    pool: &sqlx::SqlitePool,
+    pool: &AnyPool,
     fence: &RunFence,
     set_where: &str,
-    bind: impl for<'q> FnOnce(SqliteQuery<'q>) -> SqliteQuery<'q>,
+    bind: impl for<'q> FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
 ) -> Result<()> {
     let sql = format!(
-        "UPDATE dag_runs SET {set_where} dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?"
+        "UPDATE dag_runs SET {set_where} dag_id = $1 AND run_id = $2 AND owner = $3 AND owner_token = $4"
     );
-    let changed = bind(sqlx::query(&sql))
+    let query = sqlx::query(&sql)
         .bind(fence.dag_id.as_str())
         .bind(fence.run_id.as_str())
         .bind(&fence.owner)
-        .bind(fence.token as i64)
-        .execute(pool)
-        .await?
-        .rows_affected();
+        .bind(fence.token as i64);
+    let changed = bind(query).execute(pool).await?.rows_affected();
     if changed != 1 {
         return Err(fenced(fence));
     }
@@ -682,7 +878,67 @@ fn fenced(fence: &RunFence) -> StoreError {
 /// Rows per multi-row INSERT (SQLite allows 32,766 bound values).
 const INSERT_CHUNK: usize = 500;
 
-async fn apply_one(tx: &mut Transaction<'static, Sqlite>, c: &TiChange) -> Result<()> {
+/// Keeps try `try_number` of an instance, as it ended (`state`, `error`), in the run's history.
+async fn record_try(
+    tx: &mut Transaction<'static, Any>,
+    key: &TiKey,
+    try_number: u32,
+    state: TaskState,
+    ended_at: i64,
+    error: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO task_tries (dag_id, run_id, clear_number, task_id, map_index, try_number, state, started_at, ended_at, error)
+         SELECT dag_id, run_id,
+                (SELECT clear_number FROM dag_runs r WHERE r.dag_id = task_instances.dag_id AND r.run_id = task_instances.run_id),
+                task_id, map_index, $1, $2, started_at, $3, $4 FROM task_instances
+         WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND map_index = $8
+         ON CONFLICT (dag_id, run_id, clear_number, task_id, map_index, try_number) DO UPDATE SET
+            state = excluded.state, started_at = excluded.started_at, ended_at = excluded.ended_at,
+            error = excluded.error",
+    )
+    .bind(try_number as i64)
+    .bind(state.as_str())
+    .bind(ended_at)
+    .bind(error)
+    .bind(key.dag_id.as_str())
+    .bind(key.run_id.as_str())
+    .bind(key.task_id.as_str())
+    .bind(key.map_index.raw())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps an instance's output (a re-run replaces it).
+async fn record_output(
+    tx: &mut Transaction<'static, Any>,
+    key: &TiKey,
+    output: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO task_outputs (dag_id, run_id, task_id, map_index, value) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (dag_id, run_id, task_id, map_index) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key.dag_id.as_str())
+    .bind(key.run_id.as_str())
+    .bind(key.task_id.as_str())
+    .bind(key.map_index.raw())
+    .bind(output.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A change to a claimed task instance whose claim was handed to someone else.
+fn fenced_ti(key: &TiKey) -> StoreError {
+    StoreError::FencedTask(format!(
+        "{}/{}/{}[{}]",
+        key.dag_id, key.run_id, key.task_id, key.map_index
+    ))
+}
+
+async fn apply_one(tx: &mut Transaction<'static, Any>, c: &TiChange) -> Result<()> {
     // A claim moves an instance straight to running: queued is transient inside one process.
     if !(c.state == TaskState::Running && c.expect_state.is_claimable()) {
         c.expect_state.transition(c.state)?;
@@ -691,11 +947,11 @@ async fn apply_one(tx: &mut Transaction<'static, Sqlite>, c: &TiChange) -> Resul
     let starts = c.state == TaskState::Running;
     let ends_try = c.expect_state == TaskState::Running;
     let changed = sqlx::query(
-        "UPDATE task_instances SET state = ?, try_number = ?,
-            started_at = CASE WHEN ? THEN ? ELSE started_at END,
-            ended_at = CASE WHEN ? THEN ? ELSE NULL END,
-            lease_until = ?, retry_at = ?, error = COALESCE(?, CASE WHEN ? THEN NULL ELSE error END)
-         WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? AND state = ? AND try_number = ?",
+        "UPDATE task_instances SET state = $1, try_number = $2,
+            started_at = CASE WHEN $3 THEN $4 ELSE started_at END,
+            ended_at = CASE WHEN $5 THEN $6 ELSE NULL END,
+            lease_until = $7, retry_at = $8, error = COALESCE($9, CASE WHEN $10 THEN NULL ELSE error END)
+         WHERE dag_id = $11 AND run_id = $12 AND task_id = $13 AND map_index = $14 AND state = $15 AND try_number = $16",
     )
     .bind(c.state.as_str())
     .bind(c.try_number as i64)
@@ -726,60 +982,36 @@ async fn apply_one(tx: &mut Transaction<'static, Sqlite>, c: &TiChange) -> Resul
         });
     }
     if ends_try {
-        sqlx::query(
-            "INSERT OR REPLACE INTO task_tries (dag_id, run_id, clear_number, task_id, map_index, try_number, state, started_at, ended_at, error)
-             SELECT dag_id, run_id,
-                    (SELECT clear_number FROM dag_runs r WHERE r.dag_id = task_instances.dag_id AND r.run_id = task_instances.run_id),
-                    task_id, map_index, ?, ?, started_at, ?, ? FROM task_instances
-             WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
-        )
-        .bind(c.expect_try as i64)
-        .bind(c.state.as_str())
-        .bind(at)
-        .bind(c.error.as_deref())
-        .bind(c.key.dag_id.as_str())
-        .bind(c.key.run_id.as_str())
-        .bind(c.key.task_id.as_str())
-        .bind(c.key.map_index.raw())
-        .execute(&mut **tx)
-        .await?;
+        record_try(tx, &c.key, c.expect_try, c.state, at, c.error.as_deref()).await?;
     }
     if let Some(output) = c.output.as_ref().filter(|o| !o.is_null()) {
-        sqlx::query("INSERT OR REPLACE INTO task_outputs (dag_id, run_id, task_id, map_index, value) VALUES (?, ?, ?, ?, ?)")
-            .bind(c.key.dag_id.as_str())
-            .bind(c.key.run_id.as_str())
-            .bind(c.key.task_id.as_str())
-            .bind(c.key.map_index.raw())
-            .bind(output.to_string())
-            .execute(&mut **tx)
-            .await?;
+        record_output(tx, &c.key, output).await?;
     }
     Ok(())
 }
 
 #[async_trait]
-impl TaskInstanceStore for SqliteStore {
+impl TaskInstanceStore for SqlStore {
     async fn insert_task_instances(&self, tis: &[NewTaskInstance]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in tis.chunks(INSERT_CHUNK) {
-            let marks = vec!["(?, ?, ?, ?, ?, 0, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots)
-                 VALUES {marks} ON CONFLICT DO NOTHING"
+            let mut q = Builder::new(
+                "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, queue)",
             );
-            let mut query = sqlx::query(&sql);
-            for ti in chunk {
-                query = query
-                    .bind(ti.key.dag_id.as_str())
-                    .bind(ti.key.run_id.as_str())
-                    .bind(ti.key.task_id.as_str())
-                    .bind(ti.key.map_index.raw())
-                    .bind(ti.state.as_str())
-                    .bind(ti.max_tries as i64)
-                    .bind(ti.pool.as_str())
-                    .bind(ti.pool_slots as i64);
-            }
-            query.execute(&mut *tx).await?;
+            q.push_values(chunk, |mut b, ti| {
+                b.push_bind(ti.key.dag_id.as_str())
+                    .push_bind(ti.key.run_id.as_str())
+                    .push_bind(ti.key.task_id.as_str())
+                    .push_bind(ti.key.map_index.raw())
+                    .push_bind(ti.state.as_str())
+                    .push_bind(0_i64)
+                    .push_bind(ti.max_tries as i64)
+                    .push_bind(ti.pool.as_str())
+                    .push_bind(ti.pool_slots as i64)
+                    .push_bind(ti.queue.as_str());
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -789,7 +1021,7 @@ impl TaskInstanceStore for SqliteStore {
         let key = &placeholder.key;
         let mut tx = self.pool.begin().await?;
         let removed = sqlx::query(
-            "DELETE FROM task_instances WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = -1 AND state = 'none'",
+            "DELETE FROM task_instances WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 AND map_index = -1 AND state = 'none'",
         )
         .bind(key.dag_id.as_str())
         .bind(key.run_id.as_str())
@@ -800,23 +1032,23 @@ impl TaskInstanceStore for SqliteStore {
         if removed == 1 {
             let indices: Vec<i64> = (0..count as i64).collect();
             for chunk in indices.chunks(INSERT_CHUNK) {
-                let marks = vec!["(?, ?, ?, ?, 'none', 0, ?, ?, ?)"; chunk.len()].join(", ");
-                let sql = format!(
-                    "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots)
-                     VALUES {marks} ON CONFLICT DO NOTHING"
+                let mut q = Builder::new(
+                    "INSERT INTO task_instances (dag_id, run_id, task_id, map_index, state, try_number, max_tries, pool, pool_slots, queue)",
                 );
-                let mut query = sqlx::query(&sql);
-                for &i in chunk {
-                    query = query
-                        .bind(key.dag_id.as_str())
-                        .bind(key.run_id.as_str())
-                        .bind(key.task_id.as_str())
-                        .bind(i)
-                        .bind(placeholder.max_tries as i64)
-                        .bind(placeholder.pool.as_str())
-                        .bind(placeholder.pool_slots as i64);
-                }
-                query.execute(&mut *tx).await?;
+                q.push_values(chunk, |mut b, &i| {
+                    b.push_bind(key.dag_id.as_str())
+                        .push_bind(key.run_id.as_str())
+                        .push_bind(key.task_id.as_str())
+                        .push_bind(i)
+                        .push_bind(TaskState::None.as_str())
+                        .push_bind(0_i64)
+                        .push_bind(placeholder.max_tries as i64)
+                        .push_bind(placeholder.pool.as_str())
+                        .push_bind(placeholder.pool_slots as i64)
+                        .push_bind(placeholder.queue.as_str());
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
@@ -829,7 +1061,7 @@ impl TaskInstanceStore for SqliteStore {
         run_id: &RunId,
     ) -> Result<Vec<TaskInstanceRecord>> {
         sqlx::query(&format!(
-            "SELECT {TI_COLUMNS} FROM task_instances WHERE dag_id = ? AND run_id = ? ORDER BY rowid"
+            "SELECT {TI_COLUMNS} FROM task_instances WHERE dag_id = $1 AND run_id = $2 ORDER BY rowid"
         ))
         .bind(dag_id.as_str())
         .bind(run_id.as_str())
@@ -858,7 +1090,7 @@ impl TaskInstanceStore for SqliteStore {
         // holds SQLite's write lock from here on: no other process can take the run over
         // between the check and the changes.
         let held = sqlx::query(
-            "UPDATE dag_runs SET owner_token = owner_token WHERE dag_id = ? AND run_id = ? AND owner = ? AND owner_token = ?",
+            "UPDATE dag_runs SET owner_token = owner_token WHERE dag_id = $1 AND run_id = $2 AND owner = $3 AND owner_token = $4",
         )
         .bind(fence.dag_id.as_str())
         .bind(fence.run_id.as_str())
@@ -881,7 +1113,7 @@ impl TaskInstanceStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         for key in keys {
             sqlx::query(
-                "UPDATE task_instances SET lease_until = ? WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? AND state = 'running'",
+                "UPDATE task_instances SET lease_until = $1 WHERE dag_id = $2 AND run_id = $3 AND task_id = $4 AND map_index = $5 AND state = 'running'",
             )
             .bind(micros(lease_until))
             .bind(key.dag_id.as_str())
@@ -897,7 +1129,7 @@ impl TaskInstanceStore for SqliteStore {
 
     async fn orphaned(&self, now: Timestamp) -> Result<Vec<TaskInstanceRecord>> {
         sqlx::query(&format!(
-            "SELECT {TI_COLUMNS} FROM task_instances WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?) ORDER BY rowid"
+            "SELECT {TI_COLUMNS} FROM task_instances WHERE state = 'running' AND (lease_until IS NULL OR lease_until < $1) ORDER BY rowid"
         ))
         .bind(micros(now))
         .fetch_all(&self.pool)
@@ -914,7 +1146,7 @@ impl TaskInstanceStore for SqliteStore {
         task_id: &str,
     ) -> Result<Vec<(i64, serde_json::Value)>> {
         let rows = sqlx::query(
-            "SELECT map_index, value FROM task_outputs WHERE dag_id = ? AND run_id = ? AND task_id = ? ORDER BY map_index",
+            "SELECT map_index, value FROM task_outputs WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 ORDER BY map_index",
         )
         .bind(dag_id.as_str())
         .bind(run_id.as_str())
@@ -934,7 +1166,7 @@ impl TaskInstanceStore for SqliteStore {
     async fn tries(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<TryRecord>> {
         let rows = sqlx::query(
             "SELECT clear_number, task_id, map_index, try_number, state, started_at, ended_at, error FROM task_tries
-             WHERE dag_id = ? AND run_id = ? ORDER BY clear_number, ended_at, task_id, map_index, try_number",
+             WHERE dag_id = $1 AND run_id = $2 ORDER BY clear_number, ended_at, task_id, map_index, try_number",
         )
         .bind(dag_id.as_str())
         .bind(run_id.as_str())
@@ -958,10 +1190,10 @@ impl TaskInstanceStore for SqliteStore {
 }
 
 #[async_trait]
-impl PoolStore for SqliteStore {
+impl PoolStore for SqlStore {
     async fn set_pool(&self, name: &str, slots: u32, description: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO pools (name, slots, description) VALUES (?, ?, ?)
+            "INSERT INTO pools (name, slots, description) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, description = excluded.description",
         )
         .bind(name)
@@ -989,11 +1221,11 @@ impl PoolStore for SqliteStore {
 }
 
 #[async_trait]
-impl ManifestStore for SqliteStore {
+impl ManifestStore for SqlStore {
     async fn record_manifest(&self, m: &PartitionManifest) -> Result<()> {
         sqlx::query(
             "INSERT INTO partition_manifests (dataset, partition, rows_in, rows_out, rows_rejected, bytes, files, checksum, schema,
-                dag_id, run_id, task_id, map_index, try_number, committed_at, incomplete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                dag_id, run_id, task_id, map_index, try_number, committed_at, incomplete) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&m.dataset)
         .bind(&m.partition)
@@ -1018,7 +1250,7 @@ impl ManifestStore for SqliteStore {
 
     async fn manifests(&self, dataset: &str) -> Result<Vec<PartitionManifest>> {
         let rows = sqlx::query(
-            "SELECT * FROM partition_manifests m WHERE dataset = ?
+            "SELECT * FROM partition_manifests m WHERE dataset = $1
                AND id = (SELECT MAX(id) FROM partition_manifests n WHERE n.dataset = m.dataset AND n.partition = m.partition)
              ORDER BY partition",
         )
@@ -1051,14 +1283,14 @@ impl ManifestStore for SqliteStore {
 }
 
 #[async_trait]
-impl RejectStore for SqliteStore {
+impl RejectStore for SqlStore {
     async fn record_rejects(&self, rejects: &[RejectRecord]) -> Result<()> {
         if rejects.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         for chunk in rejects.chunks(INSERT_CHUNK / 2) {
-            let mut q = sqlx::QueryBuilder::new(
+            let mut q = Builder::new(
                 "INSERT INTO dead_letters (source, line, raw, reason, error_class, dag_id, run_id, task_id, map_index, try_number, first_seen, last_seen) ",
             );
             q.push_values(chunk, |mut b, r| {
@@ -1088,7 +1320,7 @@ impl RejectStore for SqliteStore {
     }
 
     async fn dead_letters(&self, filter: &RejectFilter) -> Result<Vec<DeadLetter>> {
-        let mut q = sqlx::QueryBuilder::new(format!(
+        let mut q = Builder::new(format!(
             "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE 1 = 1"
         ));
         if let Some(source) = &filter.source {
@@ -1123,7 +1355,7 @@ impl RejectStore for SqliteStore {
 
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>> {
         sqlx::query(&format!(
-            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?"
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -1135,9 +1367,9 @@ impl RejectStore for SqliteStore {
 
     async fn correct_dead_letter(&self, id: i64, payload: Option<&str>) -> Result<()> {
         let updated = sqlx::query(
-            "UPDATE dead_letters SET corrected = ?,
+            "UPDATE dead_letters SET corrected = $1,
                  status = CASE WHEN status = 'quarantined' THEN 'pending' ELSE status END
-             WHERE id = ? AND status != 'replayed'",
+             WHERE id = $2 AND status != 'replayed'",
         )
         .bind(payload)
         .bind(id)
@@ -1163,9 +1395,8 @@ impl RejectStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let mut claimed = Vec::new();
         for chunk in ids.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::QueryBuilder::new(
-                "UPDATE dead_letters SET status = 'replaying', replay_batch = ",
-            );
+            let mut q =
+                Builder::new("UPDATE dead_letters SET status = 'replaying', replay_batch = ");
             q.push_bind(batch);
             q.push(" WHERE status = 'pending' AND id IN (");
             let mut sep = q.separated(", ");
@@ -1194,7 +1425,7 @@ impl RejectStore for SqliteStore {
                 ReplayOutcome::Replayed { id, into } => {
                     sqlx::query(
                         "UPDATE dead_letters SET status = 'replayed', replays = replays + 1,
-                             replayed_into = ?, replayed_at = ?, last_error = NULL WHERE id = ?",
+                             replayed_into = $1, replayed_at = $2, last_error = NULL WHERE id = $3",
                     )
                     .bind(into)
                     .bind(micros(at))
@@ -1204,7 +1435,7 @@ impl RejectStore for SqliteStore {
                 }
                 ReplayOutcome::Released { id } => {
                     sqlx::query(
-                        "UPDATE dead_letters SET status = 'pending' WHERE id = ? AND status = 'replaying'",
+                        "UPDATE dead_letters SET status = 'pending' WHERE id = $1 AND status = 'replaying'",
                     )
                     .bind(id)
                     .execute(&mut *tx)
@@ -1212,9 +1443,9 @@ impl RejectStore for SqliteStore {
                 }
                 ReplayOutcome::Failed { id, reason } => {
                     sqlx::query(
-                        "UPDATE dead_letters SET replays = replays + 1, last_error = ?,
-                             status = CASE WHEN replays + 1 >= ? THEN 'quarantined' ELSE 'pending' END
-                         WHERE id = ? AND status != 'replayed'",
+                        "UPDATE dead_letters SET replays = replays + 1, last_error = $1,
+                             status = CASE WHEN replays + 1 >= $2 THEN 'quarantined' ELSE 'pending' END
+                         WHERE id = $3 AND status != 'replayed'",
                     )
                     .bind(reason)
                     .bind(max_replays as i64)
@@ -1231,7 +1462,7 @@ impl RejectStore for SqliteStore {
     async fn reopen_dead_letters(&self, source: &str, lines: &[u64]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in lines.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::QueryBuilder::new(
+            let mut q = Builder::new(
                 "UPDATE dead_letters SET status = 'pending', replayed_into = NULL, replayed_at = NULL WHERE status = 'replayed' AND source = ",
             );
             q.push_bind(source);
@@ -1255,7 +1486,7 @@ impl RejectStore for SqliteStore {
         if statuses.is_empty() {
             return Ok(0);
         }
-        let mut q = sqlx::QueryBuilder::new("DELETE FROM dead_letters WHERE last_seen < ");
+        let mut q = Builder::new("DELETE FROM dead_letters WHERE last_seen < ");
         q.push_bind(micros(before));
         q.push(" AND status IN (");
         let mut sep = q.separated(", ");
@@ -1269,7 +1500,7 @@ impl RejectStore for SqliteStore {
 
 const DEAD_LETTER_COLUMNS: &str = "id, source, line, raw, corrected, reason, error_class, dag_id, run_id, task_id, map_index, try_number, first_seen, last_seen, status, replays, last_error, replay_batch, replayed_into, replayed_at";
 
-fn dead_letter_of(row: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter> {
+fn dead_letter_of(row: &AnyRow) -> Result<DeadLetter> {
     let status: String = row.try_get("status")?;
     Ok(DeadLetter {
         id: row.try_get("id")?,
@@ -1297,7 +1528,7 @@ fn dead_letter_of(row: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter> {
 }
 
 #[async_trait]
-impl crate::CheckStore for SqliteStore {
+impl crate::CheckStore for SqlStore {
     async fn record_checks(&self, results: &[CheckResult]) -> Result<()> {
         if results.is_empty() {
             return Ok(());
@@ -1312,7 +1543,7 @@ impl crate::CheckStore for SqliteStore {
         }
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(INSERT_CHUNK / 2) {
-            let mut q = sqlx::QueryBuilder::new(
+            let mut q = Builder::new(
                 "INSERT INTO check_results (dag_id, run_id, task_id, map_index, try_number, gate, name, rule, severity, passed, failing, observed, sample, checked_at) ",
             );
             q.push_values(chunk, |mut b, (r, rule, sample)| {
@@ -1338,7 +1569,7 @@ impl crate::CheckStore for SqliteStore {
     }
 
     async fn checks(&self, filter: &CheckFilter) -> Result<Vec<CheckResult>> {
-        let mut q = sqlx::QueryBuilder::new(format!(
+        let mut q = Builder::new(format!(
             "SELECT id, {CHECK_COLUMNS} FROM check_results WHERE 1 = 1"
         ));
         if let Some(dag) = &filter.dag_id {
@@ -1351,7 +1582,7 @@ impl crate::CheckStore for SqliteStore {
             q.push(" AND task_id = ").push_bind(task);
         }
         if filter.failed_only {
-            q.push(" AND passed = 0");
+            q.push(" AND NOT passed");
         }
         q.push(" ORDER BY id DESC");
         if let Some(limit) = filter.limit {
@@ -1372,7 +1603,7 @@ impl crate::CheckStore for SqliteStore {
 
 const CHECK_COLUMNS: &str = "dag_id, run_id, task_id, map_index, try_number, gate, name, rule, severity, passed, failing, observed, sample, checked_at";
 
-fn check_of(row: &sqlx::sqlite::SqliteRow) -> Result<CheckResult> {
+fn check_of(row: &AnyRow) -> Result<CheckResult> {
     let gate: String = row.try_get("gate")?;
     let severity: String = row.try_get("severity")?;
     let rule: String = row.try_get("rule")?;
@@ -1390,7 +1621,7 @@ fn check_of(row: &sqlx::sqlite::SqliteRow) -> Result<CheckResult> {
             .map_err(|e| StoreError::Corrupt(format!("check rule {rule:?}: {e}")))?,
         severity: CheckSeverity::parse(&severity)
             .ok_or_else(|| StoreError::Corrupt(format!("check severity {severity:?}")))?,
-        passed: row.try_get("passed")?,
+        passed: flag(row, "passed")?,
         failing: row.try_get::<i64, _>("failing")? as u64,
         observed: row.try_get("observed")?,
         sample: serde_json::from_str(&sample)

@@ -1,0 +1,95 @@
+//! The store as the coordinator of many processes: task instances are claimed, leased and
+//! finished through it, and the limits that must hold across processes and hosts — pool slots
+//! and each DAG's `max_active_tasks` — are counted in it, in the same transaction as the claim.
+//!
+//! A claim gives its owner a fencing token. Every later change of the instance names the token;
+//! once the lease has run out and the instance was handed to someone else, the token no longer
+//! matches and the late owner changes nothing ([`StoreError::Fenced`](crate::StoreError)).
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::{Result, TaskInstanceRecord, TiKey};
+
+/// A claim of ready (`scheduled`) task instances by one owner (a worker, or an executor).
+#[derive(Debug, Clone)]
+pub struct ClaimTasks {
+    /// Who claims: unique per process (host and process id, say).
+    pub owner: String,
+    /// Only instances routed to one of these queues; empty takes every queue.
+    pub queues: Vec<String>,
+    /// At most this many instances.
+    pub limit: u32,
+    pub now: Timestamp,
+    /// Until when the claimed instances are the owner's without a renewal.
+    pub lease_until: Timestamp,
+}
+
+/// The right to change one claimed task instance: its key, the try it runs and the token its
+/// claim got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TiFence {
+    pub key: TiKey,
+    pub owner: String,
+    pub token: u64,
+    pub try_number: u32,
+}
+
+/// One instance a claim took: it is `running` at `fence.try_number`, leased to the owner.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub instance: TaskInstanceRecord,
+    pub fence: TiFence,
+}
+
+/// How a claimed try ended.
+#[derive(Debug, Clone)]
+pub struct TryEnd {
+    /// `success`, `failed`, `up_for_retry` or `skipped`.
+    pub state: weir_core::TaskState,
+    pub at: Timestamp,
+    pub error: Option<String>,
+    /// When a failed try with tries left may start again.
+    pub retry_at: Option<Timestamp>,
+    /// The try's result, kept when not null.
+    pub output: Option<serde_json::Value>,
+}
+
+/// What a [`CoordinationStore::requeue_expired`] did with instances whose owner stopped
+/// renewing their lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Requeued {
+    /// Back to `scheduled`, for any worker to claim (their try counted).
+    pub scheduled: Vec<TiKey>,
+    /// Failed: the lost try was their last.
+    pub failed: Vec<TiKey>,
+}
+
+/// Task instances claimed, leased and finished through the store.
+#[async_trait]
+pub trait CoordinationStore: Send + Sync {
+    /// Records a DAG's `max_active_tasks`, which every claim of its instances counts against.
+    /// A DAG without a record is limited by its pools alone.
+    async fn set_dag_limit(&self, dag_id: &str, max_active_tasks: u32, at: Timestamp)
+    -> Result<()>;
+    /// Takes up to `limit` `scheduled` instances of running runs, oldest logical date first, in
+    /// one transaction that counts every pool's and DAG's running instances, so no pool holds
+    /// more slots and no DAG more running instances than allowed, whichever process or host
+    /// claims. Instances that do not fit stay `scheduled`. Two claimers never take one
+    /// instance. Each claimed instance starts its next try (its try number goes up by one).
+    async fn claim_tasks(&self, claim: &ClaimTasks) -> Result<Vec<ClaimedTask>>;
+    /// Extends the leases of instances still held under these fences; returns the fences that
+    /// no longer hold (taken over after their lease ran out, or finished by someone else).
+    async fn renew_tasks(&self, fences: &[TiFence], lease_until: Timestamp)
+    -> Result<Vec<TiFence>>;
+    /// Ends a claimed try, if the fence still holds; [`StoreError::Fenced`] otherwise, and
+    /// nothing changes. The try is recorded in the run's history, the output kept.
+    ///
+    /// [`StoreError::Fenced`]: crate::StoreError::Fenced
+    async fn finish_task(&self, fence: &TiFence, end: &TryEnd) -> Result<()>;
+    /// Instances `running` under a lease that ended before `now`: their owner is gone. Each
+    /// goes back to `scheduled` if it has tries left (the lost try counts as one) or to
+    /// `failed`; either way its token moves on, so the lost owner's late changes are refused.
+    async fn requeue_expired(&self, now: Timestamp) -> Result<Requeued>;
+}
