@@ -17,11 +17,8 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
-use weir_core::retry::TryKey;
 use weir_core::trigger::TriggerDecision;
-use weir_core::{
-    DagId, DataInterval, MapIndex, MapSource, RunId, RunState, TaskState, UpstreamCounts,
-};
+use weir_core::{DagId, DataInterval, MapIndex, MapSource, RunId, RunState, TaskState};
 use weir_store::{
     ClaimRun, NewTaskInstance, RunClaim, RunFence, RunRecord, Store, StoreError, TiChange, TiKey,
 };
@@ -117,32 +114,7 @@ struct Inst {
     try_number: u32,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    success: usize,
-    failed: usize,
-    upstream_failed: usize,
-    skipped: usize,
-    total: usize,
-}
-
-impl Counts {
-    fn add(&mut self, state: TaskState) {
-        match state {
-            TaskState::Success => self.success += 1,
-            TaskState::Failed => self.failed += 1,
-            TaskState::UpstreamFailed => self.upstream_failed += 1,
-            TaskState::Skipped => self.skipped += 1,
-            TaskState::None
-            | TaskState::Scheduled
-            | TaskState::Queued
-            | TaskState::Running
-            | TaskState::UpForRetry
-            | TaskState::UpForReschedule
-            | TaskState::Removed => {}
-        }
-    }
-}
+use crate::core::Counts;
 
 #[derive(Debug)]
 struct TaskRt {
@@ -746,26 +718,8 @@ impl<'e> RunLoop<'e> {
                 if self.tasks[pos].decided {
                     continue;
                 }
-                let spec = &self.def.dag.tasks()[pos];
-                let mut up = UpstreamCounts::default();
-                for upstream in &spec.upstream {
-                    let u = self
-                        .def
-                        .dag
-                        .position(upstream.as_str())
-                        .expect("validated upstream");
-                    let c = self.tasks[u].counts;
-                    let setup = self.def.dag.tasks()[u].is_setup;
-                    up.total += c.total;
-                    up.success += c.success;
-                    up.failed += c.failed;
-                    up.upstream_failed += c.upstream_failed;
-                    up.skipped += c.skipped;
-                    if setup {
-                        up.setup_unsuccessful += c.failed + c.upstream_failed + c.skipped;
-                    }
-                }
-                match spec.trigger_rule.evaluate(&up) {
+                let counts: Vec<Counts> = self.tasks.iter().map(|t| t.counts).collect();
+                match crate::core::trigger(&self.def.dag, pos, &counts) {
                     TriggerDecision::Wait => continue,
                     TriggerDecision::Skip => self.finish_unstarted(pos, TaskState::Skipped, None),
                     TriggerDecision::UpstreamFailed => {
@@ -1154,14 +1108,15 @@ impl<'e> RunLoop<'e> {
                 });
                 self.retries.push(Reverse((at, pos, idx)));
             }
-            Err(TaskError::Retryable(message)) if spec.retry.should_retry(try_number) => {
-                let delay = spec.retry.delay_after(TryKey {
-                    dag_id: self.run.dag_id.as_str(),
-                    task_id: spec.id.as_str(),
-                    logical_date: self.run.logical_date,
+            Err(TaskError::Retryable(message))
+                if let Some(retry_at) = crate::core::retry_at(
+                    spec,
+                    self.run.dag_id.as_str(),
+                    self.run.logical_date,
                     try_number,
-                });
-                let retry_at = now.saturating_add(delay).unwrap_or(now);
+                    now,
+                ) =>
+            {
                 let ctx = cb(Some(message.clone()), Some(retry_at));
                 self.set_state(pos, idx, TaskState::UpForRetry, |c| {
                     c.error = Some(message);
@@ -1351,18 +1306,9 @@ impl<'e> RunLoop<'e> {
         }
         self.flush().await?;
         // Airflow's rule: a run fails when any leaf task instance failed or is upstream_failed.
-        let failed = self.def.dag.tasks().iter().enumerate().any(|(pos, _)| {
-            self.def.dag.downstream_of(pos).is_empty()
-                && self.tasks[pos]
-                    .insts
-                    .iter()
-                    .any(|i| matches!(i.state, TaskState::Failed | TaskState::UpstreamFailed))
+        let state = crate::core::outcome(&self.def.dag, |pos| {
+            self.tasks[pos].insts.iter().map(|i| i.state)
         });
-        let state = if failed {
-            RunState::Failed
-        } else {
-            RunState::Success
-        };
         self.ex
             .store
             .finish_run(&self.fence, state, self.ex.clock.now())

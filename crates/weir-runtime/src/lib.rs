@@ -13,6 +13,7 @@ mod checkpoint;
 mod clear;
 mod clock;
 mod context;
+pub mod core;
 mod dead_letter;
 mod definition;
 mod diagnose;

@@ -92,4 +92,27 @@ pub trait CoordinationStore: Send + Sync {
     /// goes back to `scheduled` if it has tries left (the lost try counts as one) or to
     /// `failed`; either way its token moves on, so the lost owner's late changes are refused.
     async fn requeue_expired(&self, now: Timestamp) -> Result<Requeued>;
+    /// Tells the processes listening on `channel` that there is news (work scheduled, a try
+    /// finished). PostgreSQL delivers it with `NOTIFY` on commit; on SQLite, a single host, the
+    /// listeners poll instead and this does nothing.
+    async fn notify(&self, channel: &str) -> Result<()>;
+    /// Starts listening on `channels`: [`Wakeup::wait`] returns at the next notification, or
+    /// after its timeout (the fallback poll, and SQLite's only way).
+    async fn listen(&self, channels: &[&str]) -> Result<Box<dyn Wakeup>>;
+}
+
+/// Channels of [`CoordinationStore::notify`].
+pub mod channel {
+    /// Instances were scheduled: idle workers claim.
+    pub const WORK: &str = "weir_work";
+    /// A try ended: the dispatcher plans the run again.
+    pub const DONE: &str = "weir_done";
+}
+
+/// A listener of [`CoordinationStore::listen`].
+#[async_trait]
+pub trait Wakeup: Send {
+    /// Waits for a notification on one of the channels, at most `timeout`; returns whether one
+    /// came (several that came meanwhile count as one).
+    async fn wait(&mut self, timeout: std::time::Duration) -> Result<bool>;
 }

@@ -125,6 +125,8 @@ const POSTGRES_MIGRATIONS: Migrations = &[
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL's URL, for the dedicated connections of `LISTEN`.
+    url: Option<String>,
 }
 
 fn micros(t: Timestamp) -> i64 {
@@ -224,6 +226,7 @@ impl SqlStore {
         let store = SqlStore {
             pool,
             backend: Backend::Sqlite,
+            url: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -243,6 +246,7 @@ impl SqlStore {
         let store = SqlStore {
             pool,
             backend: Backend::Postgres,
+            url: Some(url.to_owned()),
         };
         store.migrate().await?;
         Ok(store)

@@ -331,6 +331,12 @@ impl weir_store::CoordinationStore for OffClockStore {
         let s = self.0.clone();
         off_clock(move || async move { s.requeue_expired(now).await }).await
     }
+    async fn notify(&self, channel: &str) -> weir_store::Result<()> {
+        self.0.notify(channel).await
+    }
+    async fn listen(&self, channels: &[&str]) -> weir_store::Result<Box<dyn weir_store::Wakeup>> {
+        self.0.listen(channels).await
+    }
 }
 
 #[async_trait]

@@ -280,6 +280,27 @@ impl CoordinationStore for SqlStore {
         Ok(())
     }
 
+    async fn notify(&self, channel: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(channel)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn listen(&self, channels: &[&str]) -> Result<Box<dyn Wakeup>> {
+        match (&self.backend, &self.url) {
+            (Backend::Postgres, Some(url)) => {
+                let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+                listener.listen_all(channels.iter().copied()).await?;
+                Ok(Box::new(PgWakeup { listener }))
+            }
+            _ => Ok(Box::new(PollWakeup)),
+        }
+    }
+
     async fn requeue_expired(&self, now: Timestamp) -> Result<Requeued> {
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
@@ -347,5 +368,36 @@ impl CoordinationStore for SqlStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+/// PostgreSQL's `LISTEN`: a dedicated connection that the server pushes notifications to.
+struct PgWakeup {
+    listener: sqlx::postgres::PgListener,
+}
+
+#[async_trait]
+impl Wakeup for PgWakeup {
+    async fn wait(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        match tokio::time::timeout(timeout, self.listener.recv()).await {
+            Err(_) => Ok(false),
+            Ok(got) => {
+                got?;
+                // Drain what else came meanwhile: one wake-up for all of it.
+                while self.listener.next_buffered().is_some() {}
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// SQLite has no notifications: the listener sleeps out its timeout (the poll interval).
+struct PollWakeup;
+
+#[async_trait]
+impl Wakeup for PollWakeup {
+    async fn wait(&mut self, timeout: std::time::Duration) -> Result<bool> {
+        tokio::time::sleep(timeout).await;
+        Ok(false)
     }
 }
