@@ -50,6 +50,8 @@ pub enum Command {
     Tasks(TasksCmd),
     /// Create due runs of scheduled DAGs and run them; resume runs a stopped process left.
     Scheduler(SchedulerArgs),
+    /// Claim and run task instances that schedulers hand out (`--queue`), until stopped.
+    Worker(WorkerArgs),
     /// Check a schedule before deploying it.
     #[command(subcommand)]
     Schedule(ScheduleCmd),
@@ -227,6 +229,10 @@ pub enum DagsCmd {
         /// A run param, `name=value`; repeatable. Overrides the DAG's default params.
         #[arg(long = "conf", value_name = "NAME=VALUE")]
         conf: Vec<String>,
+        /// Hand the run's tasks to `weir worker`s of this queue (on this host or others, over
+        /// one PostgreSQL store); this process only plans the run and waits for it.
+        #[arg(long, value_name = "QUEUE")]
+        queue: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -357,6 +363,22 @@ pub struct SchedulerArgs {
     #[arg(long)]
     pub once: bool,
     /// Seconds between scheduling passes.
+    #[arg(long, default_value_t = 5)]
+    pub poll: u64,
+    /// Hand every run's tasks to `weir worker`s of this queue instead of running them here.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Take only instances routed to this queue; repeatable [default: every queue]
+    #[arg(long = "queue", value_name = "QUEUE")]
+    pub queues: Vec<String>,
+    /// Tries at once [default: the number of cores]
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Seconds between looks for work when no notification came (PostgreSQL notifies at once).
     #[arg(long, default_value_t = 5)]
     pub poll: u64,
 }

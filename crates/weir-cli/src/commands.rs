@@ -112,6 +112,7 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             dag,
             logical_date,
             conf,
+            queue,
             json,
         }) => {
             let def = find_dag(&registry, &dag)?;
@@ -131,7 +132,31 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
                 },
             )
             .await?;
-            let outcome = ex.take_over(&run.dag_id, &run.run_id).await?;
+            let (ex, outcome) = match queue {
+                None => {
+                    let outcome = ex.take_over(&run.dag_id, &run.run_id).await?;
+                    (ex, outcome)
+                }
+                Some(queue) => {
+                    let ex = Arc::new(ex);
+                    let state = weir_runtime::Dispatcher::new(ex.clone(), queue)
+                        .drive(&run)
+                        .await?;
+                    let run = ex
+                        .store()
+                        .get_run(&run.dag_id, &run.run_id)
+                        .await?
+                        .ok_or_else(|| anyhow!("run {} vanished", run.run_id))?;
+                    let outcome = RunOutcome {
+                        run,
+                        state,
+                        resumed: false,
+                    };
+                    let ex = Arc::try_unwrap(ex)
+                        .map_err(|_| anyhow!("the dispatcher still holds the executor"))?;
+                    (ex, outcome)
+                }
+            };
             print_outcome(ex.store().as_ref(), &def, &outcome, &tz, json).await?;
             if outcome.state == RunState::Failed {
                 let tis = ex.store().task_instances(&run.dag_id, &run.run_id).await?;
@@ -337,6 +362,12 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
         Command::Tasks(TasksCmd::List { run, dag, json }) => {
             tasks_list(&home, &run, dag.as_deref(), json).await
         }
+        Command::Scheduler(SchedulerArgs {
+            queue: Some(queue),
+            once,
+            poll,
+        }) => dispatch_scheduler(&home, &cli.lease, registry, files, &queue, once, poll).await,
+        Command::Worker(args) => worker(&home, &cli.lease, registry, args).await,
         Command::Scheduler(args) => {
             let mut ex = executor(&home, &cli.lease, registry).await?;
             // With --once, a run whose sensors wait is left for the next pass, not waited for.
@@ -559,6 +590,99 @@ async fn generate(spec: &weir_data::SampleSpec, out: &Path) -> Result<weir_data:
         Ok(summary)
     })
     .await?
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: how a scheduler or worker is asked to stop.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `weir scheduler --queue Q`: creates due runs and plans every unfinished run for the workers
+/// of queue Q, waking when a worker reports a try or at each poll.
+async fn dispatch_scheduler(
+    home: &Path,
+    lease: &str,
+    registry: Registry,
+    files: FileDags,
+    queue: &str,
+    once: bool,
+    poll: u64,
+) -> Result<ExitCode> {
+    let ex = Arc::new(executor(home, lease, registry).await?);
+    if !once {
+        tokio::spawn(watch_dag_files(
+            ex.clone(),
+            files,
+            Duration::from_secs(poll.max(1)),
+        ));
+    }
+    let scheduler = Scheduler::new(ex.clone());
+    let dispatcher = weir_runtime::Dispatcher::new(ex.clone(), queue);
+    let mut wakeup = ex.store().listen(&[weir_store::channel::DONE]).await?;
+    let mut stop = std::pin::pin!(stop_signal());
+    let mut failed = 0usize;
+    loop {
+        scheduler.create_due_runs(ex.clock().now()).await?;
+        for (run, state) in dispatcher.pass_all().await? {
+            if state == RunState::Failed {
+                failed += 1;
+            }
+            eprintln!("{} {} {state}", run.dag_id, run.run_id);
+        }
+        if once {
+            break;
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            woke = wakeup.wait(Duration::from_secs(poll.max(1))) => { woke?; }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `weir worker`: claims and runs instances until SIGINT or SIGTERM, then finishes its tries.
+async fn worker(
+    home: &Path,
+    lease: &str,
+    registry: Registry,
+    args: WorkerArgs,
+) -> Result<ExitCode> {
+    let ex = Arc::new(executor(home, lease, registry).await?);
+    let concurrency = args.concurrency.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let worker = weir_runtime::Worker::new(
+        ex,
+        weir_runtime::WorkerOptions {
+            queues: args.queues,
+            concurrency,
+            poll: Duration::from_secs(args.poll.max(1)),
+        },
+    );
+    eprintln!("worker {} ready ({concurrency} at once)", worker.owner());
+    let report = worker.run(stop_signal()).await?;
+    eprintln!(
+        "worker {} stopped: {} succeeded, {} failed, {} lost",
+        worker.owner(),
+        report.succeeded,
+        report.failed,
+        report.lost
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--store` (or `WEIR_STORE_URL`), set once when the command line is read.

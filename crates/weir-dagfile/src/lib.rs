@@ -725,10 +725,20 @@ fn task_of(
         }
     };
     let expand = text("expand");
-    if table.contains_key("expand") && expand.is_none() {
+    // `expand = { items = [...] }` maps over a literal list (Airflow's `expand(x=[...])`).
+    let expand_over: Option<Vec<Value>> = table
+        .get("expand")
+        .and_then(|v| v.get_ref().as_table())
+        .filter(|t| t.len() == 1)
+        .and_then(|t| t.get("items"))
+        .and_then(|items| items.as_array())
+        .map(|items| items.iter().map(toml_to_json).collect());
+    if table.contains_key("expand") && expand.is_none() && expand_over.is_none() {
         r.at(
             line_of_key(r, "expand"),
-            format!("task `{id}`: `expand` is the id of the task whose list output it maps over"),
+            format!(
+                "task `{id}`: `expand` is the id of the task whose list output it maps over, or `{{ items = [...] }}`"
+            ),
         );
     }
     if let Some(e) = &expand {
@@ -770,7 +780,8 @@ fn task_of(
     template::templated_texts(&config, "", &mut texts);
     for (key, t) in &texts {
         let top_key = key.split(['.', '[']).next().unwrap_or(key);
-        for problem in template::check(env, t, declared, expand.is_some()) {
+        for problem in template::check(env, t, declared, expand.is_some() || expand_over.is_some())
+        {
             r.at(
                 line_of_key(r, top_key),
                 format!("task `{id}`: `{key}`: {problem}"),
@@ -868,6 +879,9 @@ fn task_of(
     }
     if let Some(e) = expand {
         task = task.expand(e);
+    }
+    if let Some(items) = expand_over {
+        task = task.expand_over(items);
     }
     for (key, v) in table {
         let at = line_of_key(r, key);

@@ -163,6 +163,11 @@ impl Executor {
         }
     }
 
+    /// The weir home: logs and local data.
+    pub fn home(&self) -> &std::path::Path {
+        &self.home
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -1338,7 +1343,11 @@ async fn acquire(wanted: Option<Wanted>) -> Option<Permits> {
     })
 }
 
-fn new_ti(run: &RunRecord, spec: &weir_core::TaskSpec, map_index: MapIndex) -> NewTaskInstance {
+pub(crate) fn new_ti(
+    run: &RunRecord,
+    spec: &weir_core::TaskSpec,
+    map_index: MapIndex,
+) -> NewTaskInstance {
     NewTaskInstance {
         key: TiKey {
             dag_id: run.dag_id.clone(),

@@ -17,11 +17,13 @@ pub mod core;
 mod dead_letter;
 mod definition;
 mod diagnose;
+pub mod dispatch;
 mod executor;
 mod logs;
 mod notify;
 mod replay;
 mod scheduler;
+pub mod worker;
 
 pub use backfill::{
     BackfillEvent, BackfillOptions, BackfillPlan, BackfillReport, PlanAction, PlanEntry, Reprocess,
@@ -39,6 +41,7 @@ pub use definition::{
     TaskFuture, TaskResult, ZONE_PARAM,
 };
 pub use diagnose::{Diagnosis, ErrorClass, RootCause, diagnose, error_class, error_classes};
+pub use dispatch::Dispatcher;
 pub use executor::{Executor, ExecutorOptions, RunOutcome, process_owner_id};
 pub use logs::{TRY_SPAN, TryLogLayer, try_log_path};
 pub use notify::{
@@ -47,6 +50,7 @@ pub use notify::{
 };
 pub use replay::task_context;
 pub use scheduler::{Scheduler, TriggerRequest, trigger_run};
+pub use worker::{Worker, WorkerOptions, WorkerReport};
 
 /// The error type of weir-runtime: failures of the engine itself, never of a task (a failed task
 /// is data: it ends in the `failed` state).

@@ -11,6 +11,7 @@ mod fidelity;
 mod new_user;
 mod preview;
 mod runs;
+mod workers;
 
 use assert_cmd::Command;
 

@@ -1,0 +1,321 @@
+//! `weir worker`: claims scheduled task instances from the store, runs them with its own
+//! registry (compiled DAGs and DAG files) and reports how each try ended — under the fencing
+//! token of its claim, so a worker whose lease ran out (cut off, paused, thought dead) changes
+//! nothing once its instances were handed on.
+//!
+//! Claims go in batches of the free slots; pools, queues and each DAG's `max_active_tasks` are
+//! counted by the store in the claim itself ([`CoordinationStore::claim_tasks`]). An idle
+//! worker sleeps on the store's notifications (PostgreSQL `LISTEN`), with a slow poll as the
+//! fallback; SQLite, a single host, has only the poll.
+//!
+//! [`CoordinationStore::claim_tasks`]: weir_store::CoordinationStore::claim_tasks
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use weir_core::TaskState;
+use weir_store::{ClaimTasks, ClaimedTask, Store, StoreError, TiFence, TryEnd, channel};
+
+use crate::{Executor, Result, TaskError};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Only instances routed to these queues; empty takes every queue.
+    pub queues: Vec<String>,
+    /// At most this many tries at once.
+    pub concurrency: usize,
+    /// How often an idle worker looks for work without being told.
+    pub poll: Duration,
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub succeeded: usize,
+    pub failed: usize,
+    /// Tries whose claim was handed on before they ended: their result was dropped.
+    pub lost: usize,
+}
+
+/// A worker process's loop.
+pub struct Worker {
+    ex: Arc<Executor>,
+    owner: String,
+    opts: WorkerOptions,
+}
+
+struct Done {
+    fence: TiFence,
+    end: TryEnd,
+}
+
+impl Worker {
+    pub fn new(ex: Arc<Executor>, opts: WorkerOptions) -> Self {
+        Worker {
+            owner: format!("{}/worker", crate::process_owner_id()),
+            ex,
+            opts,
+        }
+    }
+
+    /// The owner name this worker claims under.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims and runs until `stop` resolves, then finishes the tries it has started.
+    pub async fn run(&self, stop: impl std::future::Future<Output = ()>) -> Result<WorkerReport> {
+        let store = self.ex.store().clone();
+        let mut wakeup = store.listen(&[channel::WORK]).await?;
+        let lease = self.ex.options().lease;
+        let heartbeat_every = (lease / 3).unsigned_abs().max(Duration::from_millis(100));
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut running: JoinSet<Done> = JoinSet::new();
+        let mut fences: Vec<(TiFence, tokio::task::AbortHandle)> = Vec::new();
+        let mut report = WorkerReport::default();
+        let mut stop = std::pin::pin!(stop);
+        let mut stopping = false;
+        loop {
+            if !stopping {
+                let free = self.opts.concurrency.saturating_sub(running.len());
+                if free > 0 {
+                    let now = self.ex.clock().now();
+                    let claimed = store
+                        .claim_tasks(&ClaimTasks {
+                            owner: self.owner.clone(),
+                            queues: self.opts.queues.clone(),
+                            limit: free as u32,
+                            now,
+                            lease_until: now.saturating_add(lease).unwrap_or(now),
+                        })
+                        .await?;
+                    for claim in claimed {
+                        let fence = claim.fence.clone();
+                        let handle = running.spawn(self.try_of(claim));
+                        fences.push((fence, handle));
+                    }
+                }
+            }
+            if stopping && running.is_empty() {
+                return Ok(report);
+            }
+            let full = running.len() >= self.opts.concurrency;
+            tokio::select! {
+                () = &mut stop, if !stopping => {
+                    tracing::info!(running = running.len(), "worker stopping: finishing the tries it started");
+                    stopping = true;
+                }
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    let Ok(done) = joined else { continue };
+                    fences.retain(|(f, _)| f != &done.fence);
+                    match store.finish_task(&done.fence, &done.end).await {
+                        Ok(()) => {
+                            match done.end.state {
+                                TaskState::Success | TaskState::Skipped => report.succeeded += 1,
+                                _ => report.failed += 1,
+                            }
+                            store.notify(channel::DONE).await?;
+                        }
+                        Err(StoreError::FencedTask(what)) => {
+                            tracing::warn!("the result of {what} was dropped: its claim was handed on");
+                            report.lost += 1;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let now = self.ex.clock().now();
+                    let until = now.saturating_add(lease).unwrap_or(now);
+                    let held: Vec<TiFence> = fences.iter().map(|(f, _)| f.clone()).collect();
+                    if !held.is_empty() {
+                        for lost in store.renew_tasks(&held, until).await? {
+                            // Handed on: stop the try; another worker runs the instance.
+                            if let Some(pos) = fences.iter().position(|(f, _)| f == &lost) {
+                                let (f, handle) = fences.remove(pos);
+                                handle.abort();
+                                tracing::warn!(task_id = %f.key.task_id, map_index = f.key.map_index.raw(),
+                                    "lost the claim of a running try (its lease ran out); stopped it");
+                                report.lost += 1;
+                            }
+                        }
+                    }
+                }
+                woke = wakeup.wait(self.opts.poll), if !full && !stopping => {
+                    woke?;
+                }
+            }
+        }
+    }
+
+    /// Runs one claimed try to its end (never fails: an error becomes the try's end).
+    fn try_of(
+        &self,
+        claim: ClaimedTask,
+    ) -> impl std::future::Future<Output = Done> + Send + 'static {
+        let ex = self.ex.clone();
+        async move {
+            let fence = claim.fence;
+            let end = run_try(&ex, &fence).await;
+            Done { fence, end }
+        }
+    }
+}
+
+async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
+    let key = &fence.key;
+    let store: Arc<dyn Store> = ex.store().clone();
+    let clock = ex.clock().clone();
+    let failed = |error: String, retry: bool, spec: Option<&weir_core::TaskSpec>, logical_date| {
+        let now = clock.now();
+        let retry_at = if retry {
+            spec.and_then(|s| {
+                crate::core::retry_at(s, key.dag_id.as_str(), logical_date, fence.try_number, now)
+            })
+        } else {
+            None
+        };
+        TryEnd {
+            state: if retry_at.is_some() {
+                TaskState::UpForRetry
+            } else {
+                TaskState::Failed
+            },
+            at: now,
+            error: Some(error),
+            retry_at,
+            output: None,
+        }
+    };
+    let run = match store.get_run(&key.dag_id, &key.run_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            return failed(
+                format!("run `{}` does not exist", key.run_id),
+                false,
+                None,
+                clock.now(),
+            );
+        }
+        Err(e) => return failed(e.to_string(), false, None, clock.now()),
+    };
+    let registry = ex.registry();
+    // The worker runs its own code: an instance of a DAG version it does not hold is refused.
+    let def = match &run.dag_version {
+        Some(v) => registry.get_version(key.dag_id.as_str(), v).cloned(),
+        None => registry.get(key.dag_id.as_str()).cloned(),
+    };
+    let Some(def) = def else {
+        let has = registry
+            .get(key.dag_id.as_str())
+            .map(|d| d.version.clone().unwrap_or_else(|| "compiled in".into()));
+        let error = match (has, &run.dag_version) {
+            (Some(mine), Some(v)) => format!(
+                "worker {} holds version {mine} of DAG `{}`, but the run was created with version {v}; deploy the same DAG files to every worker",
+                crate::process_owner_id(),
+                key.dag_id
+            ),
+            _ => format!(
+                "worker {} does not have DAG `{}`; deploy its DAG file (or binary) to every worker",
+                crate::process_owner_id(),
+                key.dag_id
+            ),
+        };
+        tracing::warn!("{error}");
+        return failed(error, true, None, run.logical_date);
+    };
+    let spec = def.dag.task(key.task_id.as_str()).cloned();
+    let Some(spec) = spec else {
+        return failed(
+            format!("DAG `{}` has no task `{}`", key.dag_id, key.task_id),
+            false,
+            None,
+            run.logical_date,
+        );
+    };
+    let (mut ctx, def) = match crate::replay::task_context(
+        store.clone(),
+        &registry,
+        ex.home().to_path_buf(),
+        clock.clone(),
+        &key.dag_id,
+        &key.run_id,
+        key.task_id.as_str(),
+        key.map_index.raw(),
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(e) => return failed(e.to_string(), false, Some(&spec), run.logical_date),
+    };
+    ctx.try_number = fence.try_number;
+    let pos = def.dag.position(key.task_id.as_str()).expect("found above");
+    let span = tracing::info_span!(
+        crate::logs::TRY_SPAN,
+        dag_id = %key.dag_id, run_id = %key.run_id, task_id = %key.task_id,
+        map_index = key.map_index.raw(), try_number = fence.try_number,
+        clear_number = run.clear_number
+    );
+    span.in_scope(|| {
+        tracing::info!(
+            "try {} of {} started on worker {} (data interval {} .. {})",
+            fence.try_number,
+            spec.retry.retries + 1,
+            crate::process_owner_id(),
+            run.interval_start,
+            run.interval_end
+        )
+    });
+    let fut = def.task_at(pos).call(ctx).instrument(span.clone());
+    let guarded = AssertUnwindSafe(fut).catch_unwind();
+    let outcome = match spec.execution_timeout {
+        Some(limit) => match tokio::time::timeout(limit.unsigned_abs(), guarded).await {
+            Ok(outcome) => outcome,
+            Err(_) => Ok(Err(TaskError::retryable(format!(
+                "timed out after {limit:#} (execution_timeout)"
+            )))),
+        },
+        None => guarded.await,
+    };
+    let result = outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(TaskError::fatal(format!("the task panicked: {message}")))
+    });
+    let now = clock.now();
+    let end = match result {
+        Ok(output) => TryEnd {
+            state: TaskState::Success,
+            at: now,
+            error: None,
+            retry_at: None,
+            output: Some(output),
+        },
+        Err(TaskError::Skip(reason)) => TryEnd {
+            state: TaskState::Skipped,
+            at: now,
+            error: Some(reason),
+            retry_at: None,
+            output: None,
+        },
+        Err(TaskError::Reschedule { at, reason }) => TryEnd {
+            state: TaskState::UpForReschedule,
+            at: now,
+            error: Some(reason),
+            retry_at: Some(at.max(now)),
+            output: None,
+        },
+        Err(TaskError::Retryable(message)) => failed(message, true, Some(&spec), run.logical_date),
+        Err(TaskError::Fatal(message)) => failed(message, false, Some(&spec), run.logical_date),
+    };
+    span.in_scope(|| tracing::info!("try {} ended {}", fence.try_number, end.state));
+    end
+}
