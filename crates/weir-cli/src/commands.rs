@@ -1290,13 +1290,18 @@ async fn tasks_logs(
         run.clear_number,
         try_number,
     );
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        anyhow!(
-            "no log of try {try_number} of `{task}` in run {} at {} ({e}); the try may not have started, or ran under another --home",
-            run.run_id,
-            path.display()
-        )
-    })?;
+    // A try this host ran has its file here; one a worker ran elsewhere is in the store.
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => match store.try_log(&ti.key, run.clear_number, try_number).await? {
+            Some(log) => log.text,
+            None => bail!(
+                "no log of try {try_number} of `{task}` in run {}: not at {} ({e}) nor in the store; the try may not have started, or ran under another --home",
+                run.run_id,
+                path.display()
+            ),
+        },
+    };
     for line in text.lines() {
         out!("{line}");
     }

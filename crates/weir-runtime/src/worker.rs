@@ -317,5 +317,31 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
         Err(TaskError::Fatal(message)) => failed(message, false, Some(&spec), run.logical_date),
     };
     span.in_scope(|| tracing::info!("try {} ended {}", fence.try_number, end.state));
+    // The try's log goes to the store too: `weir tasks logs` on any host shows it.
+    let path = crate::logs::try_log_path(
+        &ex.home().join("logs"),
+        key.dag_id.as_str(),
+        key.run_id.as_str(),
+        key.task_id.as_str(),
+        key.map_index.raw(),
+        run.clear_number,
+        fence.try_number,
+    );
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let log = weir_store::TryLog {
+            key: key.clone(),
+            clear_number: run.clear_number,
+            try_number: fence.try_number,
+            host: crate::process_owner_id(),
+            text,
+            saved_at: clock.now(),
+        };
+        if let Err(e) = store.save_try_log(&log).await {
+            tracing::warn!(
+                "the log of try {} was not kept in the store: {e}",
+                fence.try_number
+            );
+        }
+    }
     end
 }

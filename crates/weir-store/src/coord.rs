@@ -92,6 +92,16 @@ pub trait CoordinationStore: Send + Sync {
     /// goes back to `scheduled` if it has tries left (the lost try counts as one) or to
     /// `failed`; either way its token moves on, so the lost owner's late changes are refused.
     async fn requeue_expired(&self, now: Timestamp) -> Result<Requeued>;
+    /// Keeps the log of a try (the worker's file, read when the try ended), so that any host
+    /// can show it; a second save of the same try replaces the first.
+    async fn save_try_log(&self, log: &TryLog) -> Result<()>;
+    /// The kept log of try `try_number` of an instance in the run's attempt `clear_number`.
+    async fn try_log(
+        &self,
+        key: &TiKey,
+        clear_number: u32,
+        try_number: u32,
+    ) -> Result<Option<TryLog>>;
     /// Tells the processes listening on `channel` that there is news (work scheduled, a try
     /// finished). PostgreSQL delivers it with `NOTIFY` on commit; on SQLite, a single host, the
     /// listeners poll instead and this does nothing.
@@ -99,6 +109,18 @@ pub trait CoordinationStore: Send + Sync {
     /// Starts listening on `channels`: [`Wakeup::wait`] returns at the next notification, or
     /// after its timeout (the fallback poll, and SQLite's only way).
     async fn listen(&self, channels: &[&str]) -> Result<Box<dyn Wakeup>>;
+}
+
+/// The log of one try, as the host that ran it wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TryLog {
+    pub key: TiKey,
+    pub clear_number: u32,
+    pub try_number: u32,
+    /// Where the try ran (the worker's owner id: host and process).
+    pub host: String,
+    pub text: String,
+    pub saved_at: Timestamp,
 }
 
 /// Channels of [`CoordinationStore::notify`].

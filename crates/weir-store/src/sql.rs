@@ -103,6 +103,11 @@ const SQLITE_MIGRATIONS: Migrations = &[
         "coordination",
         include_str!("../migrations/sqlite/0012_coordination.sql"),
     ),
+    (
+        13,
+        "try_logs",
+        include_str!("../migrations/sqlite/0013_try_logs.sql"),
+    ),
 ];
 
 /// PostgreSQL arrived with schema version 11: its first migration is the SQLite schema as
@@ -117,6 +122,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         12,
         "coordination",
         include_str!("../migrations/postgres/0012_coordination.sql"),
+    ),
+    (
+        13,
+        "try_logs",
+        include_str!("../migrations/postgres/0013_try_logs.sql"),
     ),
 ];
 
@@ -1632,4 +1642,26 @@ fn check_of(row: &AnyRow) -> Result<CheckResult> {
             .map_err(|e| StoreError::Corrupt(format!("check sample: {e}")))?,
         checked_at: ts(row.try_get("checked_at")?)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every schema change after PostgreSQL's first migration is made on both backends, with
+    /// the same number and name.
+    #[test]
+    fn both_backends_have_every_migration() {
+        let after_init = |m: Migrations| -> Vec<(i64, &str)> {
+            m.iter()
+                .filter(|(v, _, _)| *v > 11)
+                .map(|(v, n, _)| (*v, *n))
+                .collect()
+        };
+        assert_eq!(
+            after_init(SQLITE_MIGRATIONS),
+            after_init(POSTGRES_MIGRATIONS)
+        );
+        assert_eq!(POSTGRES_MIGRATIONS[0].0, 11);
+    }
 }

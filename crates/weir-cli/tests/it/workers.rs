@@ -216,6 +216,34 @@ fn workers_run_a_mapped_dag(url: &str) {
     let workers_used: std::collections::BTreeSet<&str> =
         lines.iter().map(|l| l.2.as_str()).collect();
     assert!(workers_used.len() >= 2, "{workers_used:?}");
+    // The dispatcher's home ran no try, yet shows any try's log: the worker kept it in the
+    // store, and says where it ran.
+    let logs = weir(&home)
+        .args(store)
+        .args([
+            "tasks",
+            "logs",
+            &run_id(&home, url),
+            "work",
+            "--map-index",
+            "7",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let logs = String::from_utf8_lossy(&logs);
+    assert!(
+        logs.contains(&format!("try {} of 4 started on worker", success_try[&7]))
+            && logs.contains("ended success"),
+        "{logs}"
+    );
+    assert!(
+        !home.join("logs").exists(),
+        "the dispatcher wrote no try log of its own"
+    );
+
     // The pool held across three processes: never more than SLOTS tries at once.
     let mut edges: Vec<(u128, i32)> = lines.iter().flat_map(|l| [(l.3, 1), (l.4, -1)]).collect();
     edges.sort();

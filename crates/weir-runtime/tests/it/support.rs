@@ -331,6 +331,19 @@ impl weir_store::CoordinationStore for OffClockStore {
         let s = self.0.clone();
         off_clock(move || async move { s.requeue_expired(now).await }).await
     }
+    async fn save_try_log(&self, log: &weir_store::TryLog) -> weir_store::Result<()> {
+        let (s, l) = (self.0.clone(), log.clone());
+        off_clock(move || async move { s.save_try_log(&l).await }).await
+    }
+    async fn try_log(
+        &self,
+        key: &TiKey,
+        clear_number: u32,
+        try_number: u32,
+    ) -> weir_store::Result<Option<weir_store::TryLog>> {
+        let (s, k) = (self.0.clone(), key.clone());
+        off_clock(move || async move { s.try_log(&k, clear_number, try_number).await }).await
+    }
     async fn notify(&self, channel: &str) -> weir_store::Result<()> {
         self.0.notify(channel).await
     }

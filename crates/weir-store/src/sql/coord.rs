@@ -280,6 +280,58 @@ impl CoordinationStore for SqlStore {
         Ok(())
     }
 
+    async fn save_try_log(&self, log: &TryLog) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO try_logs (dag_id, run_id, clear_number, task_id, map_index, try_number, host, text, saved_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (dag_id, run_id, clear_number, task_id, map_index, try_number) DO UPDATE SET
+                host = excluded.host, text = excluded.text, saved_at = excluded.saved_at",
+        )
+        .bind(log.key.dag_id.as_str())
+        .bind(log.key.run_id.as_str())
+        .bind(log.clear_number as i64)
+        .bind(log.key.task_id.as_str())
+        .bind(log.key.map_index.raw())
+        .bind(log.try_number as i64)
+        .bind(&log.host)
+        .bind(&log.text)
+        .bind(micros(log.saved_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn try_log(
+        &self,
+        key: &TiKey,
+        clear_number: u32,
+        try_number: u32,
+    ) -> Result<Option<TryLog>> {
+        let row = sqlx::query(
+            "SELECT host, text, saved_at FROM try_logs
+             WHERE dag_id = $1 AND run_id = $2 AND clear_number = $3 AND task_id = $4 AND map_index = $5 AND try_number = $6",
+        )
+        .bind(key.dag_id.as_str())
+        .bind(key.run_id.as_str())
+        .bind(clear_number as i64)
+        .bind(key.task_id.as_str())
+        .bind(key.map_index.raw())
+        .bind(try_number as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(TryLog {
+                key: key.clone(),
+                clear_number,
+                try_number,
+                host: row.try_get("host")?,
+                text: row.try_get("text")?,
+                saved_at: super::ts(row.try_get("saved_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
     async fn notify(&self, channel: &str) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, '')")

@@ -397,3 +397,38 @@ pub async fn concurrent_claimers_never_double_claim_or_overfill_a_pool(url: &str
     let s = states(setup.as_ref(), &run).await;
     assert_eq!(s.get(&TaskState::Success), Some(&(INSTANCES as usize)));
 }
+
+pub async fn try_logs_are_kept_for_every_host(url: &str) {
+    let (a, b) = (open(url).await, open(url).await);
+    let run = running_run(a.as_ref(), "logged", "t", 1, "default_pool", 1, "default").await;
+    let key = a.task_instances(&run.dag_id, &run.run_id).await.unwrap()[0]
+        .key
+        .clone();
+    assert_eq!(a.try_log(&key, 0, 1).await.unwrap(), None);
+    let mut log = TryLog {
+        key: key.clone(),
+        clear_number: 0,
+        try_number: 1,
+        host: "host-a:1".into(),
+        text: "line 1\nline 2\n".into(),
+        saved_at: t(5),
+    };
+    a.save_try_log(&log).await.unwrap();
+    assert_eq!(
+        b.try_log(&key, 0, 1).await.unwrap().as_ref(),
+        Some(&log),
+        "another process reads it whole"
+    );
+    assert_eq!(b.try_log(&key, 0, 2).await.unwrap(), None);
+    assert_eq!(
+        b.try_log(&key, 1, 1).await.unwrap(),
+        None,
+        "a clear's try 1 is another try"
+    );
+    log.text = "replaced\n".into();
+    b.save_try_log(&log).await.unwrap();
+    assert_eq!(
+        a.try_log(&key, 0, 1).await.unwrap().unwrap().text,
+        "replaced\n"
+    );
+}

@@ -89,6 +89,7 @@ coordination!(
     a_lost_lease_fences_the_late_owner_and_a_live_one_keeps_its_task,
     two_live_executors_race_for_one_run_and_one_wins,
     concurrent_claimers_never_double_claim_or_overfill_a_pool,
+    try_logs_are_kept_for_every_host,
 );
 
 #[tokio::test]
