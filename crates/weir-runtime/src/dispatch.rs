@@ -64,10 +64,15 @@ impl Dispatcher {
         let store = self.ex.store().clone();
         let mut wakeup = store.listen(&[channel::DONE]).await?;
         loop {
+            let started = std::time::Instant::now();
             let pass = self.pass(run).await?;
             if let Some(state) = pass.finished {
                 return Ok(state);
             }
+            // A pass reads the whole run: at least as long again is left to the workers before
+            // the next, so a run of many short tries costs the dispatcher at most half a core,
+            // each pass folding in every try that ended meanwhile.
+            tokio::time::sleep(started.elapsed().min(Duration::from_millis(500))).await;
             let mut wait = Duration::from_secs(2);
             if let Some(at) = pass.wake_at {
                 wait = wait.min(crate::clock::until(self.ex.clock().as_ref(), at));

@@ -26,6 +26,26 @@ pub async fn task_context(
     task_id: &str,
     map_index: i64,
 ) -> Result<(TaskContext, Arc<DagDef>)> {
+    task_context_of_try(
+        store, registry, home, clock, dag_id, run_id, task_id, map_index, None,
+    )
+    .await
+}
+
+/// [`task_context`] for try `try_number` when it is known (a worker's claim): the run's other
+/// instances are then read only when a mapped upstream needs counting, not for every try.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn task_context_of_try(
+    store: Arc<dyn Store>,
+    registry: &Arc<Registry>,
+    home: PathBuf,
+    clock: Arc<dyn Clock>,
+    dag_id: &DagId,
+    run_id: &RunId,
+    task_id: &str,
+    map_index: i64,
+    try_number: Option<u32>,
+) -> Result<(TaskContext, Arc<DagDef>)> {
     let run = store
         .get_run(dag_id, run_id)
         .await?
@@ -48,18 +68,31 @@ pub async fn task_context(
     let spec = &def.dag.tasks()[pos];
     let params = def.resolve_params(&run.conf)?;
     let zone = def.run_zone(&params);
-    let instances = store.task_instances(dag_id, run_id).await?;
+    let is_mapped = |t: &TaskId| {
+        def.dag
+            .position(t.as_str())
+            .is_some_and(|p| def.dag.tasks()[p].is_mapped())
+    };
+    let counts_needed = spec.upstream.iter().any(is_mapped)
+        || matches!(&spec.expand, Some(MapSource::Upstream(src)) if is_mapped(src));
+    let instances = if counts_needed || try_number.is_none() {
+        store.task_instances(dag_id, run_id).await?
+    } else {
+        Vec::new()
+    };
     let count_of = |t: &TaskId| {
         instances
             .iter()
             .filter(|i| &i.key.task_id == t && i.key.map_index.raw() >= 0)
             .count()
     };
-    let try_number = instances
-        .iter()
-        .find(|i| i.key.task_id.as_str() == task_id && i.key.map_index.raw() == map_index)
-        .map(|i| i.try_number)
-        .unwrap_or(0);
+    let try_number = try_number.unwrap_or_else(|| {
+        instances
+            .iter()
+            .find(|i| i.key.task_id.as_str() == task_id && i.key.map_index.raw() == map_index)
+            .map(|i| i.try_number)
+            .unwrap_or(0)
+    });
     let item = match &spec.expand {
         None => None,
         Some(MapSource::Literal(items)) => usize::try_from(map_index)

@@ -120,7 +120,6 @@ impl Worker {
                                 TaskState::Success | TaskState::Skipped => report.succeeded += 1,
                                 _ => report.failed += 1,
                             }
-                            store.notify(channel::DONE).await?;
                         }
                         Err(StoreError::FencedTask(what)) => {
                             tracing::warn!("the result of {what} was dropped: its claim was handed on");
@@ -190,6 +189,7 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
             error: Some(error),
             retry_at,
             output: None,
+            log: None,
         }
     };
     let run = match store.get_run(&key.dag_id, &key.run_id).await {
@@ -238,7 +238,7 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
             run.logical_date,
         );
     };
-    let (mut ctx, def) = match crate::replay::task_context(
+    let (ctx, def) = match crate::replay::task_context_of_try(
         store.clone(),
         &registry,
         ex.home().to_path_buf(),
@@ -247,13 +247,13 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
         &key.run_id,
         key.task_id.as_str(),
         key.map_index.raw(),
+        Some(fence.try_number),
     )
     .await
     {
         Ok(found) => found,
         Err(e) => return failed(e.to_string(), false, Some(&spec), run.logical_date),
     };
-    ctx.try_number = fence.try_number;
     let pos = def.dag.position(key.task_id.as_str()).expect("found above");
     let span = tracing::info_span!(
         crate::logs::TRY_SPAN,
@@ -298,6 +298,7 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
             error: None,
             retry_at: None,
             output: Some(output),
+            log: None,
         },
         Err(TaskError::Skip(reason)) => TryEnd {
             state: TaskState::Skipped,
@@ -305,6 +306,7 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
             error: Some(reason),
             retry_at: None,
             output: None,
+            log: None,
         },
         Err(TaskError::Reschedule { at, reason }) => TryEnd {
             state: TaskState::UpForReschedule,
@@ -312,12 +314,13 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
             error: Some(reason),
             retry_at: Some(at.max(now)),
             output: None,
+            log: None,
         },
         Err(TaskError::Retryable(message)) => failed(message, true, Some(&spec), run.logical_date),
         Err(TaskError::Fatal(message)) => failed(message, false, Some(&spec), run.logical_date),
     };
     span.in_scope(|| tracing::info!("try {} ended {}", fence.try_number, end.state));
-    // The try's log goes to the store too: `weir tasks logs` on any host shows it.
+    // The try's log goes to the store with its end: `weir tasks logs` on any host shows it.
     let path = crate::logs::try_log_path(
         &ex.home().join("logs"),
         key.dag_id.as_str(),
@@ -327,21 +330,16 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
         run.clear_number,
         fence.try_number,
     );
+    let mut end = end;
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let log = weir_store::TryLog {
+        end.log = Some(weir_store::TryLog {
             key: key.clone(),
             clear_number: run.clear_number,
             try_number: fence.try_number,
             host: crate::process_owner_id(),
             text,
             saved_at: clock.now(),
-        };
-        if let Err(e) = store.save_try_log(&log).await {
-            tracing::warn!(
-                "the log of try {} was not kept in the store: {e}",
-                fence.try_number
-            );
-        }
+        });
     }
     end
 }

@@ -54,6 +54,8 @@ pub struct TryEnd {
     pub retry_at: Option<Timestamp>,
     /// The try's result, kept when not null.
     pub output: Option<serde_json::Value>,
+    /// The try's log, kept in the same commit (see [`CoordinationStore::save_try_log`]).
+    pub log: Option<TryLog>,
 }
 
 /// What a [`CoordinationStore::requeue_expired`] did with instances whose owner stopped
@@ -83,10 +85,11 @@ pub trait CoordinationStore: Send + Sync {
     /// no longer hold (taken over after their lease ran out, or finished by someone else).
     async fn renew_tasks(&self, fences: &[TiFence], lease_until: Timestamp)
     -> Result<Vec<TiFence>>;
-    /// Ends a claimed try, if the fence still holds; [`StoreError::Fenced`] otherwise, and
-    /// nothing changes. The try is recorded in the run's history, the output kept.
+    /// Ends a claimed try, if the fence still holds; [`StoreError::FencedTask`] otherwise, and
+    /// nothing changes. The try is recorded in the run's history, the output and log kept, and
+    /// the listeners of [`channel::DONE`] told — all in one commit.
     ///
-    /// [`StoreError::Fenced`]: crate::StoreError::Fenced
+    /// [`StoreError::FencedTask`]: crate::StoreError::FencedTask
     async fn finish_task(&self, fence: &TiFence, end: &TryEnd) -> Result<()>;
     /// Instances `running` under a lease that ended before `now`: their owner is gone. Each
     /// goes back to `scheduled` if it has tries left (the lost try counts as one) or to

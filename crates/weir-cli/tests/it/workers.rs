@@ -70,7 +70,10 @@ fn spawn_worker(home: &Path, dags: &Path, url: &str, name: &str) -> Child {
         .unwrap()
 }
 
-fn ledger_lines(ledger: &Path) -> Vec<(i64, u32, String, u128, u128)> {
+/// One ledger line: map index, try, worker, start and end (ns since the epoch).
+type Entry = (i64, u32, String, u128, u128);
+
+fn ledger_lines(ledger: &Path) -> Vec<Entry> {
     std::fs::read_to_string(ledger)
         .unwrap_or_default()
         .lines()
@@ -353,4 +356,300 @@ fn refuses_another_version(url: &str) {
         "{stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// Three hosts, each a network namespace whose only link is a veth pair to this one, where
+/// PostgreSQL listens: the workers reach the store over those links alone.
+struct Hosts {
+    names: Vec<String>,
+}
+
+impl Hosts {
+    /// Makes `count` namespaces; panics, saying why, when the machine does not allow it (the
+    /// test needs root and `ip` from iproute2).
+    fn new(count: usize) -> Hosts {
+        let tag = std::process::id() % 10_000;
+        let mut hosts = Hosts { names: Vec::new() };
+        for n in 1..=count {
+            let ns = format!("weir-h{n}-{tag}");
+            let (outer, inner) = (format!("wv{tag}h{n}"), format!("wv{tag}g{n}"));
+            let subnet = format!("10.{}.{}", 100 + (tag % 100), n);
+            hosts.names.push(ns.clone());
+            for args in [
+                vec!["netns", "add", &ns],
+                vec![
+                    "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+                ],
+                vec!["link", "set", &inner, "netns", &ns],
+                vec!["addr", "add", &format!("{subnet}.1/24"), "dev", &outer],
+                vec!["link", "set", &outer, "up"],
+                vec![
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{subnet}.2/24"),
+                    "dev",
+                    &inner,
+                ],
+                vec!["-n", &ns, "link", "set", &inner, "up"],
+                vec!["-n", &ns, "link", "set", "lo", "up"],
+            ] {
+                let out = StdCommand::new("ip").args(&args).output().unwrap_or_else(|e| {
+                    panic!("cannot make the test's hosts: `ip` did not start ({e}); install iproute2 and run as root")
+                });
+                assert!(
+                    out.status.success(),
+                    "cannot make the test's hosts: `ip {}` failed: {}; network namespaces need root",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        hosts
+    }
+
+    /// The address this machine has on host `n`'s link (1-based), where PostgreSQL answers.
+    fn gateway(&self, n: usize) -> String {
+        let tag = std::process::id() % 10_000;
+        format!("10.{}.{}.1", 100 + (tag % 100), n)
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            // The veth pair goes with the namespace.
+            let _ = StdCommand::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The URL of the store as host `n` sees it: the same database and schema, over its link.
+fn url_on(url: &str, gateway: &str) -> String {
+    url.replacen("127.0.0.1", gateway, 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn three_hosts_run_ten_thousand_instances_once_and_lose_nothing_when_one_is_killed() {
+    let url = weir_store::testing::postgres_schema_url().await;
+    tokio::task::spawn_blocking(move || three_hosts(&url))
+        .await
+        .unwrap();
+}
+
+fn three_hosts(url: &str) {
+    const COUNT: usize = 10_000;
+    const SLOTS: usize = 8;
+    assert!(
+        url.contains("127.0.0.1"),
+        "the multi-host test reaches PostgreSQL on this machine's links: {url}"
+    );
+    let hosts = Hosts::new(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (home, dags, ledger) = (
+        dir.path().join("home"),
+        dir.path().join("dags"),
+        dir.path().join("ledger.csv"),
+    );
+    std::fs::create_dir_all(&dags).unwrap();
+    let items: Vec<String> = (0..COUNT).map(|i| i.to_string()).collect();
+    std::fs::write(
+        dags.join("hosts.toml"),
+        format!(
+            r#"[dag]
+id = "hosts"
+schedule = "none"
+max_active_tasks = 64
+
+[[tasks]]
+id = "work"
+op = "command"
+pool = "hosts"
+retries = 3
+retry_delay = "1s"
+expand = {{ items = [{items}] }}
+program = "sh"
+args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; echo \"$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER,$WORKER,$s,$(date +%s%N)\" >> {ledger}"]
+"#,
+            items = items.join(", "),
+            ledger = ledger.display()
+        ),
+    )
+    .unwrap();
+    weir(&home)
+        .args(["--store", url, "pools", "set", "hosts", &SLOTS.to_string()])
+        .assert()
+        .success();
+    let mut workers: BTreeMap<String, Child> = (1..=3)
+        .map(|n| {
+            let name = format!("host{n}");
+            let child = StdCommand::new("ip")
+                .args(["netns", "exec", &hosts.names[n - 1]])
+                .arg(assert_cmd::cargo::cargo_bin("weir"))
+                .arg("--home")
+                .arg(home.join(&name))
+                .arg("--dags")
+                .arg(&dags)
+                .args(["--store", &url_on(url, &hosts.gateway(n)), "--lease", "2s"])
+                .args(["worker", "--concurrency", "4"])
+                .env("WORKER", &name)
+                .env_remove("WEIR_HOME")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (name, child)
+        })
+        .collect();
+    let run = StdCommand::new(assert_cmd::cargo::cargo_bin("weir"))
+        .arg("--home")
+        .arg(&home)
+        .arg("--dags")
+        .arg(&dags)
+        .args([
+            "--store", url, "--lease", "2s", "dags", "run", "hosts", "--queue", "default",
+        ])
+        .env_remove("WEIR_HOME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // A fifth of the way in, a host that holds a running instance dies (one instance in 250
+    // takes a second, so a host is caught holding one).
+    let started = Instant::now();
+    let victim = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the hosts made no progress"
+        );
+        if ledger_lines(&ledger).len() >= COUNT / 5
+            && let Some(name) = holder_in(&home, url, "hosts", &workers, true)
+        {
+            break name;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut dead = workers.remove(&victim).unwrap();
+    // `ip netns exec` execs the worker: the child is the worker itself.
+    assert!(
+        StdCommand::new("kill")
+            .args(["-9", &dead.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(!dead.wait().unwrap().success());
+
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (_, mut w) in workers {
+        let _ = StdCommand::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status();
+        assert!(w.wait().unwrap().success(), "a stopped worker exits 0");
+    }
+
+    let runs = json_lines(
+        &weir(&home)
+            .args(["--store", url, "runs", "list", "--dag", "hosts", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let tis = json_lines(
+        &weir(&home)
+            .args(["--store", url, "tasks", "list", &run_id, "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(tis.len(), COUNT);
+    assert!(tis.iter().all(|t| t["state"] == "success"));
+    let success_try: HashMap<i64, u32> = tis
+        .iter()
+        .map(|t| {
+            (
+                t["key"]["map_index"].as_i64().unwrap(),
+                t["try_number"].as_u64().unwrap() as u32,
+            )
+        })
+        .collect();
+    let lines = ledger_lines(&ledger);
+    let mut successes: HashMap<i64, Vec<&Entry>> = HashMap::new();
+    for l in &lines {
+        if success_try.get(&l.0) == Some(&l.1) {
+            successes.entry(l.0).or_default().push(l);
+        }
+    }
+    assert_eq!(successes.len(), COUNT, "every instance has its success");
+    let doubled: Vec<_> = successes.iter().filter(|(_, s)| s.len() != 1).collect();
+    assert!(doubled.is_empty(), "succeeded more than once: {doubled:?}");
+    let retried: Vec<_> = successes
+        .iter()
+        .filter(|(i, _)| success_try[i] > 1)
+        .collect();
+    assert!(!retried.is_empty(), "the dead host held no instance");
+    assert!(
+        retried.iter().all(|(_, s)| s[0].2 != victim),
+        "the dead host's instances were re-claimed by live ones"
+    );
+    let mut edges: Vec<(u128, i32)> = lines.iter().flat_map(|l| [(l.3, 1), (l.4, -1)]).collect();
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    assert!(
+        (1..=SLOTS as i32).contains(&peak),
+        "{peak} tries of a {SLOTS}-slot pool ran at once across the hosts"
+    );
+}
+
+/// The worker (by name) whose process owns a running instance of the newest run of `dag`
+/// (with `long_only`, one of the instances that take a second).
+fn holder_in(
+    home: &Path,
+    url: &str,
+    dag: &str,
+    workers: &BTreeMap<String, Child>,
+    long_only: bool,
+) -> Option<String> {
+    let runs = json_lines(
+        &weir(home)
+            .args(["--store", url, "runs", "list", "--dag", dag, "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let run = runs.first()?["run_id"].as_str()?.to_owned();
+    let tis = json_lines(
+        &weir(home)
+            .args(["--store", url, "tasks", "list", &run, "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    tis.iter()
+        .filter(|t| t["state"] == "running")
+        .filter(|t| !long_only || t["key"]["map_index"].as_i64().is_some_and(|i| i % 250 == 0))
+        .filter_map(|t| t["owner"].as_str())
+        .find_map(|owner| {
+            let pid: u32 = owner.split(':').nth(1)?.parse().ok()?;
+            workers
+                .iter()
+                .find(|(_, child)| child.id() == pid)
+                .map(|(name, _)| name.clone())
+        })
 }

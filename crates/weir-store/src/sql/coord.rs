@@ -276,29 +276,22 @@ impl CoordinationStore for SqlStore {
         if let Some(output) = end.output.as_ref().filter(|o| !o.is_null()) {
             super::record_output(&mut tx, &fence.key, output).await?;
         }
+        if let Some(log) = &end.log {
+            save_log(&mut *tx, log).await?;
+        }
+        if self.backend == Backend::Postgres {
+            // Delivered at the commit, with the change it announces.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(channel::DONE)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn save_try_log(&self, log: &TryLog) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO try_logs (dag_id, run_id, clear_number, task_id, map_index, try_number, host, text, saved_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (dag_id, run_id, clear_number, task_id, map_index, try_number) DO UPDATE SET
-                host = excluded.host, text = excluded.text, saved_at = excluded.saved_at",
-        )
-        .bind(log.key.dag_id.as_str())
-        .bind(log.key.run_id.as_str())
-        .bind(log.clear_number as i64)
-        .bind(log.key.task_id.as_str())
-        .bind(log.key.map_index.raw())
-        .bind(log.try_number as i64)
-        .bind(&log.host)
-        .bind(&log.text)
-        .bind(micros(log.saved_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        save_log(&self.pool, log).await
     }
 
     async fn try_log(
@@ -452,4 +445,29 @@ impl Wakeup for PollWakeup {
         tokio::time::sleep(timeout).await;
         Ok(false)
     }
+}
+
+/// Keeps a try's log (replacing a kept one of the same try).
+async fn save_log<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    log: &TryLog,
+) -> Result<()> {
+    sqlx::query(
+            "INSERT INTO try_logs (dag_id, run_id, clear_number, task_id, map_index, try_number, host, text, saved_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (dag_id, run_id, clear_number, task_id, map_index, try_number) DO UPDATE SET
+                host = excluded.host, text = excluded.text, saved_at = excluded.saved_at",
+        )
+        .bind(log.key.dag_id.as_str())
+        .bind(log.key.run_id.as_str())
+        .bind(log.clear_number as i64)
+        .bind(log.key.task_id.as_str())
+        .bind(log.key.map_index.raw())
+        .bind(log.try_number as i64)
+        .bind(&log.host)
+        .bind(&log.text)
+        .bind(micros(log.saved_at))
+        .execute(db)
+        .await?;
+    Ok(())
 }

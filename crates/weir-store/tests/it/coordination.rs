@@ -107,6 +107,7 @@ fn success(at: Timestamp) -> TryEnd {
         error: None,
         retry_at: None,
         output: Some(json!({"ok": true})),
+        log: None,
     }
 }
 
