@@ -653,3 +653,108 @@ fn holder_in(
                 .map(|(name, _)| name.clone())
         })
 }
+
+/// Two schedulers on one PostgreSQL: each due run is created once and each of its instances
+/// handed out once, whichever scheduler gets there first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn two_schedulers_create_each_run_once_and_hand_out_each_instance_once() {
+    let url = weir_store::testing::postgres_schema_url().await;
+    tokio::task::spawn_blocking(move || two_schedulers(&url))
+        .await
+        .unwrap();
+}
+
+fn two_schedulers(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, dags, ledger) = (
+        dir.path().join("home"),
+        dir.path().join("dags"),
+        dir.path().join("ledger.csv"),
+    );
+    std::fs::create_dir_all(&dags).unwrap();
+    std::fs::write(
+        dags.join("hourly.toml"),
+        format!(
+            r#"[dag]
+id = "hourly"
+schedule = "@hourly"
+start_date = "2026-01-01T00:00:00Z"
+end_date = "2026-01-01T05:00:00Z"
+catchup = true
+
+[[tasks]]
+id = "work"
+op = "command"
+expand = {{ items = [0, 1, 2, 3, 4] }}
+program = "sh"
+args = ["-c", "echo \"$WEIR_RUN_ID,$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER\" >> {ledger}"]
+"#,
+            ledger = ledger.display()
+        ),
+    )
+    .unwrap();
+    let spawn = |name: &str, args: &[&str]| {
+        StdCommand::new(assert_cmd::cargo::cargo_bin("weir"))
+            .arg("--home")
+            .arg(home.join(name))
+            .arg("--dags")
+            .arg(&dags)
+            .args(["--store", url, "--lease", "2s"])
+            .args(args)
+            .env_remove("WEIR_HOME")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let processes = [
+        spawn("s1", &["scheduler", "--queue", "default", "--poll", "1"]),
+        spawn("s2", &["scheduler", "--queue", "default", "--poll", "1"]),
+        spawn("w", &["worker", "--concurrency", "4"]),
+    ];
+    let started = Instant::now();
+    let runs = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the runs did not finish"
+        );
+        let runs = json_lines(
+            &weir(&home)
+                .args(["--store", url, "runs", "list", "--dag", "hourly", "--json"])
+                .assert()
+                .success()
+                .get_output()
+                .stdout,
+        );
+        if runs.len() >= 6 && runs.iter().all(|r| r["state"] == "success") {
+            break runs;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for mut p in processes {
+        let _ = StdCommand::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status();
+        p.wait().unwrap();
+    }
+    let mut dates: Vec<&str> = runs
+        .iter()
+        .map(|r| r["logical_date"].as_str().unwrap())
+        .collect();
+    dates.sort();
+    dates.dedup();
+    assert_eq!(
+        (runs.len(), dates.len()),
+        (6, 6),
+        "one run per hour 00..05, none twice"
+    );
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[2], "1", "no try was lost or run twice: {line}");
+        *seen.entry((f[0].to_owned(), f[1].to_owned())).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 30, "6 runs × 5 instances ran");
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
