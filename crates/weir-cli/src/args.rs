@@ -254,6 +254,9 @@ pub enum DagsCmd {
         dry_run: bool,
         #[arg(long = "conf", value_name = "NAME=VALUE")]
         conf: Vec<String>,
+        /// Hand the runs' tasks to `weir worker`s of this queue; this process only plans them.
+        #[arg(long, value_name = "QUEUE")]
+        queue: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -186,6 +186,7 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             max_active_runs,
             dry_run,
             conf,
+            queue,
             json,
         }) => {
             let def = find_dag(&registry, &dag)?;
@@ -201,6 +202,7 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
                 },
                 max_active_runs,
                 conf,
+                queue,
             };
             let ex = Arc::new(executor(&home, &cli.lease, registry).await?);
             backfill(ex, &def, &opts, &tz, dry_run, json).await

@@ -339,6 +339,7 @@ impl TestHome {
             reprocess: Reprocess::None,
             max_active_runs: None,
             conf,
+            queue: None,
         };
         weir_runtime::backfill(self.ex.clone(), &dag_id(dag), &opts, |_| {})
             .await

@@ -33,6 +33,9 @@ pub struct BackfillOptions {
     /// Runs of this backfill at once; defaults to the DAG's `max_active_runs`.
     pub max_active_runs: Option<u32>,
     pub conf: serde_json::Value,
+    /// Hand the runs' tasks to the workers of this queue ([`crate::Dispatcher`]) instead of
+    /// running them in this process.
+    pub queue: Option<String>,
 }
 
 /// What a backfill will do for one interval.
@@ -222,9 +225,16 @@ pub async fn backfill(
         .max_active_runs
         .unwrap_or(def.dag.max_active_runs)
         .max(1) as usize;
+    let queue = opts.queue.clone();
     let mut results = futures::stream::iter(to_run.into_iter().map(|run| {
-        let ex = ex.clone();
-        async move { (ex.take_over(&run.dag_id, &run.run_id).await, run.run_id) }
+        let (ex, queue) = (ex.clone(), queue.clone());
+        async move {
+            let outcome = match queue {
+                None => ex.take_over(&run.dag_id, &run.run_id).await,
+                Some(queue) => dispatched(ex, queue, &run).await,
+            };
+            (outcome, run.run_id)
+        }
     }))
     .buffered(limit);
     while let Some((outcome, run_id)) = results.next().await {
@@ -249,6 +259,25 @@ pub async fn backfill(
         report.runs.push((outcome.run, outcome.state));
     }
     Ok(report)
+}
+
+/// Drives `run` for the workers of `queue` to its end.
+async fn dispatched(
+    ex: Arc<Executor>,
+    queue: String,
+    run: &RunRecord,
+) -> Result<crate::RunOutcome> {
+    let state = crate::Dispatcher::new(ex.clone(), queue).drive(run).await?;
+    let run = ex
+        .store()
+        .get_run(&run.dag_id, &run.run_id)
+        .await?
+        .ok_or_else(|| RuntimeError::Internal(format!("run {} vanished", run.run_id)))?;
+    Ok(crate::RunOutcome {
+        run,
+        state,
+        resumed: false,
+    })
 }
 
 /// The stored run of a planned interval that the plan found existing.

@@ -265,7 +265,7 @@ fn a_closed_stdout_ends_the_command_quietly_with_success() {
 /// One CSV of orders: `per_day` rows in each of `days` New York days from 2026-03-01 (one a
 /// minute from local midnight), plus `filler` rows in April that no March run keeps, so that
 /// every run reads a while.
-fn write_orders(path: &Path, days: i32, per_day: i64, filler: i64) {
+pub(crate) fn write_orders(path: &Path, days: i32, per_day: i64, filler: i64) {
     let ny = TimeZone::get("America/New_York").unwrap();
     let mut text = String::from("order_id,event_time,amount\n");
     let mut id = 0;

@@ -758,3 +758,74 @@ args = ["-c", "echo \"$WEIR_RUN_ID,$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER\" >> {ledger
     assert_eq!(seen.len(), 30, "6 runs × 5 instances ran");
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
 }
+
+/// `dags backfill --queue`: the main job's runs planned here, their loads run by two workers
+/// in other homes, into one dataset folder — every day committed once, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_backfill_handed_to_workers_commits_every_day_once() {
+    let url = weir_store::testing::postgres_schema_url().await;
+    tokio::task::spawn_blocking(move || backfill_on_workers(&url))
+        .await
+        .unwrap();
+}
+
+fn backfill_on_workers(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let source = dir.path().join("orders.csv");
+    let output = dir.path().join("daily");
+    crate::new_user::write_orders(&source, 6, 500, 50_000);
+    let dags = dir.path().join("no-dag-files");
+    std::fs::create_dir_all(&dags).unwrap();
+    let mut workers: Vec<Child> = ["a", "b"]
+        .into_iter()
+        .map(|name| spawn_worker(&home, &dags, url, name))
+        .collect();
+    let source_conf = format!("source={}", source.display());
+    let output_conf = format!("output={}", output.display());
+    let out = weir(&home)
+        .args(["--store", url, "--lease", "1s", "dags", "backfill"])
+        .args([
+            "110_01_01_daily_batch_processing",
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-06",
+        ])
+        .args([
+            "--conf",
+            &source_conf,
+            "--conf",
+            &output_conf,
+            "--queue",
+            "default",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    for w in &mut workers {
+        let _ = StdCommand::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status();
+        w.wait().unwrap();
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("6 runs succeeded, 0 failed"), "{stdout}");
+    let parts = json_lines(
+        &weir(&home)
+            .args(["data", "ls", output.to_str().unwrap(), "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!(parts.len(), 6, "{parts:?}");
+    for (d, part) in parts.iter().enumerate() {
+        assert_eq!(part["partition"], format!("dt=2026-03-{:02}", d + 1));
+        assert_eq!(part["rows"], 500, "{part}");
+    }
+    // The tries ran on the workers, not here.
+    assert!(!home.join("logs").exists());
+    assert!(home.join("a").join("logs").exists() || home.join("b").join("logs").exists());
+}

@@ -165,6 +165,7 @@ impl World {
             reprocess: Reprocess::None,
             max_active_runs: None,
             conf,
+            queue: None,
         };
         weir_runtime::backfill(self.ex.clone(), &dag_id(dag), &opts, |_| {})
             .await

@@ -72,6 +72,7 @@ fn opts(reprocess: Reprocess, max_active_runs: Option<u32>) -> BackfillOptions {
         reprocess,
         max_active_runs,
         conf: json!({}),
+        queue: None,
     }
 }
 
