@@ -829,3 +829,188 @@ fn backfill_on_workers(url: &str) {
     assert!(!home.join("logs").exists());
     assert!(home.join("a").join("logs").exists() || home.join("b").join("logs").exists());
 }
+
+/// 110.3.3 on workers: the shards scatter over two workers; the one running the slow shard is
+/// killed; the shard runs again on the other, the gather folds it last, and the day's totals
+/// equal those of the same day run in one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn scatter_gather_on_workers_reruns_a_dead_workers_shard_elsewhere() {
+    let url = weir_store::testing::postgres_schema_url().await;
+    tokio::task::spawn_blocking(move || scatter_gather_on_workers(&url))
+        .await
+        .unwrap();
+}
+
+fn scatter_gather_on_workers(url: &str) {
+    let dag = "110_03_03_scatter_gather_pattern";
+    let dir = tempfile::tempdir().unwrap();
+    let (home, alone) = (dir.path().join("home"), dir.path().join("alone"));
+    let source = dir.path().join("orders.csv");
+    weir(&home)
+        .args([
+            "data",
+            "generate",
+            "--rows",
+            "20000",
+            "--days",
+            "3",
+            "--start",
+            "2026-03-07",
+        ])
+        .arg("--out")
+        .arg(&source)
+        .assert()
+        .success();
+    let dags = dir.path().join("no-dag-files");
+    std::fs::create_dir_all(&dags).unwrap();
+    let mut workers: BTreeMap<&str, Child> = ["a", "b"]
+        .into_iter()
+        .map(|name| (name, spawn_worker(&home, &dags, url, name)))
+        .collect();
+    let source_conf = format!("source={}", source.display());
+    let args = [
+        "dags",
+        "run",
+        dag,
+        "--logical-date",
+        "2026-03-08",
+        "--conf",
+        &source_conf,
+        "--conf",
+        "shards=6",
+        "--conf",
+        "slow_shard=2",
+        "--json",
+    ];
+    let run = StdCommand::new(assert_cmd::cargo::cargo_bin("weir"))
+        .arg("--home")
+        .arg(&home)
+        .args(["--store", url, "--lease", "1s"])
+        .args(args)
+        .args(["--queue", "default"])
+        .env_remove("WEIR_HOME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the worker running the slow shard, while it runs it.
+    let started = Instant::now();
+    let victim = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "shard 2 never ran"
+        );
+        if let Some(name) = shard_holder(&home, url, dag, 2, &workers) {
+            break name;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut dead = workers.remove(victim).unwrap();
+    assert!(
+        StdCommand::new("kill")
+            .args(["-9", &dead.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    dead.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (_, mut w) in workers {
+        let _ = StdCommand::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status();
+        w.wait().unwrap();
+    }
+    let run_id = json_lines(
+        &weir(&home)
+            .args(["--store", url, "runs", "list", "--dag", dag, "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tis = json_lines(
+        &weir(&home)
+            .args(["--store", url, "tasks", "list", &run_id, "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let shard2 = tis
+        .iter()
+        .find(|t| t["key"]["task_id"] == "work" && t["key"]["map_index"] == 2)
+        .unwrap();
+    assert_eq!(shard2["try_number"], 2, "shard 2 ran again: {shard2}");
+    let gathered = |stdout: &[u8]| -> serde_json::Value {
+        let outcome: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(stdout).trim()).unwrap();
+        outcome["outputs"]["gather"].clone()
+    };
+    let on_workers = gathered(&out.stdout);
+    let arrivals = on_workers["arrivals"].as_array().unwrap();
+    assert_eq!(arrivals.len(), 6);
+    assert_eq!(
+        arrivals.last().unwrap()["shard"],
+        2,
+        "the slow shard came last"
+    );
+
+    // The same day in one process, on its own SQLite home: the same totals.
+    let alone_out = weir(&alone)
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let in_process = gathered(&alone_out.stdout);
+    assert!(on_workers["orders"].as_u64().unwrap() > 1000);
+    for key in ["orders", "amount_cents", "regions"] {
+        assert_eq!(on_workers[key], in_process[key], "{key}");
+    }
+}
+
+/// The worker (by name) running shard `index` of the newest run of `dag`.
+fn shard_holder<'a>(
+    home: &Path,
+    url: &str,
+    dag: &str,
+    index: i64,
+    workers: &BTreeMap<&'a str, Child>,
+) -> Option<&'a str> {
+    let runs = json_lines(
+        &weir(home)
+            .args(["--store", url, "runs", "list", "--dag", dag, "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let run = runs.first()?["run_id"].as_str()?.to_owned();
+    let tis = json_lines(
+        &weir(home)
+            .args(["--store", url, "tasks", "list", &run, "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    let owner = tis.iter().find(|t| {
+        t["key"]["task_id"] == "work" && t["key"]["map_index"] == index && t["state"] == "running"
+    })?["owner"]
+        .as_str()?
+        .to_owned();
+    let pid: u32 = owner.split(':').nth(1)?.parse().ok()?;
+    workers
+        .iter()
+        .find(|(_, child)| child.id() == pid)
+        .map(|(name, _)| *name)
+}

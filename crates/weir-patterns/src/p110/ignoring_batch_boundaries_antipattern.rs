@@ -40,6 +40,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::to_output;
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -180,11 +181,6 @@ impl Counted {
             dataset,
         }
     }
-}
-
-fn to_output(value: &impl Serialize) -> Result<Value, TaskError> {
-    serde_json::to_value(value)
-        .map_err(|e| TaskError::fatal(format!("the output does not serialize: {e}")))
 }
 
 fn region_rows(value: Value, what: &str) -> Result<Vec<RegionRow>, TaskError> {

@@ -17,12 +17,19 @@ pub mod ignoring_batch_boundaries_antipattern;
 pub mod monthly_batch_processing;
 pub mod no_batch_idempotency_antipattern;
 pub mod partial_batch_failure_handling;
+pub mod scatter_gather_pattern;
 pub mod size_based_partitioning;
 pub mod testing_batch_error_handling;
 pub mod unit_testing_batch_logic;
 pub mod weekly_batch_aggregation;
 
-use weir_runtime::DagDef;
+use weir_runtime::{DagDef, TaskError};
+
+/// A task's output as JSON; a value that does not serialize is a bug of the task (fatal).
+pub(crate) fn to_output(value: &impl serde::Serialize) -> Result<serde_json::Value, TaskError> {
+    serde_json::to_value(value)
+        .map_err(|e| TaskError::fatal(format!("the output does not serialize: {e}")))
+}
 
 /// All section-110 DAGs that exist so far.
 pub fn all() -> Vec<DagDef> {
@@ -37,6 +44,7 @@ pub fn all() -> Vec<DagDef> {
         hash_based_partitioning::dag(),
         size_based_partitioning::dag(),
         geographic_partitioning::dag(),
+        scatter_gather_pattern::dag(),
         no_batch_idempotency_antipattern::dag(),
         ignoring_batch_boundaries_antipattern::dag(),
         partial_batch_failure_handling::dag(),

@@ -41,6 +41,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::to_output;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weir_core::ParamSpec;
@@ -154,11 +155,6 @@ async fn loads_of_day(dir: &Path, day: &str) -> Result<usize, TaskError> {
 fn output_of(value: Value, task: &str) -> Result<SqlOutput, TaskError> {
     serde_json::from_value(value)
         .map_err(|e| TaskError::fatal(format!("the sql output of `{task}` is not a dataset: {e}")))
-}
-
-fn to_output(value: &impl Serialize) -> Result<Value, TaskError> {
-    serde_json::to_value(value)
-        .map_err(|e| TaskError::fatal(format!("the output does not serialize: {e}")))
 }
 
 /// What `naive_append` added.

@@ -10,6 +10,7 @@ mod error_handling;
 mod error_testing;
 mod hourly;
 mod monthly;
+mod parallel;
 mod partitioning;
 mod support;
 mod unit_testing;
