@@ -20,6 +20,7 @@ pub mod partial_batch_failure_handling;
 pub mod scatter_gather_pattern;
 pub mod size_based_partitioning;
 pub mod testing_batch_error_handling;
+pub mod testing_parallel;
 pub mod unit_testing_batch_logic;
 pub mod weekly_batch_aggregation;
 
@@ -57,5 +58,6 @@ pub fn all() -> Vec<DagDef> {
         debugging_checkpoint_issues::dag(),
         unit_testing_batch_logic::dag(),
         testing_batch_error_handling::dag(),
+        testing_parallel::dag(),
     ]
 }

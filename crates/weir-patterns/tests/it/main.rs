@@ -13,5 +13,6 @@ mod monthly;
 mod parallel;
 mod partitioning;
 mod support;
+mod testing_parallel;
 mod unit_testing;
 mod weekly;
