@@ -629,12 +629,24 @@ async fn dispatch_scheduler(
     let mut stop = std::pin::pin!(stop_signal());
     let mut failed = 0usize;
     loop {
-        scheduler.create_due_runs(ex.clock().now()).await?;
-        for (run, state) in dispatcher.pass_all().await? {
-            if state == RunState::Failed {
-                failed += 1;
+        // A store away for a moment is waited out, not the end of the scheduler.
+        let pass = async {
+            scheduler.create_due_runs(ex.clock().now()).await?;
+            dispatcher.pass_all().await
+        };
+        match pass.await {
+            Ok(ended) => {
+                for (run, state) in ended {
+                    if state == RunState::Failed {
+                        failed += 1;
+                    }
+                    eprintln!("{} {} {state}", run.dag_id, run.run_id);
+                }
             }
-            eprintln!("{} {} {state}", run.dag_id, run.run_id);
+            Err(weir_runtime::RuntimeError::Store(e)) if weir_core::Transient::is_transient(&e) => {
+                tracing::warn!("scheduling pass did not finish: {e}; trying again");
+            }
+            Err(e) => return Err(e.into()),
         }
         if once {
             break;

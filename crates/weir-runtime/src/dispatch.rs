@@ -34,6 +34,8 @@ pub struct RunPass {
     pub scheduled: usize,
     /// Set when the run ended in this pass (or had already ended).
     pub finished: Option<RunState>,
+    /// The run ended in this pass (not before, nor by another dispatcher).
+    pub ended_here: bool,
     /// Another process holds the run: nothing was done.
     pub held: bool,
     /// When a waiting retry of the run is due.
@@ -65,7 +67,17 @@ impl Dispatcher {
         let mut wakeup = store.listen(&[channel::DONE]).await?;
         loop {
             let started = std::time::Instant::now();
-            let pass = self.pass(run).await?;
+            let pass = match self.pass(run).await {
+                Ok(pass) => pass,
+                // The store away for a moment, or the run taken by another dispatcher after
+                // this one's lease ran out: the next pass sees how things stand.
+                Err(e) if passing(&e) => {
+                    tracing::warn!(run_id = %run.run_id, "pass over the run did not finish: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(state) = pass.finished {
                 return Ok(state);
             }
@@ -82,7 +94,7 @@ impl Dispatcher {
     }
 
     /// One pass over every unfinished run this dispatcher can hold. Returns the runs that
-    /// ended.
+    /// ended in it.
     pub async fn pass_all(&self) -> Result<Vec<(RunRecord, RunState)>> {
         let store = self.ex.store();
         let runs = store
@@ -96,9 +108,17 @@ impl Dispatcher {
             if self.ex.registry().get(run.dag_id.as_str()).is_none() {
                 continue;
             }
-            let pass = self.pass(&run).await?;
-            if let Some(state) = pass.finished {
-                ended.push((run, state));
+            match self.pass(&run).await {
+                Ok(RunPass {
+                    finished: Some(state),
+                    ended_here: true,
+                    ..
+                }) => ended.push((run, state)),
+                Ok(_) => {}
+                Err(e) if passing(&e) => {
+                    tracing::warn!(run_id = %run.run_id, "pass over the run did not finish: {e}")
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(ended)
@@ -197,17 +217,47 @@ impl Dispatcher {
             })
             .collect();
         let p = plan(&def.dag, &views, now);
+        let pools: HashMap<String, u32> = store
+            .pools()
+            .await?
+            .into_iter()
+            .map(|p| (p.name, p.slots))
+            .collect();
         let mut changes = Vec::new();
         let mut scheduled = 0;
         for decision in &p.decisions {
             match *decision {
                 Decision::Schedule { task, map_index } => {
-                    if let Some(ti) = by_task[task]
+                    let Some(ti) = by_task[task]
                         .iter()
                         .find(|ti| ti.key.map_index.raw() == map_index)
-                    {
-                        changes.push(change(ti, TaskState::Scheduled, now, None));
-                        scheduled += 1;
+                    else {
+                        continue;
+                    };
+                    // An instance no pool can hold would wait for ever: it fails now, saying why.
+                    let spec = &def.dag.tasks()[task];
+                    let cannot = match pools.get(&spec.pool) {
+                        None => Some(format!(
+                            "pool `{}` does not exist; declare it on the DAG or create it with `weir pools set {} SLOTS`",
+                            spec.pool, spec.pool
+                        )),
+                        Some(&slots) if spec.pool_slots > slots => Some(format!(
+                            "it needs {} slots of pool `{}`, which has only {slots}; give the pool more slots",
+                            spec.pool_slots, spec.pool
+                        )),
+                        Some(_) => None,
+                    };
+                    match cannot {
+                        Some(reason) => changes.push(change(
+                            ti,
+                            TaskState::Failed,
+                            now,
+                            Some(format!("task `{}` cannot start: {reason}", spec.id)),
+                        )),
+                        None => {
+                            changes.push(change(ti, TaskState::Scheduled, now, None));
+                            scheduled += 1;
+                        }
                     }
                 }
                 Decision::Settle { task, state } => {
@@ -237,6 +287,7 @@ impl Dispatcher {
         Ok(RunPass {
             scheduled,
             finished: p.finished,
+            ended_here: p.finished.is_some(),
             held: false,
             wake_at: p.wake_at,
         })
@@ -338,6 +389,21 @@ impl Dispatcher {
         let mut ti = crate::executor::new_ti(run, spec, map_index);
         ti.queue = self.queue.clone();
         ti
+    }
+}
+
+/// Whether a failed pass is one to try again rather than an end: the store away for a moment,
+/// or the run taken over (or changed) by another process meanwhile.
+fn passing(e: &RuntimeError) -> bool {
+    match e {
+        RuntimeError::Store(s) => {
+            weir_core::Transient::is_transient(s)
+                || matches!(
+                    s,
+                    weir_store::StoreError::Fenced { .. } | weir_store::StoreError::Conflict { .. }
+                )
+        }
+        _ => false,
     }
 }
 

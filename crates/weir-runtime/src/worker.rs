@@ -10,8 +10,10 @@
 //!
 //! [`CoordinationStore::claim_tasks`]: weir_store::CoordinationStore::claim_tasks
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -54,6 +56,64 @@ struct Done {
     end: TryEnd,
 }
 
+/// The claims a worker holds, by the task running each.
+type Held = Arc<Mutex<HashMap<tokio::task::Id, (TiFence, tokio::task::AbortHandle)>>>;
+
+/// How long a worker waits before asking a store that did not answer again.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// Waits for a notification, or sleeps `pause` without a listener.
+async fn wait(wakeup: &mut Option<Box<dyn weir_store::Wakeup>>, pause: Duration) -> Result<bool> {
+    match wakeup {
+        Some(w) => Ok(w.wait(pause).await?),
+        None => {
+            tokio::time::sleep(pause).await;
+            Ok(false)
+        }
+    }
+}
+
+/// Renews the leases of the claims held, every third of a lease; a claim that was handed on
+/// (its lease ran out) has its try stopped.
+async fn heartbeat(ex: Arc<Executor>, held: Held, lost: Arc<AtomicUsize>) {
+    let lease = ex.options().lease;
+    let every = (lease / 3).unsigned_abs().max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let fences: Vec<TiFence> = held
+            .lock()
+            .expect("held leases")
+            .values()
+            .map(|(f, _)| f.clone())
+            .collect();
+        if fences.is_empty() {
+            continue;
+        }
+        let now = ex.clock().now();
+        match ex
+            .store()
+            .renew_tasks(&fences, now.saturating_add(lease).unwrap_or(now))
+            .await
+        {
+            Ok(gone) => {
+                let mut held = held.lock().expect("held leases");
+                for g in gone {
+                    let id = held.iter().find(|(_, (f, _))| f == &g).map(|(id, _)| *id);
+                    if let Some((f, handle)) = id.and_then(|id| held.remove(&id)) {
+                        handle.abort();
+                        tracing::warn!(task_id = %f.key.task_id, map_index = f.key.map_index.raw(),
+                            "lost the claim of a running try (its lease ran out); stopped it");
+                        lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot renew the leases of {} tries: {e}", fences.len()),
+        }
+    }
+}
+
 impl Worker {
     pub fn new(ex: Arc<Executor>, opts: WorkerOptions) -> Self {
         Worker {
@@ -69,85 +129,158 @@ impl Worker {
     }
 
     /// Claims and runs until `stop` resolves, then finishes the tries it has started.
+    ///
+    /// A store that is down for a while (a restart, a network cut) does not stop the worker:
+    /// claims wait, renewals are tried again, and a finished try's report is kept and sent when
+    /// the store answers (if its lease ran out meanwhile, the report is refused and the
+    /// instance runs again elsewhere). Only a store that cannot be opened at all is an error.
     pub async fn run(&self, stop: impl std::future::Future<Output = ()>) -> Result<WorkerReport> {
         let store = self.ex.store().clone();
-        let mut wakeup = store.listen(&[channel::WORK]).await?;
+        let mut wakeup = self.listen().await;
         let lease = self.ex.options().lease;
-        let heartbeat_every = (lease / 3).unsigned_abs().max(Duration::from_millis(100));
-        let mut heartbeat = tokio::time::interval(heartbeat_every);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let held: Held = Arc::default();
+        let lost = Arc::new(AtomicUsize::new(0));
+        // Leases are renewed by a task of their own: a slow claim or report never holds them up.
+        let heartbeat = tokio::spawn(heartbeat(self.ex.clone(), held.clone(), lost.clone()));
         let mut running: JoinSet<Done> = JoinSet::new();
-        let mut fences: Vec<(TiFence, tokio::task::AbortHandle)> = Vec::new();
+        let mut unreported: Vec<Done> = Vec::new();
         let mut report = WorkerReport::default();
         let mut stop = std::pin::pin!(stop);
         let mut stopping = false;
+        let mut backoff = false;
         loop {
-            if !stopping {
-                let free = self.opts.concurrency.saturating_sub(running.len());
-                if free > 0 {
-                    let now = self.ex.clock().now();
-                    let claimed = store
-                        .claim_tasks(&ClaimTasks {
-                            owner: self.owner.clone(),
-                            queues: self.opts.queues.clone(),
-                            limit: free as u32,
-                            now,
-                            lease_until: now.saturating_add(lease).unwrap_or(now),
-                        })
-                        .await?;
-                    for claim in claimed {
-                        let fence = claim.fence.clone();
-                        let handle = running.spawn(self.try_of(claim));
-                        fences.push((fence, handle));
+            // Reports the store could not take before go first.
+            for done in std::mem::take(&mut unreported) {
+                if let Some(done) = self.report(&store, done, &mut report).await {
+                    unreported.push(done);
+                    backoff = true;
+                }
+            }
+            let free = self
+                .opts
+                .concurrency
+                .saturating_sub(running.len() + unreported.len());
+            if !stopping && free > 0 && !backoff {
+                let now = self.ex.clock().now();
+                match store
+                    .claim_tasks(&ClaimTasks {
+                        owner: self.owner.clone(),
+                        queues: self.opts.queues.clone(),
+                        limit: free as u32,
+                        now,
+                        lease_until: now.saturating_add(lease).unwrap_or(now),
+                    })
+                    .await
+                {
+                    Ok(claimed) => {
+                        let mut held = held.lock().expect("held leases");
+                        for claim in claimed {
+                            let fence = claim.fence.clone();
+                            let handle = running.spawn(self.try_of(claim));
+                            held.insert(handle.id(), (fence, handle));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot claim work: {e}; trying again");
+                        backoff = true;
                     }
                 }
             }
-            if stopping && running.is_empty() {
+            if stopping && running.is_empty() && unreported.is_empty() {
+                heartbeat.abort();
+                report.lost += lost.load(Ordering::Relaxed);
                 return Ok(report);
             }
             let full = running.len() >= self.opts.concurrency;
+            let pause = if backoff { BACKOFF } else { self.opts.poll };
             tokio::select! {
                 () = &mut stop, if !stopping => {
                     tracing::info!(running = running.len(), "worker stopping: finishing the tries it started");
                     stopping = true;
                 }
-                Some(joined) = running.join_next(), if !running.is_empty() => {
-                    let Ok(done) = joined else { continue };
-                    fences.retain(|(f, _)| f != &done.fence);
-                    match store.finish_task(&done.fence, &done.end).await {
-                        Ok(()) => {
-                            match done.end.state {
-                                TaskState::Success | TaskState::Skipped => report.succeeded += 1,
-                                _ => report.failed += 1,
+                Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
+                    let done = match joined {
+                        Ok((id, done)) => {
+                            held.lock().expect("held leases").remove(&id);
+                            done
+                        }
+                        Err(e) => {
+                            let Some((fence, _)) = held.lock().expect("held leases").remove(&e.id()) else {
+                                // Stopped by the heartbeat: its claim was handed on.
+                                continue;
+                            };
+                            // A panic outside the task's own code (which is caught and fails
+                            // the try): the try fails, and its claim is given up.
+                            Done {
+                                end: TryEnd {
+                                    state: TaskState::Failed,
+                                    at: self.ex.clock().now(),
+                                    error: Some(format!("the try's worker task failed: {e}")),
+                                    retry_at: None,
+                                    output: None,
+                                    log: None,
+                                },
+                                fence,
                             }
                         }
-                        Err(StoreError::FencedTask(what)) => {
-                            tracing::warn!("the result of {what} was dropped: its claim was handed on");
-                            report.lost += 1;
-                        }
-                        Err(e) => return Err(e.into()),
+                    };
+                    if let Some(done) = self.report(&store, done, &mut report).await {
+                        unreported.push(done);
+                        backoff = true;
                     }
                 }
-                _ = heartbeat.tick() => {
-                    let now = self.ex.clock().now();
-                    let until = now.saturating_add(lease).unwrap_or(now);
-                    let held: Vec<TiFence> = fences.iter().map(|(f, _)| f.clone()).collect();
-                    if !held.is_empty() {
-                        for lost in store.renew_tasks(&held, until).await? {
-                            // Handed on: stop the try; another worker runs the instance.
-                            if let Some(pos) = fences.iter().position(|(f, _)| f == &lost) {
-                                let (f, handle) = fences.remove(pos);
-                                handle.abort();
-                                tracing::warn!(task_id = %f.key.task_id, map_index = f.key.map_index.raw(),
-                                    "lost the claim of a running try (its lease ran out); stopped it");
-                                report.lost += 1;
-                            }
-                        }
+                woke = wait(&mut wakeup, pause), if (!full || backoff) && !stopping => {
+                    backoff = false;
+                    if let Err(e) = woke {
+                        tracing::warn!("lost the store's notifications: {e}; listening again");
+                        wakeup = self.listen().await;
                     }
                 }
-                woke = wakeup.wait(self.opts.poll), if !full && !stopping => {
-                    woke?;
+                () = tokio::time::sleep(BACKOFF), if stopping && !unreported.is_empty() => {}
+            }
+        }
+    }
+
+    /// The store's notifications of new work, or none (the poll alone) while it cannot listen.
+    async fn listen(&self) -> Option<Box<dyn weir_store::Wakeup>> {
+        match self.ex.store().listen(&[channel::WORK]).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("cannot listen for new work: {e}; polling");
+                None
+            }
+        }
+    }
+
+    /// Reports a finished try; gives it back when the store could not take it (to try again).
+    async fn report(
+        &self,
+        store: &Arc<dyn Store>,
+        done: Done,
+        report: &mut WorkerReport,
+    ) -> Option<Done> {
+        match store.finish_task(&done.fence, &done.end).await {
+            Ok(()) => {
+                match done.end.state {
+                    TaskState::Success | TaskState::Skipped => report.succeeded += 1,
+                    _ => report.failed += 1,
                 }
+                None
+            }
+            Err(StoreError::FencedTask(what)) => {
+                tracing::warn!("the result of {what} was dropped: its claim was handed on");
+                report.lost += 1;
+                None
+            }
+            Err(e) if weir_core::Transient::is_transient(&e) => {
+                tracing::warn!("cannot report a try yet: {e}; trying again");
+                Some(done)
+            }
+            Err(e) => {
+                // Not the store being away: the instance runs again once its lease ends.
+                tracing::error!(task_id = %done.fence.key.task_id, "the store refused a try's report: {e}");
+                report.lost += 1;
+                None
             }
         }
     }
@@ -170,10 +303,16 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
     let key = &fence.key;
     let store: Arc<dyn Store> = ex.store().clone();
     let clock = ex.clock().clone();
+    // The retry policy of the task as this worker knows it, for failures before the run's own
+    // version is at hand.
+    let known = ex
+        .registry()
+        .get(key.dag_id.as_str())
+        .and_then(|d| d.dag.task(key.task_id.as_str()).cloned());
     let failed = |error: String, retry: bool, spec: Option<&weir_core::TaskSpec>, logical_date| {
         let now = clock.now();
         let retry_at = if retry {
-            spec.and_then(|s| {
+            spec.or(known.as_ref()).and_then(|s| {
                 crate::core::retry_at(s, key.dag_id.as_str(), logical_date, fence.try_number, now)
             })
         } else {
@@ -202,7 +341,8 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
                 clock.now(),
             );
         }
-        Err(e) => return failed(e.to_string(), false, None, clock.now()),
+        // The store did not answer: a retry may find it back.
+        Err(e) => return failed(e.to_string(), true, None, clock.now()),
     };
     let registry = ex.registry();
     // The worker runs its own code: an instance of a DAG version it does not hold is refused.
@@ -252,7 +392,10 @@ async fn run_try(ex: &Arc<Executor>, fence: &TiFence) -> TryEnd {
     .await
     {
         Ok(found) => found,
-        Err(e) => return failed(e.to_string(), false, Some(&spec), run.logical_date),
+        Err(e) => {
+            let retry = matches!(e, crate::RuntimeError::Store(_));
+            return failed(e.to_string(), retry, Some(&spec), run.logical_date);
+        }
     };
     let pos = def.dag.position(key.task_id.as_str()).expect("found above");
     let span = tracing::info_span!(

@@ -91,7 +91,8 @@ pub trait CoordinationStore: Send + Sync {
     ///
     /// [`StoreError::FencedTask`]: crate::StoreError::FencedTask
     async fn finish_task(&self, fence: &TiFence, end: &TryEnd) -> Result<()>;
-    /// Instances `running` under a lease that ended before `now`: their owner is gone. Each
+    /// Instances `running` under a lease that ended before `now` — claimed by a worker or
+    /// started by an in-process executor: their owner is gone. Each
     /// goes back to `scheduled` if it has tries left (the lost try counts as one) or to
     /// `failed`; either way its token moves on, so the lost owner's late changes are refused.
     async fn requeue_expired(&self, now: Timestamp) -> Result<Requeued>;

@@ -108,6 +108,11 @@ const SQLITE_MIGRATIONS: Migrations = &[
         "try_logs",
         include_str!("../migrations/sqlite/0013_try_logs.sql"),
     ),
+    (
+        14,
+        "claim_index",
+        include_str!("../migrations/sqlite/0014_claim_index.sql"),
+    ),
 ];
 
 /// PostgreSQL arrived with schema version 11: its first migration is the SQLite schema as
@@ -127,6 +132,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         13,
         "try_logs",
         include_str!("../migrations/postgres/0013_try_logs.sql"),
+    ),
+    (
+        14,
+        "claim_index",
+        include_str!("../migrations/postgres/0014_claim_index.sql"),
     ),
 ];
 

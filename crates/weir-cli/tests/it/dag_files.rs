@@ -436,9 +436,10 @@ fn file_runs(home: &Path, dag: &str) -> Vec<Value> {
     json_lines(&out.get_output().stdout)
 }
 
-/// Waits (for a real process, at most a minute) until `dag` has `n` successful runs.
+/// Waits (for a real process, at most three minutes: CI runs the multi-host test beside it)
+/// until `dag` has `n` successful runs.
 fn wait_for_runs(home: &Path, dag: &str, n: usize) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     loop {
         let runs = file_runs(home, dag);
         if runs.iter().filter(|r| r["state"] == "success").count() >= n {

@@ -703,7 +703,7 @@ args = ["-c", "echo \"$WEIR_RUN_ID,$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER\" >> {ledger
             .args(args)
             .env_remove("WEIR_HOME")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.err"))).unwrap())
             .spawn()
             .unwrap()
     };
@@ -735,7 +735,19 @@ args = ["-c", "echo \"$WEIR_RUN_ID,$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER\" >> {ledger
         let _ = StdCommand::new("kill")
             .args(["-TERM", &p.id().to_string()])
             .status();
-        p.wait().unwrap();
+        // Exit 1 is a scheduler's way to say one of its runs failed — the stock binary's own
+        // DAGs are scheduled too, and some have no data here; a signal or an error is not.
+        let status = p.wait().unwrap();
+        let logs = ["s1", "s2", "w"].map(|n| {
+            std::fs::read_to_string(dir.path().join(format!("{n}.err"))).unwrap_or_default()
+        });
+        assert!(
+            status.code().is_some() && logs.iter().all(|l| !l.contains("error:")),
+            "a scheduler or the worker did not stop cleanly ({status}): s1: {} s2: {} w: {}",
+            logs[0],
+            logs[1],
+            logs[2]
+        );
     }
     let mut dates: Vec<&str> = runs
         .iter()

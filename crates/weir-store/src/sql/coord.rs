@@ -55,9 +55,22 @@ impl CoordinationStore for SqlStore {
             .map(|c| format!("ti.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
+        // Instances whose pool is full or whose DAG is at its limit (as of this snapshot) are
+        // left out here, so a backlog that cannot start does not hide work that can; the
+        // counts are checked again under the locks below.
         let mut q = Builder::new(format!(
-            "SELECT {columns} FROM task_instances ti JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id
-             WHERE ti.state = 'scheduled' AND r.state = 'running'"
+            "WITH used AS (SELECT pool, SUM(pool_slots) AS slots FROM task_instances
+                           WHERE state = 'running' GROUP BY pool),
+                  busy AS (SELECT d.dag_id FROM dag_limits d
+                           WHERE d.max_active_tasks <= (SELECT COUNT(*) FROM task_instances y
+                                                        WHERE y.dag_id = d.dag_id AND y.state = 'running'))
+             SELECT {columns} FROM task_instances ti
+             JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id
+             JOIN pools p ON p.name = ti.pool
+             LEFT JOIN used u ON u.pool = ti.pool
+             WHERE ti.state = 'scheduled' AND r.state = 'running'
+               AND ti.pool_slots <= p.slots - COALESCE(u.slots, 0)
+               AND ti.dag_id NOT IN (SELECT dag_id FROM busy)"
         ));
         if !claim.queues.is_empty() {
             q.push(" AND ti.queue IN (");
@@ -358,7 +371,7 @@ impl CoordinationStore for SqlStore {
         };
         let expired = sqlx::query(&format!(
             "SELECT dag_id, run_id, task_id, map_index, try_number, max_tries FROM task_instances
-             WHERE state = 'running' AND owner IS NOT NULL AND lease_until < $1{lock}"
+             WHERE state = 'running' AND lease_until < $1{lock}"
         ))
         .bind(micros(now))
         .fetch_all(&mut *tx)

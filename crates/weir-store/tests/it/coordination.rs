@@ -309,12 +309,11 @@ pub async fn two_live_executors_race_for_one_run_and_one_wins(url: &str) {
             other => panic!("round {round}: exactly one claim must win: {other:?}"),
         };
         assert_eq!(lost.0.id, won.0.owner, "the loser sees who holds the run");
-        // The loser, acting on the run anyway with the token it saw, changes nothing.
+        // A fence one token behind the winner's — the winner's own from before this claim, as
+        // a process that lost its lease holds it — changes nothing.
         let forged = RunFence {
-            dag_id: run.dag_id.clone(),
-            run_id: run.run_id.clone(),
-            owner: format!("x{round}"),
-            token: lost.0.token,
+            token: won.0.token - 1,
+            ..won.0.clone()
         };
         assert!(matches!(
             lost.1.renew_run(&forged, until).await.unwrap_err(),
@@ -431,5 +430,46 @@ pub async fn try_logs_are_kept_for_every_host(url: &str) {
     assert_eq!(
         a.try_log(&key, 0, 1).await.unwrap().unwrap().text,
         "replaced\n"
+    );
+}
+
+pub async fn a_full_pool_backlog_does_not_hide_work_that_can_start(url: &str) {
+    let a = open(url).await;
+    a.set_pool("narrow", 1, "").await.unwrap();
+    // An older run: 50 instances queued behind one slot.
+    running_run(a.as_ref(), "backlog", "t", 50, "narrow", 1, "default").await;
+    let first = a.claim_tasks(&claim("a", 1, t(1), &[])).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // A newer run's instance in another pool starts at once.
+    let day = t(86_400);
+    let newer = NewRun {
+        dag_id: DagId::new("other").unwrap(),
+        run_id: RunId::for_logical_date(RunKind::Scheduled, day),
+        kind: RunKind::Scheduled,
+        logical_date: day,
+        interval_start: day,
+        interval_end: t(2 * 86_400),
+        run_after: t(2 * 86_400),
+        conf: json!({}),
+        created_at: t(0),
+        dag_version: None,
+    };
+    let (run, _) = a.create_run(newer).await.unwrap();
+    a.set_run_state(
+        &run.dag_id,
+        &run.run_id,
+        RunState::Queued,
+        RunState::Running,
+        t(0),
+    )
+    .await
+    .unwrap();
+    add_instances(a.as_ref(), &run, "free", 1, "default_pool", 1, "default").await;
+    let got = a.claim_tasks(&claim("a", 2, t(2), &[])).await.unwrap();
+    let tasks: Vec<&str> = got.iter().map(|c| c.fence.key.task_id.as_str()).collect();
+    assert_eq!(
+        tasks,
+        ["free"],
+        "the narrow backlog cannot start; the free instance can"
     );
 }

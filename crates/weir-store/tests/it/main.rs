@@ -90,6 +90,7 @@ coordination!(
     two_live_executors_race_for_one_run_and_one_wins,
     concurrent_claimers_never_double_claim_or_overfill_a_pool,
     try_logs_are_kept_for_every_host,
+    a_full_pool_backlog_does_not_hide_work_that_can_start,
 );
 
 #[tokio::test]
