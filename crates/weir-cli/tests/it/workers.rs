@@ -144,7 +144,7 @@ fn workers_run_a_mapped_dag(url: &str) {
             "the workers made no progress"
         );
         if ledger_lines(&ledger).len() >= 12
-            && let Some(name) = holder(&home, url, &workers)
+            && let Some(name) = holder(&home, url, "ledger", &workers, |_| true)
         {
             break name;
         }
@@ -169,17 +169,8 @@ fn workers_run_a_mapped_dag(url: &str) {
     }
 
     // The store's view: every instance succeeded once, on the try the ledger names.
-    let tis = json_lines(
-        &weir(&home)
-            .args(store)
-            .args(["tasks", "list"])
-            .arg(run_id(&home, url))
-            .arg("--json")
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let run_id = newest_run(&home, url, "ledger").unwrap();
+    let tis = instances(&home, url, &run_id);
     let work: Vec<_> = tis
         .iter()
         .filter(|t| t["key"]["task_id"] == "work")
@@ -226,7 +217,7 @@ fn workers_run_a_mapped_dag(url: &str) {
         .args([
             "tasks",
             "logs",
-            &run_id(&home, url),
+            &run_id,
             "work",
             "--map-index",
             "7",
@@ -259,50 +250,6 @@ fn workers_run_a_mapped_dag(url: &str) {
         (1..=SLOTS as i32).contains(&peak),
         "{peak} tries of a {SLOTS}-slot pool ran at once"
     );
-}
-
-/// The worker (by name) whose process owns a running instance of the ledger run, if any.
-fn holder<'a>(home: &Path, url: &str, workers: &BTreeMap<&'a str, Child>) -> Option<&'a str> {
-    let runs = json_lines(
-        &weir(home)
-            .args(["--store", url, "runs", "list", "--dag", "ledger", "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
-    let run = runs.first()?["run_id"].as_str()?.to_owned();
-    let tis = json_lines(
-        &weir(home)
-            .args(["--store", url, "tasks", "list", &run, "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
-    tis.iter()
-        .filter(|t| t["state"] == "running")
-        .filter_map(|t| t["owner"].as_str())
-        .find_map(|owner| {
-            // An owner is HOST:PID:…/worker.
-            let pid: u32 = owner.split(':').nth(1)?.parse().ok()?;
-            workers
-                .iter()
-                .find(|(_, child)| child.id() == pid)
-                .map(|(name, _)| *name)
-        })
-}
-
-fn run_id(home: &Path, url: &str) -> String {
-    let runs = json_lines(
-        &weir(home)
-            .args(["--store", url, "runs", "list", "--dag", "ledger", "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
-    runs[0]["run_id"].as_str().unwrap().to_owned()
 }
 
 /// A worker whose DAG file differs from the one the run was created with refuses the
@@ -525,7 +472,9 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
             "the hosts made no progress"
         );
         if ledger_lines(&ledger).len() >= COUNT / 5
-            && let Some(name) = holder_in(&home, url, "hosts", &workers, true)
+            && let Some(name) = holder(&home, url, "hosts", &workers, |t| {
+                t["key"]["map_index"].as_i64().is_some_and(|i| i % 250 == 0)
+            })
         {
             break name;
         }
@@ -555,23 +504,8 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
         assert!(w.wait().unwrap().success(), "a stopped worker exits 0");
     }
 
-    let runs = json_lines(
-        &weir(&home)
-            .args(["--store", url, "runs", "list", "--dag", "hosts", "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
-    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
-    let tis = json_lines(
-        &weir(&home)
-            .args(["--store", url, "tasks", "list", &run_id, "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let run_id = newest_run(&home, url, "hosts").unwrap();
+    let tis = instances(&home, url, &run_id);
     assert_eq!(tis.len(), COUNT);
     assert!(tis.iter().all(|t| t["state"] == "success"));
     let success_try: HashMap<i64, u32> = tis
@@ -613,45 +547,6 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
         (1..=SLOTS as i32).contains(&peak),
         "{peak} tries of a {SLOTS}-slot pool ran at once across the hosts"
     );
-}
-
-/// The worker (by name) whose process owns a running instance of the newest run of `dag`
-/// (with `long_only`, one of the instances that take a second).
-fn holder_in(
-    home: &Path,
-    url: &str,
-    dag: &str,
-    workers: &BTreeMap<String, Child>,
-    long_only: bool,
-) -> Option<String> {
-    let runs = json_lines(
-        &weir(home)
-            .args(["--store", url, "runs", "list", "--dag", dag, "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
-    let run = runs.first()?["run_id"].as_str()?.to_owned();
-    let tis = json_lines(
-        &weir(home)
-            .args(["--store", url, "tasks", "list", &run, "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
-    tis.iter()
-        .filter(|t| t["state"] == "running")
-        .filter(|t| !long_only || t["key"]["map_index"].as_i64().is_some_and(|i| i % 250 == 0))
-        .filter_map(|t| t["owner"].as_str())
-        .find_map(|owner| {
-            let pid: u32 = owner.split(':').nth(1)?.parse().ok()?;
-            workers
-                .iter()
-                .find(|(_, child)| child.id() == pid)
-                .map(|(name, _)| name.clone())
-        })
 }
 
 /// Two schedulers on one PostgreSQL: each due run is created once and each of its instances
@@ -912,7 +807,9 @@ fn scatter_gather_on_workers(url: &str) {
             started.elapsed() < Duration::from_secs(60),
             "shard 2 never ran"
         );
-        if let Some(name) = shard_holder(&home, url, dag, 2, &workers) {
+        if let Some(name) = holder(&home, url, dag, &workers, |t| {
+            t["key"]["task_id"] == "work" && t["key"]["map_index"] == 2
+        }) {
             break name;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -938,25 +835,8 @@ fn scatter_gather_on_workers(url: &str) {
             .status();
         w.wait().unwrap();
     }
-    let run_id = json_lines(
-        &weir(&home)
-            .args(["--store", url, "runs", "list", "--dag", dag, "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    )[0]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let tis = json_lines(
-        &weir(&home)
-            .args(["--store", url, "tasks", "list", &run_id, "--json"])
-            .assert()
-            .success()
-            .get_output()
-            .stdout,
-    );
+    let run_id = newest_run(&home, url, dag).unwrap();
+    let tis = instances(&home, url, &run_id);
     let shard2 = tis
         .iter()
         .find(|t| t["key"]["task_id"] == "work" && t["key"]["map_index"] == 2)
@@ -990,14 +870,8 @@ fn scatter_gather_on_workers(url: &str) {
     }
 }
 
-/// The worker (by name) running shard `index` of the newest run of `dag`.
-fn shard_holder<'a>(
-    home: &Path,
-    url: &str,
-    dag: &str,
-    index: i64,
-    workers: &BTreeMap<&'a str, Child>,
-) -> Option<&'a str> {
+/// The newest run of `dag`, if any.
+fn newest_run(home: &Path, url: &str, dag: &str) -> Option<String> {
     let runs = json_lines(
         &weir(home)
             .args(["--store", url, "runs", "list", "--dag", dag, "--json"])
@@ -1006,23 +880,40 @@ fn shard_holder<'a>(
             .get_output()
             .stdout,
     );
-    let run = runs.first()?["run_id"].as_str()?.to_owned();
-    let tis = json_lines(
+    Some(runs.first()?["run_id"].as_str()?.to_owned())
+}
+
+/// The task instances of a run, as `weir tasks list --json` prints them.
+fn instances(home: &Path, url: &str, run: &str) -> Vec<serde_json::Value> {
+    json_lines(
         &weir(home)
-            .args(["--store", url, "tasks", "list", &run, "--json"])
+            .args(["--store", url, "tasks", "list", run, "--json"])
             .assert()
             .success()
             .get_output()
             .stdout,
-    );
-    let owner = tis.iter().find(|t| {
-        t["key"]["task_id"] == "work" && t["key"]["map_index"] == index && t["state"] == "running"
-    })?["owner"]
-        .as_str()?
-        .to_owned();
-    let pid: u32 = owner.split(':').nth(1)?.parse().ok()?;
-    workers
+    )
+}
+
+/// The worker (its key in `workers`) whose process owns a running instance of the newest run
+/// of `dag` that `pick` accepts, if any. An owner is `HOST:PID:…/worker`.
+fn holder<K: Clone>(
+    home: &Path,
+    url: &str,
+    dag: &str,
+    workers: &BTreeMap<K, Child>,
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> Option<K> {
+    let run = newest_run(home, url, dag)?;
+    instances(home, url, &run)
         .iter()
-        .find(|(_, child)| child.id() == pid)
-        .map(|(name, _)| *name)
+        .filter(|t| t["state"] == "running" && pick(t))
+        .filter_map(|t| t["owner"].as_str())
+        .find_map(|owner| {
+            let pid: u32 = owner.split(':').nth(1)?.parse().ok()?;
+            workers
+                .iter()
+                .find(|(_, child)| child.id() == pid)
+                .map(|(name, _)| name.clone())
+        })
 }
