@@ -214,14 +214,7 @@ fn workers_run_a_mapped_dag(url: &str) {
     // store, and says where it ran.
     let logs = weir(&home)
         .args(store)
-        .args([
-            "tasks",
-            "logs",
-            &run_id,
-            "work",
-            "--map-index",
-            "7",
-        ])
+        .args(["tasks", "logs", &run_id, "work", "--map-index", "7"])
         .assert()
         .success()
         .get_output()
