@@ -235,9 +235,17 @@ impl SqlStore {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(
-                        "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                        "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                     )
                     .await?;
+                    // Switching to WAL takes a lock that SQLite does not wait for: only a new
+                    // file needs it (the mode is kept in the file), so ask first.
+                    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if !mode.eq_ignore_ascii_case("wal") {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                    }
                     Ok(())
                 })
             })

@@ -459,6 +459,7 @@ fn wait_for_runs(home: &Path, dag: &str, n: usize) -> Vec<Value> {
 /// after a change `dags show` names the current version, which new runs get.
 #[test]
 fn a_running_scheduler_picks_up_a_new_dag_file_and_runs_keep_their_version() {
+    let _alone = crate::heavy();
     let home = tempfile::tempdir().unwrap();
     let dags = home.path().join("dags");
     std::fs::create_dir_all(&dags).unwrap();

@@ -15,6 +15,16 @@ mod workers;
 
 use assert_cmd::Command;
 
+/// Held by the multi-host test (10,000 tries over three namespaced workers, every core busy
+/// for minutes) and by the tests that wait on a live scheduler's real-time progress, so the
+/// two never run at once on a 2-core machine.
+pub static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`HEAVY`], whatever a test that panicked holding it left.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `weir` with a fresh home.
 pub fn weir(home: &std::path::Path) -> Command {
     let mut cmd = Command::cargo_bin("weir").expect("the weir binary is built");

@@ -73,6 +73,29 @@ fn spawn_worker(home: &Path, dags: &Path, url: &str, name: &str) -> Child {
 /// One ledger line: map index, try, worker, start and end (ns since the epoch).
 type Entry = (i64, u32, String, u128, u128);
 
+/// The most ledger tries that ran at once (their start/end times overlapping).
+fn peak_overlap(lines: &[Entry]) -> usize {
+    let mut edges: Vec<(u128, i32)> = lines.iter().flat_map(|l| [(l.3, 1), (l.4, -1)]).collect();
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+/// Each instance's try number, by map index (`weir tasks list --json` objects).
+fn tries_by_index<'a>(tis: impl Iterator<Item = &'a serde_json::Value>) -> HashMap<i64, u32> {
+    tis.map(|t| {
+        (
+            t["key"]["map_index"].as_i64().unwrap(),
+            t["try_number"].as_u64().unwrap() as u32,
+        )
+    })
+    .collect()
+}
+
 fn ledger_lines(ledger: &Path) -> Vec<Entry> {
     std::fs::read_to_string(ledger)
         .unwrap_or_default()
@@ -177,15 +200,7 @@ fn workers_run_a_mapped_dag(url: &str) {
         .collect();
     assert_eq!(work.len(), COUNT);
     assert!(work.iter().all(|t| t["state"] == "success"), "{work:?}");
-    let success_try: HashMap<i64, u32> = work
-        .iter()
-        .map(|t| {
-            (
-                t["key"]["map_index"].as_i64().unwrap(),
-                t["try_number"].as_u64().unwrap() as u32,
-            )
-        })
-        .collect();
+    let success_try = tries_by_index(work.iter().copied());
     let lines = ledger_lines(&ledger);
     for i in 0..COUNT as i64 {
         let successes: Vec<_> = lines
@@ -232,15 +247,9 @@ fn workers_run_a_mapped_dag(url: &str) {
     );
 
     // The pool held across three processes: never more than SLOTS tries at once.
-    let mut edges: Vec<(u128, i32)> = lines.iter().flat_map(|l| [(l.3, 1), (l.4, -1)]).collect();
-    edges.sort();
-    let (mut now, mut peak) = (0, 0);
-    for (_, d) in edges {
-        now += d;
-        peak = peak.max(now);
-    }
+    let peak = peak_overlap(&lines);
     assert!(
-        (1..=SLOTS as i32).contains(&peak),
+        (1..=SLOTS).contains(&peak),
         "{peak} tries of a {SLOTS}-slot pool ran at once"
     );
 }
@@ -379,6 +388,7 @@ async fn three_hosts_run_ten_thousand_instances_once_and_lose_nothing_when_one_i
 }
 
 fn three_hosts(url: &str) {
+    let _alone = crate::heavy();
     const COUNT: usize = 10_000;
     const SLOTS: usize = 8;
     assert!(
@@ -501,15 +511,7 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
     let tis = instances(&home, url, &run_id);
     assert_eq!(tis.len(), COUNT);
     assert!(tis.iter().all(|t| t["state"] == "success"));
-    let success_try: HashMap<i64, u32> = tis
-        .iter()
-        .map(|t| {
-            (
-                t["key"]["map_index"].as_i64().unwrap(),
-                t["try_number"].as_u64().unwrap() as u32,
-            )
-        })
-        .collect();
+    let success_try = tries_by_index(tis.iter());
     let lines = ledger_lines(&ledger);
     let mut successes: HashMap<i64, Vec<&Entry>> = HashMap::new();
     for l in &lines {
@@ -529,15 +531,9 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
         retried.iter().all(|(_, s)| s[0].2 != victim),
         "the dead host's instances were re-claimed by live ones"
     );
-    let mut edges: Vec<(u128, i32)> = lines.iter().flat_map(|l| [(l.3, 1), (l.4, -1)]).collect();
-    edges.sort();
-    let (mut now, mut peak) = (0, 0);
-    for (_, d) in edges {
-        now += d;
-        peak = peak.max(now);
-    }
+    let peak = peak_overlap(&lines);
     assert!(
-        (1..=SLOTS as i32).contains(&peak),
+        (1..=SLOTS).contains(&peak),
         "{peak} tries of a {SLOTS}-slot pool ran at once across the hosts"
     );
 }
