@@ -70,6 +70,15 @@ fn spawn_worker(home: &Path, dags: &Path, url: &str, name: &str) -> Child {
         .unwrap()
 }
 
+/// Runs `test` — blocking: it drives weir processes — with the URL of a fresh PostgreSQL
+/// schema.
+async fn on_postgres(test: fn(&str)) {
+    let url = weir_store::testing::postgres_schema_url().await;
+    tokio::task::spawn_blocking(move || test(&url))
+        .await
+        .unwrap();
+}
+
 /// One ledger line: map index, try, worker, start and end (ns since the epoch).
 type Entry = (i64, u32, String, u128, u128);
 
@@ -115,10 +124,7 @@ fn ledger_lines(ledger: &Path) -> Vec<Entry> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn workers_on_postgres_run_every_instance_once_within_its_pool_and_outlive_a_killed_one() {
-    let url = weir_store::testing::postgres_schema_url().await;
-    tokio::task::spawn_blocking(move || workers_run_a_mapped_dag(&url))
-        .await
-        .unwrap();
+    on_postgres(workers_run_a_mapped_dag).await;
 }
 
 fn workers_run_a_mapped_dag(url: &str) {
@@ -258,10 +264,7 @@ fn workers_run_a_mapped_dag(url: &str) {
 /// instance, saying which versions differ and what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_worker_refuses_an_instance_of_another_dag_version() {
-    let url = weir_store::testing::postgres_schema_url().await;
-    tokio::task::spawn_blocking(move || refuses_another_version(&url))
-        .await
-        .unwrap();
+    on_postgres(refuses_another_version).await;
 }
 
 fn refuses_another_version(url: &str) {
@@ -381,10 +384,7 @@ fn url_on(url: &str, gateway: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn three_hosts_run_ten_thousand_instances_once_and_lose_nothing_when_one_is_killed() {
-    let url = weir_store::testing::postgres_schema_url().await;
-    tokio::task::spawn_blocking(move || three_hosts(&url))
-        .await
-        .unwrap();
+    on_postgres(three_hosts).await;
 }
 
 fn three_hosts(url: &str) {
@@ -542,10 +542,7 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
 /// handed out once, whichever scheduler gets there first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn two_schedulers_create_each_run_once_and_hand_out_each_instance_once() {
-    let url = weir_store::testing::postgres_schema_url().await;
-    tokio::task::spawn_blocking(move || two_schedulers(&url))
-        .await
-        .unwrap();
+    on_postgres(two_schedulers).await;
 }
 
 fn two_schedulers(url: &str) {
@@ -659,10 +656,7 @@ args = ["-c", "echo \"$WEIR_RUN_ID,$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER\" >> {ledger
 /// in other homes, into one dataset folder — every day committed once, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_backfill_handed_to_workers_commits_every_day_once() {
-    let url = weir_store::testing::postgres_schema_url().await;
-    tokio::task::spawn_blocking(move || backfill_on_workers(&url))
-        .await
-        .unwrap();
+    on_postgres(backfill_on_workers).await;
 }
 
 fn backfill_on_workers(url: &str) {
@@ -731,10 +725,7 @@ fn backfill_on_workers(url: &str) {
 /// equal those of the same day run in one process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn scatter_gather_on_workers_reruns_a_dead_workers_shard_elsewhere() {
-    let url = weir_store::testing::postgres_schema_url().await;
-    tokio::task::spawn_blocking(move || scatter_gather_on_workers(&url))
-        .await
-        .unwrap();
+    on_postgres(scatter_gather_on_workers).await;
 }
 
 fn scatter_gather_on_workers(url: &str) {
