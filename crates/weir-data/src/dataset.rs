@@ -74,7 +74,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn to_parquet(self) -> parquet::basic::Compression {
+    pub(crate) fn to_parquet(self) -> parquet::basic::Compression {
         use parquet::basic::Compression as P;
         match self {
             Compression::Zstd => P::ZSTD(ZstdLevel::default()),

@@ -138,6 +138,27 @@ pub enum DataError {
         partition: String,
     },
 
+    /// An object store (S3, a local or shared folder through `object_store`) refused or failed.
+    #[error(
+        "cannot {action} {location}: {source}; check the store's address, bucket and credentials"
+    )]
+    ObjectStore {
+        action: &'static str,
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// The metadata store, which holds the commit point of a shared dataset, failed or refused.
+    #[error("cannot commit partition {partition} of {dataset}: {reason}")]
+    Commit {
+        dataset: String,
+        partition: String,
+        reason: String,
+        /// Whether trying again may succeed (the store was busy or unreachable).
+        transient: bool,
+    },
+
     /// A bug in weir-data.
     #[error("internal error in weir-data (this is a bug, please report it): {0}")]
     Internal(String),
@@ -157,6 +178,19 @@ impl weir_core::Transient for DataError {
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.is_transient()),
             DataError::InjectedFailure { .. } | DataError::PartitionChanged { .. } => true,
+            DataError::Commit { transient, .. } => *transient,
+            DataError::ObjectStore { source, .. } => !matches!(
+                source,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+                    | object_store::Error::UnknownConfigurationKey { .. }
+            ),
             DataError::NotAFile { .. }
             | DataError::UnsupportedFormat { .. }
             | DataError::Csv { .. }

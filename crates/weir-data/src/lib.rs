@@ -1,8 +1,8 @@
 //! weir-data: the batch data layer — sample data, streaming sources, time windows, Hive-style
 //! partitions and atomic, idempotent partition commits on Arrow and Parquet.
 //!
-//! Everything here is synchronous and does blocking file IO: async callers run it on
-//! `spawn_blocking`. Time is always an argument (`jiff::Timestamp`); nothing here reads the clock
+//! Everything here but [`shared`] is synchronous and does blocking file IO: async callers run
+//! it on `spawn_blocking`. [`shared`] is async, as the object stores it writes to are. Time is always an argument (`jiff::Timestamp`); nothing here reads the clock
 //! except to make staging directory names unique.
 //!
 //! Code map:
@@ -14,6 +14,8 @@
 //! - [`partitioners`]: date, id-range (equal-count), hash (stable xxh64, jump consistent
 //!   hashing), size (adaptive byte targets) and geographic partitioners.
 //! - [`dataset`]: [`Dataset`], [`PartitionWriter`] and the staging → swap commit protocol.
+//! - [`shared`]: [`SharedDataset`], partitions that writers on many hosts commit to in a
+//!   folder or an S3-compatible object store, with the commit point in the metadata store.
 //! - [`layout`]: the schema a dataset keeps (`_dataset.json`), typed partition columns left out
 //!   of the files, and the rules for a commit whose schema differs.
 
@@ -23,6 +25,7 @@ pub mod layout;
 pub mod partition;
 pub mod partitioners;
 pub mod sample;
+pub mod shared;
 pub mod source;
 pub mod window;
 
@@ -37,6 +40,7 @@ pub use sample::{
     ORDERS_SCHEMA_TEXT, SampleSpec, SampleSummary, orders_schema, write_orders_csv,
     write_orders_parquet, write_orders_schema,
 };
+pub use shared::{GarbageReport, SharedDataset, SharedWriteOptions, SharedWriter};
 pub use source::{
     ReadOptions, ReadPayloads, Reject, SourcePosition, SourceReader, open_source, read_payloads,
 };

@@ -10,6 +10,7 @@
 //! soon as the call succeeds, and a killed process loses nothing that was acknowledged.
 
 mod checkpoint;
+mod commit;
 mod coord;
 mod records;
 mod sql;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 pub use checkpoint::*;
+pub use commit::*;
 pub use coord::*;
 pub use records::*;
 pub use sql::{Backend, SqlStore};
@@ -268,6 +270,7 @@ pub trait Store:
     + CheckpointStore
     + CheckStore
     + CoordinationStore
+    + DatasetCommitStore
 {
 }
 impl<
@@ -278,7 +281,8 @@ impl<
         + RejectStore
         + CheckpointStore
         + CheckStore
-        + CoordinationStore,
+        + CoordinationStore
+        + DatasetCommitStore,
 > Store for T
 {
 }

@@ -25,6 +25,7 @@ use weir_core::ids::RunKind;
 use weir_core::{DagId, MapIndex, RunId, RunState, TaskId, TaskState};
 
 mod checkpoint;
+mod commit;
 mod coord;
 
 use crate::records::*;
@@ -113,6 +114,11 @@ const SQLITE_MIGRATIONS: Migrations = &[
         "claim_index",
         include_str!("../migrations/sqlite/0014_claim_index.sql"),
     ),
+    (
+        15,
+        "dataset_commits",
+        include_str!("../migrations/sqlite/0015_dataset_commits.sql"),
+    ),
 ];
 
 /// PostgreSQL arrived with schema version 11: its first migration is the SQLite schema as
@@ -137,6 +143,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         14,
         "claim_index",
         include_str!("../migrations/postgres/0014_claim_index.sql"),
+    ),
+    (
+        15,
+        "dataset_commits",
+        include_str!("../migrations/postgres/0015_dataset_commits.sql"),
     ),
 ];
 

@@ -861,3 +861,206 @@ pub async fn dead_letters_live_through_replays(store: &dyn Store) {
             .is_empty()
     );
 }
+
+fn begin(commit_id: &str, partition: &str, lease_until: Timestamp) -> BeginCommit {
+    BeginCommit {
+        dataset: "s3://bucket/sales".into(),
+        partition: partition.into(),
+        commit_id: commit_id.into(),
+        owner: format!("test/{commit_id}"),
+        at: at(0),
+        lease_until,
+    }
+}
+
+fn file(path: &str, rows: u64) -> CommitFile {
+    CommitFile {
+        path: path.into(),
+        rows,
+        bytes: rows * 10,
+    }
+}
+
+fn paths(files: &[CommitFile]) -> Vec<&str> {
+    files.iter().map(|f| f.path.as_str()).collect()
+}
+
+pub async fn dataset_commits_are_compare_and_set_on_the_head(store: &dyn Store) {
+    let ds = "s3://bucket/sales";
+    let p = "day=2026-03-02";
+    // Nothing is visible while a commit is pending, even with its files recorded.
+    store.begin_commit(&begin("c1", p, at(1))).await.unwrap();
+    store.record_commit_file("c1", "p/a1", at(1)).await.unwrap();
+    assert_eq!(store.partition_head(ds, p).await.unwrap(), None);
+    let head = store
+        .commit_partition(
+            "c1",
+            &[file("p/a1", 5)],
+            CommitBase::Version(0),
+            CommitMode::Replace,
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!((head.version, head.rows, head.bytes), (1, 5, 50));
+    assert_eq!(
+        store.partition_head(ds, p).await.unwrap(),
+        Some(head.clone())
+    );
+
+    // A writer that started at version 0 loses to the one that committed: nothing changes.
+    store.begin_commit(&begin("c2", p, at(1))).await.unwrap();
+    let err = store
+        .commit_partition(
+            "c2",
+            &[file("p/b1", 7)],
+            CommitBase::Version(0),
+            CommitMode::Replace,
+            at(0),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("another writer committed version 1"),
+        "{err}"
+    );
+    assert_eq!(store.partition_head(ds, p).await.unwrap(), Some(head));
+
+    // An append at the right version carries the head's files; the old head is superseded.
+    store.begin_commit(&begin("c3", p, at(1))).await.unwrap();
+    let appended = store
+        .commit_partition(
+            "c3",
+            &[file("p/c1", 3)],
+            CommitBase::Version(1),
+            CommitMode::Append,
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.version, 2);
+    assert_eq!(paths(&appended.files), ["p/a1", "p/c1"]);
+    assert_eq!(appended.rows, 8);
+    // A replace (last writer wins) drops them.
+    store.begin_commit(&begin("c4", p, at(1))).await.unwrap();
+    let replaced = store
+        .commit_partition(
+            "c4",
+            &[file("p/d1", 4)],
+            CommitBase::Any,
+            CommitMode::Replace,
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (replaced.version, paths(&replaced.files)),
+        (3, vec!["p/d1"])
+    );
+    let states: Vec<(String, CommitState)> = store
+        .dataset_commits(ds)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.commit_id, c.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("c1".to_string(), CommitState::Superseded),
+            ("c2".to_string(), CommitState::Pending),
+            ("c3".to_string(), CommitState::Superseded),
+            ("c4".to_string(), CommitState::Committed),
+        ]
+    );
+
+    // c2's lease ran out at at(1): rolled back from what the store holds; it can neither
+    // record nor commit any more.
+    assert!(
+        store
+            .roll_back_expired_commits(ds, at(0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rolled: Vec<String> = store
+        .roll_back_expired_commits(ds, at(2))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.commit_id)
+        .collect();
+    assert_eq!(rolled, ["c2"]);
+    assert!(matches!(
+        store
+            .record_commit_file("c2", "p/b2", at(9))
+            .await
+            .unwrap_err(),
+        StoreError::Conflict { .. }
+    ));
+    let late = store
+        .commit_partition(
+            "c2",
+            &[file("p/b1", 7)],
+            CommitBase::Any,
+            CommitMode::Replace,
+            at(3),
+        )
+        .await
+        .unwrap_err();
+    assert!(late.to_string().contains("rolled_back"), "{late}");
+    assert_eq!(
+        store
+            .partition_head(ds, p)
+            .await
+            .unwrap()
+            .unwrap()
+            .commit_id,
+        "c4"
+    );
+
+    // Collectable: rolled back at once, superseded only once the grace has passed; an
+    // appended head's carried files are never listed.
+    let ids = |cs: Vec<DatasetCommit>| -> Vec<(String, Vec<String>)> {
+        cs.into_iter()
+            .map(|c| (c.commit_id, c.files.into_iter().map(|f| f.path).collect()))
+            .collect()
+    };
+    assert_eq!(
+        ids(store.collectable_commits(ds, at(0)).await.unwrap()),
+        [("c2".to_string(), vec![])]
+    );
+    assert_eq!(
+        ids(store.collectable_commits(ds, at(10)).await.unwrap()),
+        [
+            ("c1".to_string(), vec!["p/a1".to_string()]),
+            ("c2".to_string(), vec![]),
+            (
+                "c3".to_string(),
+                vec!["p/a1".to_string(), "p/c1".to_string()]
+            ),
+        ]
+    );
+    for id in ["c1", "c2", "c3", "c4"] {
+        store.forget_commit(id).await.unwrap();
+    }
+    // The head is never forgotten.
+    let left: Vec<String> = store
+        .dataset_commits(ds)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.commit_id)
+        .collect();
+    assert_eq!(left, ["c4"]);
+    assert_eq!(store.partition_heads(ds).await.unwrap().len(), 1);
+    assert!(
+        store
+            .partition_heads("s3://bucket/other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

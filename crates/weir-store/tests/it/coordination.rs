@@ -473,3 +473,78 @@ pub async fn a_full_pool_backlog_does_not_hide_work_that_can_start(url: &str) {
         "the narrow backlog cannot start; the free instance can"
     );
 }
+
+/// Writers on several connections commit one new partition at once: every "last writer wins"
+/// commit lands as its own version, exactly one is the head, and of the writers that demanded
+/// an empty partition exactly one succeeds.
+pub async fn concurrent_commits_of_one_partition_take_turns(url: &str) {
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(open(url).await);
+    }
+    let now = Timestamp::from_second(1_772_323_200).unwrap();
+    for (demand, partition) in [
+        (CommitBase::Any, "day=1"),
+        (CommitBase::Version(0), "day=2"),
+    ] {
+        let mut tasks = Vec::new();
+        for (i, store) in stores.iter().enumerate() {
+            for j in 0..4 {
+                let store = store.clone();
+                let id = format!("{partition}-{i}-{j}");
+                let partition = partition.to_string();
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .begin_commit(&BeginCommit {
+                            dataset: "file:///shared".into(),
+                            partition,
+                            commit_id: id.clone(),
+                            owner: id.clone(),
+                            at: now,
+                            lease_until: now + SignedDuration::from_hours(1),
+                        })
+                        .await
+                        .unwrap();
+                    let files = [CommitFile {
+                        path: format!("{id}.parquet"),
+                        rows: 1,
+                        bytes: 1,
+                    }];
+                    store
+                        .commit_partition(&id, &files, demand, CommitMode::Replace, now)
+                        .await
+                }));
+            }
+        }
+        let mut versions = Vec::new();
+        let mut conflicts = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(head) => versions.push(head.version),
+                Err(StoreError::Conflict { .. }) => conflicts += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        versions.sort_unstable();
+        let commits = stores[0].dataset_commits("file:///shared").await.unwrap();
+        let of_partition: Vec<_> = commits
+            .iter()
+            .filter(|c| c.partition == partition)
+            .collect();
+        let committed = of_partition
+            .iter()
+            .filter(|c| c.state == CommitState::Committed)
+            .count();
+        assert_eq!(committed, 1, "{partition}: exactly one head");
+        match demand {
+            CommitBase::Any => {
+                assert_eq!(versions, (1..=16).collect::<Vec<i64>>());
+                assert_eq!(conflicts, 0);
+            }
+            _ => {
+                assert_eq!(versions, [1]);
+                assert_eq!(conflicts, 15);
+            }
+        }
+    }
+}

@@ -56,6 +56,7 @@ conformance!(
     run_ownership_is_leased_and_fenced,
     check_results_are_kept_whole_and_filtered,
     dead_letters_live_through_replays,
+    dataset_commits_are_compare_and_set_on_the_head,
 );
 
 /// Each coordination function becomes `sqlite::NAME` and `postgres::NAME`, given the URL of a
@@ -91,6 +92,7 @@ coordination!(
     concurrent_claimers_never_double_claim_or_overfill_a_pool,
     try_logs_are_kept_for_every_host,
     a_full_pool_backlog_does_not_hide_work_that_can_start,
+    concurrent_commits_of_one_partition_take_turns,
 );
 
 #[tokio::test]
