@@ -27,6 +27,7 @@ pub mod partitioners;
 pub mod sample;
 pub mod shared;
 pub mod source;
+pub mod testing;
 pub mod window;
 
 pub use dataset::{

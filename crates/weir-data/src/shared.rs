@@ -305,14 +305,20 @@ impl SharedDataset {
         Ok(rows)
     }
 
-    /// Every object under the dataset's root, relative paths, sorted.
+    /// Every object under the dataset's root, by path relative to the root, sorted.
     pub async fn objects(&self) -> Result<Vec<String>, DataError> {
         let prefix = (!self.at.root.as_ref().is_empty()).then_some(&self.at.root);
         let mut paths: Vec<String> = self
             .at
             .objects
             .list(prefix)
-            .map_ok(|meta| meta.location.to_string())
+            .map_ok(|meta| match meta.location.prefix_match(&self.at.root) {
+                Some(parts) => parts
+                    .map(|p| p.as_ref().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                None => meta.location.to_string(),
+            })
             .try_collect()
             .await
             .map_err(|source| DataError::ObjectStore {
@@ -426,16 +432,23 @@ impl SharedDataset {
             .map_err(fail)
     }
 
-    /// Deletes one object; `false` when it was not there.
+    /// Deletes one object; `false` when it was not there (S3 answers a delete of a missing
+    /// object with success, so it is looked up first).
     async fn delete(&self, relative: &str) -> Result<bool, DataError> {
-        match self.at.objects.delete(&self.object_path(relative)).await {
-            Ok(()) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(DataError::ObjectStore {
-                action: "delete",
-                location: self.describe(relative),
-                source,
-            }),
+        let location = self.object_path(relative);
+        let fail = |action, source| DataError::ObjectStore {
+            action,
+            location: self.describe(relative),
+            source,
+        };
+        match self.at.objects.head(&location).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(fail("look up", e)),
+        }
+        match self.at.objects.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(fail("delete", e)),
         }
     }
 
@@ -640,7 +653,7 @@ impl SharedWriter {
     }
 
     /// Best effort: what fails here is left to [`SharedDataset::collect_garbage`].
-    async fn give_up(&self, now: Timestamp) {
+    async fn give_up(&mut self, now: Timestamp) {
         if let Ok(Some(_)) = self
             .dataset
             .commits

@@ -6,6 +6,7 @@ mod fidelity;
 mod partition;
 mod partitioners;
 mod sample;
+mod shared;
 mod source;
 mod window;
 
