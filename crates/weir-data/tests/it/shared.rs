@@ -50,14 +50,12 @@ pub async fn s3() -> Place {
     let commits = store(&dir).await;
     let server = S3Server::start(Ipv4Addr::LOCALHOST, &dir.path().join("s3"));
     server.bucket("lake");
-    let endpoint = server.endpoint.clone();
     let client = server.store("lake");
     Place {
         _dir: dir,
         _server: Some(server),
         commits,
         open: Box::new(move |c| {
-            let _ = &endpoint;
             SharedDataset::with_store(
                 "s3://lake/sales",
                 client.clone(),
@@ -205,7 +203,7 @@ pub async fn a_dead_writer_is_rolled_back_from_what_the_store_recorded(place: Pl
     assert_eq!(ds.objects().await.unwrap().len(), 2);
     // At +91 s it has run out: rolled back, both files deleted, the row kept a while longer.
     let report = ds.collect_garbage(later(now(), 91), grace).await.unwrap();
-    assert_eq!(report.rolled_back, [id.clone()]);
+    assert_eq!(report.rolled_back, std::slice::from_ref(&id));
     assert_eq!((report.deleted_files, report.forgotten), (2, 0));
     assert!(ds.objects().await.unwrap().is_empty());
     let report = ds
