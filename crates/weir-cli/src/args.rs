@@ -70,6 +70,61 @@ pub enum Command {
     /// Checkpoints long tasks saved: list, show (each checked), clear.
     #[command(subcommand)]
     Checkpoints(CheckpointsCmd),
+    /// Shared datasets (a folder or `s3://BUCKET/PREFIX`) that workers on many hosts commit
+    /// to, with the commit point in the store: put, list, verify, collect garbage.
+    #[command(subcommand)]
+    Datasets(DatasetsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCmd {
+    /// Commit the rows of source files (CSV, JSON lines, Parquet) as one partition: nothing is
+    /// visible until the commit, and a file with a row that does not read commits nothing.
+    Put {
+        /// `s3://BUCKET/PREFIX` (S3 settings from `AWS_*`), `file:///PATH` or a folder.
+        location: String,
+        /// The partition, `name=value[/name=value…]`.
+        #[arg(long)]
+        partition: String,
+        /// Source files, read in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Add to the partition's committed files instead of replacing them (fails, committing
+        /// nothing, if another writer committed the partition meanwhile).
+        #[arg(long)]
+        append: bool,
+        /// Fail, committing nothing, if another writer committed the partition meanwhile.
+        #[arg(long, conflicts_with = "append")]
+        if_unchanged: bool,
+        /// Put a part file whenever this many encoded bytes are buffered.
+        #[arg(long, default_value_t = 64 << 20)]
+        part_bytes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The committed partitions: version, rows, bytes, files, writer.
+    List {
+        location: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every committed partition against its files: each file present, its footer's row
+    /// count equal to the commit's. Exits 1 on any difference.
+    Verify {
+        location: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back commits whose writer's lease ran out (their files deleted) and delete the
+    /// files of commits superseded more than `--grace` ago.
+    Gc {
+        location: String,
+        /// How long a replaced version's files stay for readers that listed them, e.g. `1h`.
+        #[arg(long, default_value = "1h")]
+        grace: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

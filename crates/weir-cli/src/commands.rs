@@ -542,6 +542,12 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
             let store = open_store(&home).await?;
             crate::dlq::dlq(cmd, store, &registry, &home).await
         }
+        Command::Datasets(cmd) => {
+            let store = open_store(&home).await?;
+            let lease =
+                parse_duration(&cli.lease).map_err(|e| anyhow!("--lease / WEIR_LEASE: {e}"))?;
+            crate::datasets::datasets(cmd, store, lease.unsigned_abs()).await
+        }
         Command::Checks(cmd) => {
             let store = open_store(&home).await?;
             crate::checks::checks(cmd, store.as_ref()).await

@@ -7,6 +7,7 @@ mod args;
 mod checkpoints;
 mod checks;
 mod commands;
+mod datasets;
 mod dlq;
 
 use std::process::ExitCode;

@@ -140,13 +140,13 @@ pub enum DataError {
 
     /// An object store (S3, a local or shared folder through `object_store`) refused or failed.
     #[error(
-        "cannot {action} {location}: {source}; check the store's address, bucket and credentials"
+        "cannot {action} {location}: {cause}; check the store's address, bucket and credentials"
     )]
     ObjectStore {
         action: &'static str,
         location: String,
-        #[source]
-        source: object_store::Error,
+        /// Shown in the message, not chained: object_store's errors name their own causes.
+        cause: ObjectStoreError,
     },
 
     /// The metadata store, which holds the commit point of a shared dataset, failed or refused.
@@ -179,8 +179,8 @@ impl weir_core::Transient for DataError {
                 .is_some_and(|e| e.is_transient()),
             DataError::InjectedFailure { .. } | DataError::PartitionChanged { .. } => true,
             DataError::Commit { transient, .. } => *transient,
-            DataError::ObjectStore { source, .. } => !matches!(
-                source,
+            DataError::ObjectStore { cause, .. } => !matches!(
+                &cause.0,
                 object_store::Error::NotFound { .. }
                     | object_store::Error::InvalidPath { .. }
                     | object_store::Error::NotSupported { .. }
@@ -208,6 +208,22 @@ impl weir_core::Transient for DataError {
             | DataError::Corrupt { .. }
             | DataError::Internal(_) => false,
         }
+    }
+}
+
+/// An `object_store` error, displayed once: its `Display` already names its causes.
+#[derive(Debug)]
+pub struct ObjectStoreError(pub object_store::Error);
+
+impl std::fmt::Display for ObjectStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<object_store::Error> for ObjectStoreError {
+    fn from(e: object_store::Error) -> Self {
+        ObjectStoreError(e)
     }
 }
 

@@ -34,7 +34,7 @@ pub use dataset::{
     CommitReport, Compression, Dataset, Failpoint, FileFormat, MARKER_PREFIX, PartitionInfo,
     PartitionWriter, WriteOptions,
 };
-pub use error::DataError;
+pub use error::{DataError, ObjectStoreError};
 pub use layout::{DatasetSchema, SchemaEvolution};
 pub use partition::PartitionKey;
 pub use sample::{

@@ -44,6 +44,7 @@ use weir_store::{
 
 use crate::DataError;
 use crate::dataset::Compression;
+use crate::error::ObjectStoreError;
 use crate::partition::PartitionKey;
 
 /// How a [`SharedWriter`] writes.
@@ -132,7 +133,7 @@ impl SharedDataset {
                 .map_err(|source| DataError::ObjectStore {
                     action: "configure the S3 store for",
                     location: location.to_owned(),
-                    source,
+                    cause: ObjectStoreError(source),
                 })?;
             let root = ObjectPath::parse(prefix.trim_end_matches('/'))
                 .map_err(|e| bad(format!("{location:?}: {e}")))?;
@@ -159,7 +160,7 @@ impl SharedDataset {
                 DataError::ObjectStore {
                     action: "open the folder",
                     location: path.display().to_string(),
-                    source,
+                    cause: ObjectStoreError(source),
                 }
             })?;
         let url = format!("file://{}", path.display());
@@ -324,7 +325,7 @@ impl SharedDataset {
             .map_err(|source| DataError::ObjectStore {
                 action: "list",
                 location: self.at.url.clone(),
-                source,
+                cause: ObjectStoreError(source),
             })?;
         paths.sort();
         Ok(paths)
@@ -420,7 +421,7 @@ impl SharedDataset {
         let fail = |source| DataError::ObjectStore {
             action: "read",
             location: self.describe(relative),
-            source,
+            cause: ObjectStoreError(source),
         };
         self.at
             .objects
@@ -439,7 +440,7 @@ impl SharedDataset {
         let fail = |action, source| DataError::ObjectStore {
             action,
             location: self.describe(relative),
-            source,
+            cause: ObjectStoreError(source),
         };
         match self.at.objects.head(&location).await {
             Ok(_) => {}
@@ -576,7 +577,7 @@ impl SharedWriter {
             .map_err(|source| DataError::ObjectStore {
                 action: "write",
                 location: self.dataset.describe(&relative),
-                source,
+                cause: ObjectStoreError(source),
             })?;
         self.files.push(CommitFile {
             path: relative,

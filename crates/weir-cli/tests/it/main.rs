@@ -11,6 +11,7 @@ mod fidelity;
 mod new_user;
 mod preview;
 mod runs;
+mod shared_datasets;
 mod workers;
 
 use assert_cmd::Command;
