@@ -19,15 +19,17 @@ pub const SECRET_KEY: &str = "weir-test-secret";
 #[derive(Debug)]
 pub struct S3Server {
     child: Child,
-    /// `http://HOST:PORT`.
+    /// `http://HOST:PORT` (`127.0.0.1` for a server on every address).
     pub endpoint: String,
+    /// The port it listens on.
+    pub port: u16,
     /// The folder that holds the buckets (one sub-folder each).
     pub root: PathBuf,
 }
 
 impl S3Server {
-    /// Starts the server on `host` (an address of this machine: `127.0.0.1`, or a veth
-    /// address that network namespaces reach) over the folder `root`. Panics, saying how to
+    /// Starts the server on `host` (an address of this machine: `127.0.0.1`, or
+    /// `0.0.0.0` so that network namespaces reach it over their veth links) over `root`. Panics, saying how to
     /// install it, when `WEIR_S3S_FS` does not name the binary.
     pub fn start(host: Ipv4Addr, root: &Path) -> S3Server {
         let bin = std::env::var("WEIR_S3S_FS").unwrap_or_else(|_| {
@@ -56,13 +58,19 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let reach = if host.is_unspecified() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            host
+        };
         let mut server = S3Server {
             child,
-            endpoint: format!("http://{host}:{port}"),
+            port,
+            endpoint: format!("http://{reach}:{port}"),
             root: root.to_owned(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect((host, port)).is_err() {
+        while TcpStream::connect((reach, port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("s3s-fs exited at start ({status}); is port {port} free?");
             }
@@ -99,8 +107,14 @@ impl S3Server {
     /// The variables that make [`crate::SharedDataset::open`] of an `s3://` location (in this
     /// process's children) talk to this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
+        self.env_at(&self.endpoint)
+    }
+
+    /// [`S3Server::env`] for a process that reaches the server at another address (a network
+    /// namespace, over its link): `endpoint` is `http://ADDRESS:PORT`.
+    pub fn env_at(&self, endpoint: &str) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ENDPOINT", endpoint.to_owned()),
             ("AWS_ALLOW_HTTP", "true".into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
+use weir_data::testing::S3Server;
+
 use crate::{json_lines, weir};
 
 /// A DAG file of `count` mapped instances in pool `narrow`, each appending
@@ -403,6 +405,12 @@ fn three_hosts(url: &str) {
         dir.path().join("ledger.csv"),
     );
     std::fs::create_dir_all(&dags).unwrap();
+    // The shared object store: a real S3-compatible server on this machine, which the hosts
+    // reach over their links. Every 100th instance commits a partition of `SHARDS` rows to
+    // it through `weir datasets put`, from whichever host runs it.
+    let s3 = S3Server::start(std::net::Ipv4Addr::UNSPECIFIED, &dir.path().join("s3"));
+    s3.bucket("lake");
+    let weir_bin = assert_cmd::cargo::cargo_bin("weir");
     let items: Vec<String> = (0..COUNT).map(|i| i.to_string()).collect();
     std::fs::write(
         dags.join("hosts.toml"),
@@ -420,10 +428,11 @@ retries = 3
 retry_delay = "1s"
 expand = {{ items = [{items}] }}
 program = "sh"
-args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; echo \"$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER,$WORKER,$s,$(date +%s%N)\" >> {ledger}"]
+args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; if [ $((WEIR_MAP_INDEX % 100)) = 0 ]; then f=$WEIR_HOME/shard-$WEIR_MAP_INDEX-$WEIR_TRY_NUMBER.csv; echo n,map_index,worker > $f; seq 1 $((WEIR_MAP_INDEX / 100 + 1)) | sed \"s/$/,$WEIR_MAP_INDEX,$WORKER/\" >> $f; {weir} --lease 2s datasets put s3://lake/shards --partition shard=$WEIR_MAP_INDEX $f > /dev/null || exit 1; fi; echo \"$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER,$WORKER,$s,$(date +%s%N)\" >> {ledger}"]
 "#,
             items = items.join(", "),
-            ledger = ledger.display()
+            ledger = ledger.display(),
+            weir = weir_bin.display(),
         ),
     )
     .unwrap();
@@ -441,8 +450,10 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
                 .arg(home.join(&name))
                 .arg("--dags")
                 .arg(&dags)
-                .args(["--store", &url_on(url, &hosts.gateway(n)), "--lease", "2s"])
-                .args(["worker", "--concurrency", "4"])
+                .args(["--lease", "2s", "worker", "--concurrency", "4"])
+                // The store as this host sees it, for the worker and the tasks it runs.
+                .env("WEIR_STORE_URL", url_on(url, &hosts.gateway(n)))
+                .envs(s3.env_at(&format!("http://{}:{}", hosts.gateway(n), s3.port)))
                 .env("WORKER", &name)
                 .env_remove("WEIR_HOME")
                 .stdout(Stdio::null())
@@ -536,6 +547,63 @@ args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; ec
         (1..=SLOTS).contains(&peak),
         "{peak} tries of a {SLOTS}-slot pool ran at once across the hosts"
     );
+
+    // Every committed partition of the shared dataset is complete: one per 100th instance,
+    // holding exactly the rows its task wrote, every file present with the rows its commit
+    // names; and once the leases have run out nothing else is left in the bucket.
+    let datasets = |args: &[&str]| {
+        weir(&home)
+            .envs(s3.env())
+            .args(["--store", url, "datasets"])
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+    let heads = json_lines(&datasets(&["list", "s3://lake/shards", "--json"]));
+    let expected: BTreeMap<String, u64> = (0..COUNT / 100)
+        .map(|k| (format!("shard={}", k * 100), k as u64 + 1))
+        .collect();
+    let got: BTreeMap<String, u64> = heads
+        .iter()
+        .map(|h| {
+            (
+                h["partition"].as_str().unwrap().to_owned(),
+                h["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "partitions and their rows");
+    let verified = json_lines(&datasets(&["verify", "s3://lake/shards", "--json"]));
+    assert_eq!(verified.len(), COUNT / 100);
+    assert!(
+        verified.iter().all(|v| v["complete"] == true),
+        "{verified:?}"
+    );
+    datasets(&["gc", "s3://lake/shards", "--grace", "0s"]);
+    let files: u64 = heads.iter().map(|h| h["files"].as_u64().unwrap()).sum();
+    let on_disk = walk_files(&s3.root.join("lake"));
+    assert_eq!(
+        on_disk.len() as u64,
+        files,
+        "only committed files are left: {on_disk:?}"
+    );
+}
+
+/// Every file under a folder.
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Two schedulers on one PostgreSQL: each due run is created once and each of its instances
