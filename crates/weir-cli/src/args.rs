@@ -99,6 +99,11 @@ pub enum DatasetsCmd {
         /// Put a part file whenever this many encoded bytes are buffered.
         #[arg(long, default_value_t = 64 << 20)]
         part_bytes: usize,
+        /// How long the commit stays this writer's without a new part file; a writer that dies
+        /// is rolled back by `weir datasets gc` once this has passed. Longer than one part's
+        /// upload on the slowest link.
+        #[arg(long, default_value = "10m")]
+        commit_lease: String,
         #[arg(long)]
         json: bool,
     },

@@ -544,9 +544,7 @@ pub async fn dispatch(cli: Cli, registry: Registry, files: FileDags) -> Result<E
         }
         Command::Datasets(cmd) => {
             let store = open_store(&home).await?;
-            let lease =
-                parse_duration(&cli.lease).map_err(|e| anyhow!("--lease / WEIR_LEASE: {e}"))?;
-            crate::datasets::datasets(cmd, store, lease.unsigned_abs()).await
+            crate::datasets::datasets(cmd, store).await
         }
         Command::Checks(cmd) => {
             let store = open_store(&home).await?;

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use jiff::Timestamp;
@@ -42,11 +41,7 @@ fn owner() -> String {
     }
 }
 
-pub async fn datasets(
-    cmd: DatasetsCmd,
-    store: Arc<dyn Store>,
-    lease: Duration,
-) -> Result<ExitCode> {
+pub async fn datasets(cmd: DatasetsCmd, store: Arc<dyn Store>) -> Result<ExitCode> {
     let commits: Arc<dyn DatasetCommitStore> = store;
     match cmd {
         DatasetsCmd::Put {
@@ -56,8 +51,12 @@ pub async fn datasets(
             append,
             if_unchanged,
             part_bytes,
+            commit_lease,
             json,
         } => {
+            let lease = weir_core::timetable::parse_duration(&commit_lease)
+                .map_err(|e| anyhow!("--commit-lease: {e}"))?
+                .unsigned_abs();
             let key = PartitionKey::parse(&partition)
                 .with_context(|| format!("--partition {partition:?}"))?;
             let ds = SharedDataset::open(&location, commits)?;

@@ -159,6 +159,15 @@ pub enum DataError {
         transient: bool,
     },
 
+    /// The metadata store could not say what a shared dataset holds.
+    #[error("cannot read the commits of {dataset} from the metadata store: {reason}")]
+    CommitStore {
+        dataset: String,
+        reason: String,
+        /// Whether trying again may succeed (the store was busy or unreachable).
+        transient: bool,
+    },
+
     /// A bug in weir-data.
     #[error("internal error in weir-data (this is a bug, please report it): {0}")]
     Internal(String),
@@ -178,7 +187,9 @@ impl weir_core::Transient for DataError {
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.is_transient()),
             DataError::InjectedFailure { .. } | DataError::PartitionChanged { .. } => true,
-            DataError::Commit { transient, .. } => *transient,
+            DataError::Commit { transient, .. } | DataError::CommitStore { transient, .. } => {
+                *transient
+            }
             DataError::ObjectStore { cause, .. } => !matches!(
                 &cause.0,
                 object_store::Error::NotFound { .. }

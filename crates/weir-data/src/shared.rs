@@ -47,6 +47,10 @@ use crate::dataset::Compression;
 use crate::error::ObjectStoreError;
 use crate::partition::PartitionKey;
 
+/// How long a rolled back commit's record is kept, whatever the grace period, so that a put
+/// that was in flight when it was rolled back is deleted by a later collection.
+const ROLLED_BACK_MEMORY: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
 /// How a [`SharedWriter`] writes.
 #[derive(Clone, Debug)]
 pub struct SharedWriteOptions {
@@ -248,6 +252,7 @@ impl SharedDataset {
             files: Vec::new(),
             rows: 0,
             part_rows: 0,
+            failed: false,
         })
     }
 
@@ -265,7 +270,7 @@ impl SharedDataset {
         self.commits
             .partition_heads(&self.at.url)
             .await
-            .map_err(|e| self.commit_error("(all)", e))
+            .map_err(|e| self.store_error(e))
     }
 
     /// The rows of a partition's committed files, in file order.
@@ -338,7 +343,7 @@ impl SharedDataset {
             .commits
             .dataset_commits(&self.at.url)
             .await
-            .map_err(|e| self.commit_error("(all)", e))?
+            .map_err(|e| self.store_error(e))?
             .into_iter()
             .flat_map(|c| c.files.into_iter().map(|f| f.path))
             .collect();
@@ -363,7 +368,7 @@ impl SharedDataset {
             .commits
             .roll_back_expired_commits(&self.at.url, now)
             .await
-            .map_err(|e| self.commit_error("(all)", e))?
+            .map_err(|e| self.store_error(e))?
         {
             report.rolled_back.push(commit.commit_id);
         }
@@ -374,17 +379,24 @@ impl SharedDataset {
             .commits
             .collectable_commits(&self.at.url, before)
             .await
-            .map_err(|e| self.commit_error("(all)", e))?;
+            .map_err(|e| self.store_error(e))?;
         for commit in collectable {
             for file in &commit.files {
                 if self.delete(&file.path).await? {
                     report.deleted_files += 1;
                 }
             }
-            // A rolled back commit is remembered for a grace period too: a put that was in
-            // flight when it was rolled back may land after the delete, and the next
-            // collection deletes it again.
-            let ended_long_ago = commit.ended_at.is_some_and(|t| t < before);
+            // A rolled back commit is remembered for the grace period, and at least an hour: a
+            // put that was in flight when it was rolled back may land after the delete, and
+            // each collection until then deletes it again.
+            let remember_until = match commit.state {
+                CommitState::RolledBack => before.min(
+                    now.checked_sub(ROLLED_BACK_MEMORY)
+                        .unwrap_or(Timestamp::MIN),
+                ),
+                _ => before,
+            };
+            let ended_long_ago = commit.ended_at.is_some_and(|t| t < remember_until);
             if commit.state == CommitState::Superseded || ended_long_ago {
                 self.commits
                     .forget_commit(&commit.commit_id)
@@ -401,7 +413,7 @@ impl SharedDataset {
         self.commits
             .dataset_commits(&self.at.url)
             .await
-            .map_err(|e| self.commit_error("(all)", e))
+            .map_err(|e| self.store_error(e))
     }
 
     fn object_path(&self, relative: &str) -> ObjectPath {
@@ -453,6 +465,14 @@ impl SharedDataset {
         }
     }
 
+    fn store_error(&self, e: StoreError) -> DataError {
+        DataError::CommitStore {
+            dataset: self.at.url.clone(),
+            transient: weir_core::Transient::is_transient(&e),
+            reason: e.to_string(),
+        }
+    }
+
     fn commit_error(&self, partition: &str, e: StoreError) -> DataError {
         DataError::Commit {
             dataset: self.at.url.clone(),
@@ -485,6 +505,8 @@ pub struct SharedWriter {
     rows: u64,
     /// Rows in the part being encoded.
     part_rows: u64,
+    /// A part could not be recorded or put: its rows are lost, so this writer cannot commit.
+    failed: bool,
 }
 
 impl std::fmt::Debug for SharedWriter {
@@ -516,6 +538,7 @@ impl SharedWriter {
     /// Adds rows; a part file is put whenever the one being encoded reaches
     /// [`SharedWriteOptions::part_bytes`].
     pub async fn write(&mut self, batch: &RecordBatch, now: Timestamp) -> Result<(), DataError> {
+        self.check_usable()?;
         if batch.schema().fields() != self.schema.fields() {
             return Err(DataError::SchemaMismatch {
                 partition: self.partition.clone(),
@@ -544,8 +567,31 @@ impl SharedWriter {
         Ok(())
     }
 
-    /// Puts the part being encoded, after recording its path in the store.
+    fn check_usable(&self) -> Result<(), DataError> {
+        if self.failed {
+            return Err(DataError::Commit {
+                dataset: self.dataset.at.url.clone(),
+                partition: self.partition.clone(),
+                reason: "an earlier part of this writer could not be written, so its rows are \
+                         incomplete; nothing was committed: write the partition again"
+                    .into(),
+                transient: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts the part being encoded, after recording its path in the store; a failure leaves
+    /// the writer unable to commit (the part's rows are gone).
     async fn put_part(&mut self, now: Timestamp) -> Result<(), DataError> {
+        let result = self.try_put_part(now).await;
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    async fn try_put_part(&mut self, now: Timestamp) -> Result<(), DataError> {
         let Some(writer) = self.current.take() else {
             return Ok(());
         };
@@ -614,6 +660,10 @@ impl SharedWriter {
         mode: CommitMode,
         now: Timestamp,
     ) -> Result<PartitionHead, DataError> {
+        if let Err(e) = self.check_usable() {
+            self.give_up(now).await;
+            return Err(e);
+        }
         if let Err(e) = self.put_part(now).await {
             self.give_up(now).await;
             return Err(e);

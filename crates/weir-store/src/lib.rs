@@ -317,25 +317,30 @@ pub mod testing {
                 "{POSTGRES_URL_VAR} is not set: these tests need a PostgreSQL server; start one with `eval \"$(.ci/postgres)\"`"
             )
         });
+        fresh_schema_url(&base, "t").await.unwrap_or_else(|e| {
+            panic!("cannot reach the tests' PostgreSQL at {base} ({POSTGRES_URL_VAR}): {e}; start it with `eval \"$(.ci/postgres)\"`")
+        })
+    }
+
+    /// A URL for the database `base` names whose connections use a new, empty schema
+    /// `PREFIX_PID_N_NANOS` (for tests and benchmarks that must not see earlier data).
+    pub async fn fresh_schema_url(base: &str, prefix: &str) -> Result<String, sqlx::Error> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         let schema = format!(
-            "t_{}_{}_{nanos}",
+            "{prefix}_{}_{}_{nanos}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         use sqlx::Connection as _;
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
-            panic!("cannot reach the tests' PostgreSQL at {base} ({POSTGRES_URL_VAR}): {e}; start it with `eval \"$(.ci/postgres)\"`")
-        });
+        let mut conn = sqlx::PgConnection::connect(base).await?;
         sqlx::query(&format!("CREATE SCHEMA {schema}"))
             .execute(&mut conn)
-            .await
-            .expect("create the test's schema");
+            .await?;
         let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
     }
 }

@@ -428,7 +428,7 @@ retries = 3
 retry_delay = "1s"
 expand = {{ items = [{items}] }}
 program = "sh"
-args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; if [ $((WEIR_MAP_INDEX % 100)) = 0 ]; then f=$WEIR_HOME/shard-$WEIR_MAP_INDEX-$WEIR_TRY_NUMBER.csv; echo n,map_index,worker > $f; seq 1 $((WEIR_MAP_INDEX / 100 + 1)) | sed \"s/$/,$WEIR_MAP_INDEX,$WORKER/\" >> $f; {weir} --lease 2s datasets put s3://lake/shards --partition shard=$WEIR_MAP_INDEX $f > /dev/null || exit 1; fi; echo \"$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER,$WORKER,$s,$(date +%s%N)\" >> {ledger}"]
+args = ["-c", "s=$(date +%s%N); [ $((WEIR_MAP_INDEX % 250)) = 0 ] && sleep 1; if [ $((WEIR_MAP_INDEX % 100)) = 0 ]; then f=$WEIR_HOME/shard-$WEIR_MAP_INDEX-$WEIR_TRY_NUMBER.csv; echo n,map_index,worker > $f; seq 1 $((WEIR_MAP_INDEX / 100 + 1)) | sed \"s/$/,$WEIR_MAP_INDEX,$WORKER/\" >> $f; {weir} datasets put s3://lake/shards --commit-lease 2s --partition shard=$WEIR_MAP_INDEX $f > /dev/null || exit 1; fi; echo \"$WEIR_MAP_INDEX,$WEIR_TRY_NUMBER,$WORKER,$s,$(date +%s%N)\" >> {ledger}"]
 "#,
             items = items.join(", "),
             ledger = ledger.display(),

@@ -119,7 +119,7 @@ pub async fn only_committed_files_are_read(place: Place) {
             .await
             .unwrap();
     }
-    // Two parts are in the store already, but no reader sees them.
+    // Three parts are in the store already (one per write), but no reader sees them.
     assert_eq!(ds.objects().await.unwrap().len(), 3);
     assert!(ds.partitions().await.unwrap().is_empty());
     let missing = ds.read_partition(&key).await.unwrap_err();
@@ -252,7 +252,7 @@ pub async fn a_writer_whose_lease_ran_out_cannot_commit(place: Place) {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("lease ran out"), "{err}");
+    assert!(err.to_string().contains("it was rolled back"), "{err}");
     // The committed version is untouched and nothing of the late writer was put.
     assert_eq!(ds.head(&key).await.unwrap().unwrap(), v1);
     assert_eq!(ids_of(&ds, &key).await, (0..5).collect::<Vec<_>>());
@@ -388,3 +388,32 @@ on_both!(
     racing_writers_of_one_partition_commit_once,
     many_writers_commit_many_partitions_at_once,
 );
+
+/// A part that could not be put loses its rows: the writer refuses to commit what is left.
+#[tokio::test]
+async fn a_writer_whose_part_failed_cannot_commit_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let commits = store(&dir).await;
+    let folder = dir.path().join("sales");
+    let ds = SharedDataset::open(folder.to_str().unwrap(), commits).unwrap();
+    // A file where the partition's folder would go: every put into it fails.
+    std::fs::write(folder.join("day=2026-03-06"), b"not a folder").unwrap();
+    let key = day("2026-03-06");
+    let mut w = ds
+        .writer(&key, id_value_schema(), small_parts(), now())
+        .await
+        .unwrap();
+    let err = w.write(&id_value_batch(0..10, 1), now()).await.unwrap_err();
+    assert!(matches!(err, DataError::ObjectStore { .. }), "{err}");
+    std::fs::remove_file(folder.join("day=2026-03-06")).unwrap();
+    // The folder is fine now, but the first ten rows are gone: nothing may commit.
+    let err = w
+        .write(&id_value_batch(10..20, 1), now())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing was committed"), "{err}");
+    let err = w.commit(now()).await.unwrap_err();
+    assert!(err.to_string().contains("nothing was committed"), "{err}");
+    assert!(ds.partitions().await.unwrap().is_empty());
+    assert!(ds.objects().await.unwrap().is_empty());
+}

@@ -352,6 +352,82 @@ impl weir_store::CoordinationStore for OffClockStore {
     }
 }
 
+/// Dataset commits are not used by the runtime's tests: passed straight through.
+#[async_trait]
+impl weir_store::DatasetCommitStore for OffClockStore {
+    async fn begin_commit(&self, b: &weir_store::BeginCommit) -> weir_store::Result<()> {
+        self.0.begin_commit(b).await
+    }
+    async fn record_commit_file(
+        &self,
+        commit_id: &str,
+        path: &str,
+        lease_until: Timestamp,
+    ) -> weir_store::Result<()> {
+        self.0
+            .record_commit_file(commit_id, path, lease_until)
+            .await
+    }
+    async fn commit_partition(
+        &self,
+        commit_id: &str,
+        files: &[weir_store::CommitFile],
+        base: weir_store::CommitBase,
+        mode: weir_store::CommitMode,
+        at: Timestamp,
+    ) -> weir_store::Result<weir_store::PartitionHead> {
+        self.0
+            .commit_partition(commit_id, files, base, mode, at)
+            .await
+    }
+    async fn partition_head(
+        &self,
+        dataset: &str,
+        partition: &str,
+    ) -> weir_store::Result<Option<weir_store::PartitionHead>> {
+        self.0.partition_head(dataset, partition).await
+    }
+    async fn partition_heads(
+        &self,
+        dataset: &str,
+    ) -> weir_store::Result<Vec<weir_store::PartitionHead>> {
+        self.0.partition_heads(dataset).await
+    }
+    async fn roll_back_commit(
+        &self,
+        commit_id: &str,
+        at: Timestamp,
+        only_if_expired: bool,
+    ) -> weir_store::Result<Option<weir_store::DatasetCommit>> {
+        self.0
+            .roll_back_commit(commit_id, at, only_if_expired)
+            .await
+    }
+    async fn roll_back_expired_commits(
+        &self,
+        dataset: &str,
+        now: Timestamp,
+    ) -> weir_store::Result<Vec<weir_store::DatasetCommit>> {
+        self.0.roll_back_expired_commits(dataset, now).await
+    }
+    async fn collectable_commits(
+        &self,
+        dataset: &str,
+        superseded_before: Timestamp,
+    ) -> weir_store::Result<Vec<weir_store::DatasetCommit>> {
+        self.0.collectable_commits(dataset, superseded_before).await
+    }
+    async fn forget_commit(&self, commit_id: &str) -> weir_store::Result<()> {
+        self.0.forget_commit(commit_id).await
+    }
+    async fn dataset_commits(
+        &self,
+        dataset: &str,
+    ) -> weir_store::Result<Vec<weir_store::DatasetCommit>> {
+        self.0.dataset_commits(dataset).await
+    }
+}
+
 #[async_trait]
 impl RejectStore for OffClockStore {
     async fn record_rejects(&self, rejects: &[RejectRecord]) -> weir_store::Result<()> {

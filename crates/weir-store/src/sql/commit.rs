@@ -57,6 +57,18 @@ fn head_from_row(row: &AnyRow) -> Result<PartitionHead> {
     })
 }
 
+/// Why a commit that is not pending cannot take another file or commit.
+fn not_pending(state: CommitState) -> &'static str {
+    match state {
+        CommitState::RolledBack => {
+            "it was rolled back (its writer's lease ran out, or it gave up) and its files deleted"
+        }
+        CommitState::Committed => "it is committed already",
+        CommitState::Superseded => "it was committed and has since been replaced",
+        CommitState::Pending => "it is pending",
+    }
+}
+
 const HEAD_SELECT: &str = "SELECT h.dataset, h.partition, h.version, h.commit_id, c.owner, c.files, c.rows, c.bytes, c.committed_at
      FROM dataset_heads h JOIN dataset_commits c ON c.commit_id = h.commit_id";
 
@@ -104,10 +116,7 @@ impl SqlStore {
                     "commit {commit_id} of partition `{}` of {}",
                     commit.partition, commit.dataset
                 ),
-                expected: format!(
-                    "pending, but it is {}: its writer's lease ran out before it committed",
-                    commit.state.as_str()
-                ),
+                expected: format!("pending, but {}", not_pending(commit.state)),
             });
         }
         let head = sqlx::query(&format!(
@@ -142,7 +151,7 @@ impl SqlStore {
         let version = current + 1;
         match &head {
             Some((_, old)) => {
-                sqlx::query(
+                let moved = sqlx::query(
                     "UPDATE dataset_heads SET version = $1, commit_id = $2, committed_at = $3
                      WHERE dataset = $4 AND partition = $5 AND version = $6",
                 )
@@ -153,7 +162,14 @@ impl SqlStore {
                 .bind(&commit.partition)
                 .bind(current)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if moved != 1 {
+                    return Err(StoreError::Conflict {
+                        what: format!("partition `{}` of {}", commit.partition, commit.dataset),
+                        expected: format!("version {current} under this transaction's lock"),
+                    });
+                }
                 sqlx::query(
                     "UPDATE dataset_commits SET state = 'superseded', ended_at = $1 WHERE commit_id = $2",
                 )
@@ -254,10 +270,7 @@ impl DatasetCommitStore for SqlStore {
         if commit.state != CommitState::Pending {
             return Err(StoreError::Conflict {
                 what: format!("commit {commit_id} of partition `{}`", commit.partition),
-                expected: format!(
-                    "pending, but it is {}: its writer's lease ran out",
-                    commit.state.as_str()
-                ),
+                expected: format!("pending, but {}", not_pending(commit.state)),
             });
         }
         commit.files.push(CommitFile {
@@ -382,19 +395,22 @@ impl DatasetCommitStore for SqlStore {
             .iter()
             .map(commit_from_row)
             .collect::<Result<Vec<_>>>()?;
-        // An appended commit carries the files of the one it superseded: those stay.
+        // A file stays while any commit that is not collectable holds it: the head, a pending
+        // append, or a version replaced within the grace period (an append carries the files
+        // of the version it replaced, so those can be in several commits).
+        let collectable: BTreeSet<String> = commits.iter().map(|c| c.commit_id.clone()).collect();
         let mut kept: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for commit in &mut commits {
-            if !kept.contains_key(&commit.partition) {
-                let head = self.partition_head(dataset, &commit.partition).await?;
-                let paths = head
-                    .into_iter()
-                    .flat_map(|h| h.files.into_iter().map(|f| f.path))
-                    .collect();
-                kept.insert(commit.partition.clone(), paths);
+        for other in self.dataset_commits(dataset).await? {
+            if !collectable.contains(&other.commit_id) {
+                kept.entry(other.partition)
+                    .or_default()
+                    .extend(other.files.into_iter().map(|f| f.path));
             }
-            let keep = &kept[&commit.partition];
-            commit.files.retain(|f| !keep.contains(&f.path));
+        }
+        for commit in &mut commits {
+            if let Some(keep) = kept.get(&commit.partition) {
+                commit.files.retain(|f| !keep.contains(&f.path));
+            }
         }
         Ok(commits)
     }

@@ -1010,7 +1010,7 @@ pub async fn dataset_commits_are_compare_and_set_on_the_head(store: &dyn Store) 
         )
         .await
         .unwrap_err();
-    assert!(late.to_string().contains("rolled_back"), "{late}");
+    assert!(late.to_string().contains("it was rolled back"), "{late}");
     assert_eq!(
         store
             .partition_head(ds, p)
@@ -1031,6 +1031,15 @@ pub async fn dataset_commits_are_compare_and_set_on_the_head(store: &dyn Store) 
     assert_eq!(
         ids(store.collectable_commits(ds, at(0)).await.unwrap()),
         [("c2".to_string(), vec![])]
+    );
+    // c1 was superseded at at(2) by c3, an append that carried p/a1 and was head until at(3):
+    // with a cut-off between the two, p/a1 stays for c3's readers.
+    assert_eq!(
+        ids(store
+            .collectable_commits(ds, at(2) + SignedDuration::from_mins(30))
+            .await
+            .unwrap()),
+        [("c1".to_string(), vec![]), ("c2".to_string(), vec![])]
     );
     assert_eq!(
         ids(store.collectable_commits(ds, at(10)).await.unwrap()),
