@@ -5,6 +5,10 @@
 //! real SQLite store (WAL, synchronous=FULL) in a temporary home. It reports wall time, time per
 //! task instance and peak resident memory.
 //!
+//! `workers` / `chain`: the same fan-out (or a chain of L tasks) handed by a dispatcher to K
+//! worker processes over PostgreSQL, or in one process on SQLite without `--store`: instances
+//! per second, wall and CPU time per instance. See [`workers`].
+//!
 //! `csv-to-parquet`: streams an orders CSV (generated with `write_orders_csv` unless `--input` is
 //! given; generation is not measured) into a `dt=YYYY-MM-DD` partitioned, zstd Parquet dataset
 //! through weir-data, and reports throughput, bytes, rejects, per-phase time and peak RSS. See
@@ -12,6 +16,7 @@
 //! tools.
 
 mod csv_to_parquet;
+mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use weir_core::RunState;
-use weir_runtime::{DagDef, Executor, ExecutorOptions, Registry, Task, TokioClock, TriggerRequest};
+use weir_runtime::{Executor, ExecutorOptions, Registry, TokioClock, TriggerRequest};
 
 #[derive(Parser)]
 #[command(name = "weir-bench")]
@@ -62,6 +67,45 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// The fan-out DAG handed to K worker processes over PostgreSQL (`--store`), or run in
+    /// one process on SQLite (no `--store`).
+    Workers {
+        /// `postgres://…`: a fresh schema is made in the database for each run.
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Tries at once per worker (or in the one process).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// L no-op tasks one after another: the latency of handing on a task.
+    Chain {
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        length: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A worker process of `workers` / `chain` (started by them).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        store: String,
+        #[arg(long, value_enum)]
+        shape: workers::Shape,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        concurrency: usize,
+    },
     /// Write N sample orders as CSV (input for csv-to-parquet --input and other tools).
     GenOrdersCsv {
         #[arg(long)]
@@ -69,24 +113,6 @@ enum Bench {
         #[arg(long)]
         output: PathBuf,
     },
-}
-
-fn fanout_dag(n: usize) -> Result<DagDef> {
-    Ok(DagDef::builder("bench_fanout")
-        .max_active_tasks(100_000)
-        .task(Task::new("produce").run(move |_| async move {
-            Ok(Value::Array((0..n as u64).map(Value::from).collect()))
-        }))
-        .task(
-            Task::new("noop")
-                .expand("produce")
-                .run(|_| async { Ok(Value::Null) }),
-        )
-        .task(Task::new("reduce").after(["noop"]).run(|ctx| async move {
-            let outputs: Vec<Value> = ctx.input("noop").await?;
-            Ok(json!({ "received": outputs.len() }))
-        }))
-        .build()?)
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`).
@@ -105,7 +131,7 @@ async fn fanout(n: usize, parallelism: usize) -> Result<Value> {
     ))
     .await?;
     let mut registry = Registry::new();
-    registry.add(fanout_dag(n)?);
+    registry.add(workers::fanout_dag(n)?);
     let pools_slots = parallelism.max(1) as u32;
     store.set_pool("default_pool", pools_slots, "bench").await?;
     let opts = ExecutorOptions {
@@ -153,6 +179,25 @@ async fn fanout(n: usize, parallelism: usize) -> Result<Value> {
         "per_task_us": wall * 1e6 / instances as f64,
         "peak_rss_mb": peak_rss_mb(),
     }))
+}
+
+fn print_dispatch(result: &Value, json: bool) {
+    if json {
+        println!("{result}");
+    } else {
+        println!(
+            "{} on {} with {} workers: {} task instances in {:.3}s = {:.0}/s, {:.0} us wall and {:.0} us CPU per instance, peak RSS {:.0} MiB",
+            result["bench"].as_str().unwrap_or(""),
+            result["backend"].as_str().unwrap_or(""),
+            result["workers"],
+            result["task_instances"],
+            result["wall_s"].as_f64().unwrap_or(0.0),
+            result["instances_per_s"].as_f64().unwrap_or(0.0),
+            result["per_task_us"].as_f64().unwrap_or(0.0),
+            result["cpu_per_task_us"].as_f64().unwrap_or(0.0),
+            result["peak_rss_mb"].as_f64().unwrap_or(0.0)
+        );
+    }
 }
 
 fn main() -> Result<()> {
@@ -211,6 +256,43 @@ fn main() -> Result<()> {
                 );
             }
         }
+        Bench::Workers {
+            store,
+            tasks,
+            workers,
+            concurrency,
+            json,
+        } => {
+            let result = runtime.block_on(workers::run(&workers::Options {
+                store,
+                shape: workers::Shape::Fanout,
+                size: tasks,
+                workers,
+                concurrency,
+            }))?;
+            print_dispatch(&result, json);
+        }
+        Bench::Chain {
+            store,
+            length,
+            workers,
+            json,
+        } => {
+            let result = runtime.block_on(workers::run(&workers::Options {
+                store,
+                shape: workers::Shape::Chain,
+                size: length,
+                workers,
+                concurrency: 4,
+            }))?;
+            print_dispatch(&result, json);
+        }
+        Bench::Worker {
+            store,
+            shape,
+            size,
+            concurrency,
+        } => runtime.block_on(workers::worker_process(&store, shape, size, concurrency))?,
         Bench::GenOrdersCsv { rows, output } => {
             println!("{}", csv_to_parquet::generate(rows, &output)?);
         }
