@@ -119,6 +119,11 @@ const SQLITE_MIGRATIONS: Migrations = &[
         "dataset_commits",
         include_str!("../migrations/sqlite/0015_dataset_commits.sql"),
     ),
+    (
+        16,
+        "state_index",
+        include_str!("../migrations/sqlite/0016_state_index.sql"),
+    ),
 ];
 
 /// PostgreSQL arrived with schema version 11: its first migration is the SQLite schema as
@@ -148,6 +153,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         15,
         "dataset_commits",
         include_str!("../migrations/postgres/0015_dataset_commits.sql"),
+    ),
+    (
+        16,
+        "state_index",
+        include_str!("../migrations/postgres/0016_state_index.sql"),
     ),
 ];
 
