@@ -191,6 +191,12 @@ impl Dispatcher {
                 dag: run.dag_id.to_string(),
                 run: run.run_id.to_string(),
             })?;
+        // Most passes of a big run find nothing to plan (its instances are scheduled or
+        // running): the counts per task and state say so without reading every instance.
+        let counts = store.instance_counts(&run.dag_id, &run.run_id).await?;
+        if !plannable(&def, &counts, now) {
+            return Ok(RunPass::default());
+        }
         let mut stored = store.task_instances(&run.dag_id, &run.run_id).await?;
         let missing: Vec<NewTaskInstance> = def
             .dag
@@ -446,4 +452,28 @@ fn change(
         error,
         output: None,
     }
+}
+
+/// Whether the run has anything to plan, judged from its instance counts: the plan of
+/// stand-in instances (one per counted instance, without retry times) decides something or
+/// ends the run. A waiting retry counts as plannable, so the full pass computes its time.
+fn plannable(def: &DagDef, counts: &[weir_store::InstanceCount], now: Timestamp) -> bool {
+    let mut views: Vec<Vec<InstanceView>> = vec![Vec::new(); def.dag.tasks().len()];
+    for c in counts {
+        let Some(pos) = def.dag.position(&c.task_id) else {
+            return true;
+        };
+        let view = InstanceView {
+            map_index: if c.mapped { 0 } else { -1 },
+            state: c.state,
+            retry_at: None,
+        };
+        views[pos].extend(std::iter::repeat_n(view, c.count as usize));
+    }
+    if views.iter().any(Vec::is_empty) {
+        // A task without its instance: the full pass inserts it.
+        return true;
+    }
+    let p = plan(&def.dag, &views, now);
+    !p.decisions.is_empty() || p.finished.is_some()
 }

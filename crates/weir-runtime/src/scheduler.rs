@@ -178,6 +178,16 @@ impl Scheduler {
     /// Runs the scheduler: every `poll`, creates due runs and runs every queued or running run
     /// (resuming those a stopped process left behind). With `once`, stops when nothing is left
     /// to run; otherwise runs until `shutdown` completes.
+    /// Creates the runs due at `now`, then lists the unfinished ones.
+    async fn due_and_pending(&self, now: Timestamp) -> Result<Vec<RunRecord>> {
+        self.create_due_runs(now).await?;
+        let filter = RunFilter {
+            states: vec![RunState::Queued, RunState::Running],
+            ..Default::default()
+        };
+        Ok(self.ex.store().list_runs(&filter).await?)
+    }
+
     pub async fn serve(
         &self,
         poll: Duration,
@@ -192,12 +202,19 @@ impl Scheduler {
         let mut runs: JoinSet<(DagId, RunId, Result<RunOutcome>)> = JoinSet::new();
         loop {
             let now = self.ex.clock().now();
-            self.create_due_runs(now).await?;
-            let filter = RunFilter {
-                states: vec![RunState::Queued, RunState::Running],
-                ..Default::default()
+            let mut pending = match self.due_and_pending(now).await {
+                Ok(pending) => pending,
+                // The store busy or away for a moment (a long write of another process):
+                // the scheduler waits and tries again instead of stopping.
+                Err(RuntimeError::Store(e)) if weir_core::Transient::is_transient(&e) && !once => {
+                    tracing::warn!("cannot read the store's runs: {e}; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll.max(Duration::from_secs(1))) => continue,
+                        _ = &mut shutdown => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e),
             };
-            let mut pending = self.ex.store().list_runs(&filter).await?;
             pending.reverse(); // oldest logical date first
             for run in pending {
                 let registry = self.ex.registry();

@@ -150,9 +150,12 @@ impl Worker {
         let mut backoff = false;
         loop {
             // Reports the store could not take before go first.
-            for done in std::mem::take(&mut unreported) {
-                if let Some(done) = self.report(&store, done, &mut report).await {
-                    unreported.push(done);
+            if !unreported.is_empty() {
+                let refused = self
+                    .report(&store, std::mem::take(&mut unreported), &mut report)
+                    .await;
+                if !refused.is_empty() {
+                    unreported = refused;
                     backoff = true;
                 }
             }
@@ -199,33 +202,15 @@ impl Worker {
                     stopping = true;
                 }
                 Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
-                    let done = match joined {
-                        Ok((id, done)) => {
-                            held.lock().expect("held leases").remove(&id);
-                            done
-                        }
-                        Err(e) => {
-                            let Some((fence, _)) = held.lock().expect("held leases").remove(&e.id()) else {
-                                // Stopped by the heartbeat: its claim was handed on.
-                                continue;
-                            };
-                            // A panic outside the task's own code (which is caught and fails
-                            // the try): the try fails, and its claim is given up.
-                            Done {
-                                end: TryEnd {
-                                    state: TaskState::Failed,
-                                    at: self.ex.clock().now(),
-                                    error: Some(format!("the try's worker task failed: {e}")),
-                                    retry_at: None,
-                                    output: None,
-                                    log: None,
-                                },
-                                fence,
-                            }
-                        }
-                    };
-                    if let Some(done) = self.report(&store, done, &mut report).await {
-                        unreported.push(done);
+                    // The tries that finished meanwhile are reported with it, in one commit.
+                    let mut batch = Vec::new();
+                    batch.extend(self.done_of(joined, &held));
+                    while let Some(joined) = running.try_join_next_with_id() {
+                        batch.extend(self.done_of(joined, &held));
+                    }
+                    let refused = self.report(&store, batch, &mut report).await;
+                    if !refused.is_empty() {
+                        unreported.extend(refused);
                         backoff = true;
                     }
                 }
@@ -252,37 +237,80 @@ impl Worker {
         }
     }
 
-    /// Reports a finished try; gives it back when the store could not take it (to try again).
-    async fn report(
+    /// A joined try as its report: a try task that panicked outside the task's own code fails
+    /// its try; one the heartbeat stopped (its claim was handed on) has none.
+    fn done_of(
         &self,
-        store: &Arc<dyn Store>,
-        done: Done,
-        report: &mut WorkerReport,
+        joined: std::result::Result<(tokio::task::Id, Done), tokio::task::JoinError>,
+        held: &Held,
     ) -> Option<Done> {
-        match store.finish_task(&done.fence, &done.end).await {
-            Ok(()) => {
-                match done.end.state {
-                    TaskState::Success | TaskState::Skipped => report.succeeded += 1,
-                    _ => report.failed += 1,
-                }
-                None
-            }
-            Err(StoreError::FencedTask(what)) => {
-                tracing::warn!("the result of {what} was dropped: its claim was handed on");
-                report.lost += 1;
-                None
-            }
-            Err(e) if weir_core::Transient::is_transient(&e) => {
-                tracing::warn!("cannot report a try yet: {e}; trying again");
+        match joined {
+            Ok((id, done)) => {
+                held.lock().expect("held leases").remove(&id);
                 Some(done)
             }
             Err(e) => {
-                // Not the store being away: the instance runs again once its lease ends.
-                tracing::error!(task_id = %done.fence.key.task_id, "the store refused a try's report: {e}");
-                report.lost += 1;
-                None
+                let (fence, _) = held.lock().expect("held leases").remove(&e.id())?;
+                Some(Done {
+                    end: TryEnd {
+                        state: TaskState::Failed,
+                        at: self.ex.clock().now(),
+                        error: Some(format!("the try's worker task failed: {e}")),
+                        retry_at: None,
+                        output: None,
+                        log: None,
+                    },
+                    fence,
+                })
             }
         }
+    }
+
+    /// Reports finished tries in one commit; gives back those the store could not take (to
+    /// try again).
+    async fn report(
+        &self,
+        store: &Arc<dyn Store>,
+        batch: Vec<Done>,
+        report: &mut WorkerReport,
+    ) -> Vec<Done> {
+        if batch.is_empty() {
+            return batch;
+        }
+        let pairs: Vec<(TiFence, TryEnd)> = batch
+            .iter()
+            .map(|d| (d.fence.clone(), d.end.clone()))
+            .collect();
+        let results = match store.finish_tasks(&pairs).await {
+            Ok(results) => results,
+            Err(e) if weir_core::Transient::is_transient(&e) => {
+                tracing::warn!("cannot report {} tries yet: {e}; trying again", batch.len());
+                return batch;
+            }
+            Err(e) => {
+                // Not the store being away: the instances run again once their leases end.
+                tracing::error!("the store refused {} tries' reports: {e}", batch.len());
+                report.lost += batch.len();
+                return Vec::new();
+            }
+        };
+        for (done, result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(()) => match done.end.state {
+                    TaskState::Success | TaskState::Skipped => report.succeeded += 1,
+                    _ => report.failed += 1,
+                },
+                Err(StoreError::FencedTask(what)) => {
+                    tracing::warn!("the result of {what} was dropped: its claim was handed on");
+                    report.lost += 1;
+                }
+                Err(e) => {
+                    tracing::error!(task_id = %done.fence.key.task_id, "the store refused a try's report: {e}");
+                    report.lost += 1;
+                }
+            }
+        }
+        Vec::new()
     }
 
     /// Runs one claimed try to its end (never fails: an error becomes the try's end).

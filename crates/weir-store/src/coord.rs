@@ -91,6 +91,20 @@ pub trait CoordinationStore: Send + Sync {
     ///
     /// [`StoreError::FencedTask`]: crate::StoreError::FencedTask
     async fn finish_task(&self, fence: &TiFence, end: &TryEnd) -> Result<()>;
+    /// Ends several claimed tries in one commit (a worker reports the tries that finished
+    /// together at once): each as [`CoordinationStore::finish_task`] would, with its own
+    /// result — a try whose fence no longer holds is refused alone. `Err` when the commit
+    /// itself failed: nothing changed.
+    async fn finish_tasks(&self, done: &[(TiFence, TryEnd)]) -> Result<Vec<Result<()>>> {
+        let mut results = Vec::with_capacity(done.len());
+        for (fence, end) in done {
+            match self.finish_task(fence, end).await {
+                Err(e) if weir_core::Transient::is_transient(&e) => return Err(e),
+                other => results.push(other),
+            }
+        }
+        Ok(results)
+    }
     /// Instances `running` under a lease that ended before `now` — claimed by a worker or
     /// started by an in-process executor: their owner is gone. Each
     /// goes back to `scheduled` if it has tries left (the lost try counts as one) or to

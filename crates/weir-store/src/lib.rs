@@ -24,7 +24,7 @@ pub use coord::*;
 pub use records::*;
 pub use sql::{Backend, SqlStore};
 
-use weir_core::{DagId, RunId, RunState};
+use weir_core::{DagId, RunId, RunState, TaskState};
 
 /// The error type of weir-store.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +178,31 @@ pub trait TaskInstanceStore: Send + Sync {
         dag_id: &DagId,
         run_id: &RunId,
     ) -> Result<Vec<TaskInstanceRecord>>;
+    /// How many instances of each task are in each state, and whether they are mapped
+    /// (map index ≥ 0): what a dispatcher needs to see whether a run has anything to plan,
+    /// without reading every instance.
+    async fn instance_counts(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<InstanceCount>> {
+        let mut counts: std::collections::BTreeMap<(String, TaskState, bool), u64> =
+            Default::default();
+        for ti in self.task_instances(dag_id, run_id).await? {
+            *counts
+                .entry((
+                    ti.key.task_id.to_string(),
+                    ti.state,
+                    ti.key.map_index.raw() >= 0,
+                ))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((task_id, state, mapped), count)| InstanceCount {
+                task_id,
+                state,
+                mapped,
+                count,
+            })
+            .collect())
+    }
     /// Applies a batch of changes in one transaction; each is a compare-and-set on the instance's
     /// state and try number, so a stale writer (a worker whose lease was taken over) changes nothing.
     async fn apply(&self, changes: &[TiChange]) -> Result<()>;

@@ -444,3 +444,13 @@ pub struct CheckFilter {
     /// At most this many: the newest, listed oldest first.
     pub limit: Option<u32>,
 }
+
+/// A run's instances of one task in one state (see `TaskInstanceStore::instance_counts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceCount {
+    pub task_id: String,
+    pub state: TaskState,
+    /// Instances of an expanded mapped task (map index ≥ 0).
+    pub mapped: bool,
+    pub count: u64,
+}

@@ -311,6 +311,15 @@ impl SqlStore {
             Backend::Sqlite => SQLITE_MIGRATIONS,
             Backend::Postgres => POSTGRES_MIGRATIONS,
         };
+        // Up to date already (every open but the first): a read, no write lock — a CLI command
+        // that opens the store every second must not queue for a live scheduler's writes.
+        if let Ok(applied) = sqlx::query_scalar::<_, i64>("SELECT version FROM weir_migrations")
+            .fetch_all(&self.pool)
+            .await
+            && migrations.iter().all(|(v, _, _)| applied.contains(v))
+        {
+            return Ok(());
+        }
         let table = "CREATE TABLE IF NOT EXISTS weir_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
         if self.backend == Backend::Sqlite {
             sqlx::query(table).execute(&self.pool).await?;
@@ -1122,6 +1131,32 @@ impl TaskInstanceStore for SqlStore {
         .await?
         .iter()
         .map(ti_from_row)
+        .collect()
+    }
+
+    async fn instance_counts(&self, dag_id: &DagId, run_id: &RunId) -> Result<Vec<InstanceCount>> {
+        sqlx::query(
+            "SELECT task_id, state, CASE WHEN map_index >= 0 THEN 1 ELSE 0 END AS mapped,
+                    COUNT(*) AS n
+             FROM task_instances WHERE dag_id = $1 AND run_id = $2
+             GROUP BY task_id, state, CASE WHEN map_index >= 0 THEN 1 ELSE 0 END",
+        )
+        .bind(dag_id.as_str())
+        .bind(run_id.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(InstanceCount {
+                task_id: row.try_get("task_id")?,
+                state: TaskState::try_from(row.try_get::<&str, _>("state")?)?,
+                mapped: row
+                    .try_get::<i32, _>("mapped")
+                    .map(|m| m != 0)
+                    .or_else(|_| row.try_get::<i64, _>("mapped").map(|m| m != 0))?,
+                count: row.try_get::<i64, _>("n")? as u64,
+            })
+        })
         .collect()
     }
 

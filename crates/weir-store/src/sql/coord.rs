@@ -184,9 +184,10 @@ impl CoordinationStore for SqlStore {
             }
         }
 
-        let mut claimed = Vec::new();
+        // Which candidates fit, in order, counting each one taken against its pool and DAG.
+        let mut chosen = Vec::new();
         for candidate in candidates {
-            if claimed.len() as u32 == claim.limit {
+            if chosen.len() as u32 == claim.limit {
                 break;
             }
             let need = candidate.pool_slots as i64;
@@ -202,26 +203,65 @@ impl CoordinationStore for SqlStore {
             {
                 continue;
             }
-            let try_number = candidate.try_number + 1;
-            let token: i64 = sqlx::query_scalar(
-                "UPDATE task_instances SET state = 'running', try_number = $1, owner = $2,
-                    owner_token = owner_token + 1, lease_until = $3, started_at = $4,
-                    ended_at = NULL, retry_at = NULL, error = NULL
-                 WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND map_index = $8 AND state = 'scheduled'
-                 RETURNING owner_token",
-            )
-            .bind(try_number as i64)
-            .bind(&claim.owner)
-            .bind(micros(claim.lease_until))
-            .bind(micros(claim.now))
-            .bind(candidate.key.dag_id.as_str())
-            .bind(candidate.key.run_id.as_str())
-            .bind(candidate.key.task_id.as_str())
-            .bind(candidate.key.map_index.raw())
-            .fetch_one(&mut *tx)
-            .await?;
             *pool_used.entry(candidate.pool.clone()).or_default() += need;
             *dag_used.entry(dag.to_owned()).or_default() += 1;
+            chosen.push(candidate);
+        }
+        // All of them taken in one statement (each raises its try number and fencing token).
+        let mut tokens: BTreeMap<(String, String, String, i64), (i64, i64)> = BTreeMap::new();
+        for chunk in chosen.chunks(200) {
+            let mut q = Builder::new(
+                "UPDATE task_instances SET state = 'running', try_number = try_number + 1, owner = ",
+            );
+            q.push_bind(claim.owner.as_str())
+                .push(", owner_token = owner_token + 1, lease_until = ")
+                .push_bind(micros(claim.lease_until))
+                .push(", started_at = ")
+                .push_bind(micros(claim.now))
+                .push(
+                    ", ended_at = NULL, retry_at = NULL, error = NULL
+                     WHERE state = 'scheduled' AND (dag_id, run_id, task_id, map_index) IN (",
+                );
+            for (i, c) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.push("(")
+                    .push_bind(c.key.dag_id.as_str())
+                    .push(", ")
+                    .push_bind(c.key.run_id.as_str())
+                    .push(", ")
+                    .push_bind(c.key.task_id.as_str())
+                    .push(", ")
+                    .push_bind(c.key.map_index.raw())
+                    .push(")");
+            }
+            q.push(") RETURNING dag_id, run_id, task_id, map_index, try_number, owner_token");
+            for row in q.build().fetch_all(&mut *tx).await? {
+                tokens.insert(
+                    (
+                        row.try_get("dag_id")?,
+                        row.try_get("run_id")?,
+                        row.try_get("task_id")?,
+                        row.try_get("map_index")?,
+                    ),
+                    (row.try_get("try_number")?, row.try_get("owner_token")?),
+                );
+            }
+        }
+        let mut claimed = Vec::with_capacity(chosen.len());
+        for candidate in chosen {
+            let k = (
+                candidate.key.dag_id.to_string(),
+                candidate.key.run_id.to_string(),
+                candidate.key.task_id.to_string(),
+                candidate.key.map_index.raw(),
+            );
+            // Locked above, so every chosen instance was taken; one that was not is left.
+            let Some(&(try_number, token)) = tokens.get(&k) else {
+                continue;
+            };
+            let try_number = try_number as u32;
             let fence = TiFence {
                 key: candidate.key.clone(),
                 owner: claim.owner.clone(),
@@ -275,56 +315,69 @@ impl CoordinationStore for SqlStore {
     }
 
     async fn finish_task(&self, fence: &TiFence, end: &TryEnd) -> Result<()> {
-        TaskState::Running.transition(end.state)?;
+        let mut results = self.finish_tasks(&[(fence.clone(), end.clone())]).await?;
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    async fn finish_tasks(&self, done: &[(TiFence, TryEnd)]) -> Result<Vec<Result<()>>> {
         let mut tx = self.pool.begin().await?;
-        let at = micros(end.at);
-        let changed = sqlx::query(
-            "UPDATE task_instances SET state = $1, ended_at = $2, lease_until = NULL, retry_at = $3,
-                error = $4, owner = NULL
-             WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND map_index = $8
-               AND state = 'running' AND owner = $9 AND owner_token = $10 AND try_number = $11",
-        )
-        .bind(end.state.as_str())
-        .bind(at)
-        .bind(end.retry_at.map(micros))
-        .bind(end.error.as_deref())
-        .bind(fence.key.dag_id.as_str())
-        .bind(fence.key.run_id.as_str())
-        .bind(fence.key.task_id.as_str())
-        .bind(fence.key.map_index.raw())
-        .bind(&fence.owner)
-        .bind(fence.token as i64)
-        .bind(fence.try_number as i64)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed != 1 {
-            return Err(fenced_ti(&fence.key));
+        let mut results = Vec::with_capacity(done.len());
+        for (fence, end) in done {
+            if let Err(e) = TaskState::Running.transition(end.state) {
+                results.push(Err(e.into()));
+                continue;
+            }
+            let at = micros(end.at);
+            let changed = sqlx::query(
+                "UPDATE task_instances SET state = $1, ended_at = $2, lease_until = NULL, retry_at = $3,
+                    error = $4, owner = NULL
+                 WHERE dag_id = $5 AND run_id = $6 AND task_id = $7 AND map_index = $8
+                   AND state = 'running' AND owner = $9 AND owner_token = $10 AND try_number = $11",
+            )
+            .bind(end.state.as_str())
+            .bind(at)
+            .bind(end.retry_at.map(micros))
+            .bind(end.error.as_deref())
+            .bind(fence.key.dag_id.as_str())
+            .bind(fence.key.run_id.as_str())
+            .bind(fence.key.task_id.as_str())
+            .bind(fence.key.map_index.raw())
+            .bind(&fence.owner)
+            .bind(fence.token as i64)
+            .bind(fence.try_number as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                results.push(Err(fenced_ti(&fence.key)));
+                continue;
+            }
+            super::record_try(
+                &mut tx,
+                &fence.key,
+                fence.try_number,
+                end.state,
+                at,
+                end.error.as_deref(),
+            )
+            .await?;
+            if let Some(output) = end.output.as_ref().filter(|o| !o.is_null()) {
+                super::record_output(&mut tx, &fence.key, output).await?;
+            }
+            if let Some(log) = &end.log {
+                save_log(&mut *tx, log).await?;
+            }
+            results.push(Ok(()));
         }
-        super::record_try(
-            &mut tx,
-            &fence.key,
-            fence.try_number,
-            end.state,
-            at,
-            end.error.as_deref(),
-        )
-        .await?;
-        if let Some(output) = end.output.as_ref().filter(|o| !o.is_null()) {
-            super::record_output(&mut tx, &fence.key, output).await?;
-        }
-        if let Some(log) = &end.log {
-            save_log(&mut *tx, log).await?;
-        }
-        if self.backend == Backend::Postgres {
-            // Delivered at the commit, with the change it announces.
+        if self.backend == Backend::Postgres && results.iter().any(Result::is_ok) {
+            // Delivered at the commit, with the changes it announces.
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(channel::DONE)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(results)
     }
 
     async fn save_try_log(&self, log: &TryLog) -> Result<()> {
