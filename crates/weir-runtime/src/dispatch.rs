@@ -459,7 +459,16 @@ fn change(
 /// ends the run. A waiting retry counts as plannable, so the full pass computes its time.
 fn plannable(def: &DagDef, counts: &[weir_store::InstanceCount], now: Timestamp) -> bool {
     let mut views: Vec<Vec<InstanceView>> = vec![Vec::new(); def.dag.tasks().len()];
+    // As the full pass groups them: once a task has mapped instances, its placeholder is gone.
+    let expanded: std::collections::HashSet<&str> = counts
+        .iter()
+        .filter(|c| c.mapped)
+        .map(|c| c.task_id.as_str())
+        .collect();
     for c in counts {
+        if !c.mapped && expanded.contains(c.task_id.as_str()) {
+            continue;
+        }
         let Some(pos) = def.dag.position(&c.task_id) else {
             return true;
         };

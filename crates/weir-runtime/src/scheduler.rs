@@ -175,9 +175,6 @@ impl Scheduler {
         Ok(created)
     }
 
-    /// Runs the scheduler: every `poll`, creates due runs and runs every queued or running run
-    /// (resuming those a stopped process left behind). With `once`, stops when nothing is left
-    /// to run; otherwise runs until `shutdown` completes.
     /// Creates the runs due at `now`, then lists the unfinished ones.
     async fn due_and_pending(&self, now: Timestamp) -> Result<Vec<RunRecord>> {
         self.create_due_runs(now).await?;
@@ -188,6 +185,9 @@ impl Scheduler {
         Ok(self.ex.store().list_runs(&filter).await?)
     }
 
+    /// Runs the scheduler: every `poll`, creates due runs and runs every queued or running run
+    /// (resuming those a stopped process left behind). With `once`, stops when nothing is left
+    /// to run; otherwise runs until `shutdown` completes.
     pub async fn serve(
         &self,
         poll: Duration,

@@ -277,6 +277,19 @@ impl Worker {
         if batch.is_empty() {
             return batch;
         }
+        // In key order, so that two commits touching the same rows take their locks alike.
+        let mut batch = batch;
+        batch.sort_by(|a, b| {
+            let key = |d: &Done| {
+                (
+                    d.fence.key.dag_id.to_string(),
+                    d.fence.key.run_id.to_string(),
+                    d.fence.key.task_id.to_string(),
+                    d.fence.key.map_index.raw(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
         let pairs: Vec<(TiFence, TryEnd)> = batch
             .iter()
             .map(|d| (d.fence.clone(), d.end.clone()))
@@ -287,10 +300,23 @@ impl Worker {
                 tracing::warn!("cannot report {} tries yet: {e}; trying again", batch.len());
                 return batch;
             }
+            Err(e) if batch.len() > 1 => {
+                // One try's report (a log the database refuses, say) failed the commit of
+                // them all: each is reported alone, so only that one is lost.
+                tracing::warn!(
+                    "the store refused a batch of {} reports ({e}); reporting them one by one",
+                    batch.len()
+                );
+                let mut refused = Vec::new();
+                for done in batch {
+                    refused.extend(Box::pin(self.report(store, vec![done], report)).await);
+                }
+                return refused;
+            }
             Err(e) => {
-                // Not the store being away: the instances run again once their leases end.
-                tracing::error!("the store refused {} tries' reports: {e}", batch.len());
-                report.lost += batch.len();
+                // Not the store being away: the instance runs again once its lease ends.
+                tracing::error!(task_id = %batch[0].fence.key.task_id, "the store refused a try's report: {e}");
+                report.lost += 1;
                 return Vec::new();
             }
         };

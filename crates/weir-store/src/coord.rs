@@ -94,7 +94,8 @@ pub trait CoordinationStore: Send + Sync {
     /// Ends several claimed tries in one commit (a worker reports the tries that finished
     /// together at once): each as [`CoordinationStore::finish_task`] would, with its own
     /// result — a try whose fence no longer holds is refused alone. `Err` when the commit
-    /// itself failed: nothing changed.
+    /// itself failed: nothing changed. (This default ends them one commit each, and stops at
+    /// the first failure of the store, after committing the ones before it.)
     async fn finish_tasks(&self, done: &[(TiFence, TryEnd)]) -> Result<Vec<Result<()>>> {
         let mut results = Vec::with_capacity(done.len());
         for (fence, end) in done {

@@ -21,6 +21,18 @@ use crate::{Result, TiKey};
 /// How many candidates a claim looks at per instance it may take: some will not fit their pool.
 const LOOKAHEAD: i64 = 4;
 
+/// ` AND ti.queue IN (…)`, unless every queue is wanted.
+fn push_queues<'q>(q: &mut Builder<'q>, queues: &'q [String]) {
+    if !queues.is_empty() {
+        q.push(" AND ti.queue IN (");
+        let mut list = q.separated(", ");
+        for queue in queues {
+            list.push_bind(queue.as_str());
+        }
+        q.push(")");
+    }
+}
+
 #[async_trait]
 impl CoordinationStore for SqlStore {
     async fn set_dag_limit(
@@ -63,59 +75,69 @@ impl CoordinationStore for SqlStore {
                   busy AS (SELECT d.dag_id FROM dag_limits d
                            WHERE d.max_active_tasks <= (SELECT COUNT(*) FROM task_instances y
                                                         WHERE y.dag_id = d.dag_id AND y.state = 'running'))";
-        let mut q = match self.backend {
+        let take = claim.limit as i64 * LOOKAHEAD;
+        let mut candidates = Vec::new();
+        match self.backend {
             // Run by running run, oldest logical date first, each run's instances in creation
-            // order straight off an index: a claim reads about as many rows as it may take,
-            // not every scheduled instance.
-            Backend::Postgres => Builder::new(format!(
-                "{limits}
-                 SELECT {columns} FROM (SELECT dag_id, run_id, logical_date FROM dag_runs
-                                        WHERE state = 'running'
-                                          AND dag_id NOT IN (SELECT dag_id FROM busy)) r
-                 CROSS JOIN LATERAL (
-                     SELECT {columns}, ti.rowid AS claim_order FROM task_instances ti
+            // order straight off an index, locked only as many as are still wanted: a claim
+            // reads and locks about as many rows as it may take, not every scheduled one.
+            Backend::Postgres => {
+                let runs = sqlx::query(&format!(
+                    "{limits}
+                     SELECT dag_id, run_id FROM dag_runs
+                     WHERE state = 'running' AND dag_id NOT IN (SELECT dag_id FROM busy)
+                     ORDER BY logical_date, run_id"
+                ))
+                .fetch_all(&mut *tx)
+                .await?;
+                for run in runs {
+                    let wanted = take - candidates.len() as i64;
+                    if wanted <= 0 {
+                        break;
+                    }
+                    let (dag_id, run_id): (String, String) =
+                        (run.try_get("dag_id")?, run.try_get("run_id")?);
+                    let mut q = Builder::new(format!(
+                        "WITH used AS (SELECT pool, SUM(pool_slots) AS slots FROM task_instances
+                                       WHERE state = 'running' GROUP BY pool)
+                         SELECT {columns} FROM task_instances ti
+                         JOIN pools p ON p.name = ti.pool
+                         LEFT JOIN used u ON u.pool = ti.pool
+                         WHERE ti.state = 'scheduled'
+                           AND ti.pool_slots <= p.slots - COALESCE(u.slots, 0)
+                           AND ti.dag_id = "
+                    ));
+                    q.push_bind(dag_id.as_str())
+                        .push(" AND ti.run_id = ")
+                        .push_bind(run_id.as_str());
+                    push_queues(&mut q, &claim.queues);
+                    q.push(" ORDER BY ti.rowid LIMIT ")
+                        .push_bind(wanted)
+                        .push(" FOR UPDATE OF ti SKIP LOCKED");
+                    for row in q.build().fetch_all(&mut *tx).await? {
+                        candidates.push(ti_from_row(&row)?);
+                    }
+                }
+            }
+            Backend::Sqlite => {
+                let mut q = Builder::new(format!(
+                    "{limits}
+                     SELECT {columns} FROM task_instances ti
+                     JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id
                      JOIN pools p ON p.name = ti.pool
                      LEFT JOIN used u ON u.pool = ti.pool
-                     WHERE ti.dag_id = r.dag_id AND ti.run_id = r.run_id
-                       AND ti.state = 'scheduled'
-                       AND ti.pool_slots <= p.slots - COALESCE(u.slots, 0)"
-            )),
-            Backend::Sqlite => Builder::new(format!(
-                "{limits}
-                 SELECT {columns} FROM task_instances ti
-                 JOIN dag_runs r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id
-                 JOIN pools p ON p.name = ti.pool
-                 LEFT JOIN used u ON u.pool = ti.pool
-                 WHERE ti.state = 'scheduled' AND r.state = 'running'
-                   AND ti.pool_slots <= p.slots - COALESCE(u.slots, 0)
-                   AND ti.dag_id NOT IN (SELECT dag_id FROM busy)"
-            )),
-        };
-        if !claim.queues.is_empty() {
-            q.push(" AND ti.queue IN (");
-            let mut queues = q.separated(", ");
-            for queue in &claim.queues {
-                queues.push_bind(queue.as_str());
+                     WHERE ti.state = 'scheduled' AND r.state = 'running'
+                       AND ti.pool_slots <= p.slots - COALESCE(u.slots, 0)
+                       AND ti.dag_id NOT IN (SELECT dag_id FROM busy)"
+                ));
+                push_queues(&mut q, &claim.queues);
+                q.push(" ORDER BY r.logical_date, ti.rowid LIMIT ")
+                    .push_bind(take);
+                for row in q.build().fetch_all(&mut *tx).await? {
+                    candidates.push(ti_from_row(&row)?);
+                }
             }
-            q.push(")");
         }
-        let take = claim.limit as i64 * LOOKAHEAD;
-        if self.backend == Backend::Postgres {
-            q.push(" ORDER BY ti.rowid LIMIT ")
-                .push_bind(take)
-                .push(" FOR UPDATE OF ti SKIP LOCKED) ti ORDER BY r.logical_date, ti.claim_order LIMIT ")
-                .push_bind(take);
-        } else {
-            q.push(" ORDER BY r.logical_date, ti.rowid LIMIT ")
-                .push_bind(take);
-        }
-        let candidates = q
-            .build()
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(ti_from_row)
-            .collect::<Result<Vec<_>>>()?;
         if candidates.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
